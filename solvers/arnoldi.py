@@ -1,0 +1,154 @@
+"""Orthogonalisation and the Hessenberg least-squares problem shared by Krylov methods.
+
+GMRES, flexible and deflated variants, and GCRO-DR (subspace recycling) all build an
+orthonormal basis one vector at a time and then minimise ``||beta e1 - H y||`` over a
+growing upper-Hessenberg ``H``. These two pieces live here once.
+
+Bases are stored as the *rows* of a ``(capacity, n)`` array so that projecting a
+vector onto the first ``k`` basis vectors is one contiguous matrix-vector product.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from scipy.linalg import lstsq, solve_triangular
+
+__all__ = ["HessenbergLeastSquares", "orthogonalize"]
+
+
+def orthogonalize(xp: ModuleType, basis: Any, k: int, w: Any) -> tuple[np.ndarray, float]:
+    """Remove from ``w`` its components along the first ``k`` rows of ``basis``.
+
+    Classical Gram-Schmidt applied twice (CGS2): two block projections, each one
+    BLAS-2 product, giving orthogonality to working precision (Giraud, Langou,
+    Rozloznik, "The loss of orthogonality in the Gram-Schmidt orthogonalization
+    process", 2005) at the speed of classical Gram-Schmidt.
+
+    Parameters
+    ----------
+    xp : module
+        Array namespace of ``basis`` and ``w``.
+    basis : array, shape (capacity, n)
+        Rows ``0..k-1`` are orthonormal.
+    k : int
+        Number of rows to orthogonalise against (0 allowed).
+    w : array, shape (n,)
+        Overwritten with the orthogonalised vector (not normalised).
+
+    Returns
+    -------
+    coefficients : numpy.ndarray, shape (k,)
+        ``basis[:k]^H w`` of the original ``w``, summed over both passes.
+    norm : float
+        2-norm of the orthogonalised ``w``.
+    """
+    coefficients = np.zeros(k, dtype=_host_dtype(w))
+    if k > 0:
+        rows = basis[:k]
+        adjoint = xp.conj(rows) if _is_complex(w) else rows
+        for _ in range(2):
+            h = adjoint @ w
+            w -= h @ rows
+            coefficients += _to_host(h)
+    norm = float(abs(_scalar(xp.linalg.vector_norm(w))))
+    return coefficients, norm
+
+
+class HessenbergLeastSquares:
+    """Progressive QR factorisation of an upper-Hessenberg matrix by Givens rotations.
+
+    Solves ``min_y ||beta e1 - H y||`` where columns of the ``(m+1) x m`` Hessenberg
+    matrix ``H`` arrive one at a time from Arnoldi. After each column the current
+    least-squares residual norm is known at no extra cost, which is the GMRES
+    residual norm ``||b - A x_k||`` in exact arithmetic.
+
+    Parameters
+    ----------
+    capacity : int
+        Largest number of columns ``m``.
+    beta : float
+        Norm of the starting residual.
+    dtype : numpy dtype
+        Real or complex scalar type of ``H``.
+    """
+
+    def __init__(self, capacity: int, beta: float, dtype: Any) -> None:
+        self._r = np.zeros((capacity + 1, capacity), dtype=dtype)
+        self._g = np.zeros(capacity + 1, dtype=dtype)
+        self._g[0] = beta
+        self._cos = np.zeros(capacity, dtype=dtype)
+        self._sin = np.zeros(capacity, dtype=dtype)
+        self.columns = 0
+
+    def append(self, h: np.ndarray, subdiagonal: float) -> float:
+        """Add the next Hessenberg column and return the new residual norm.
+
+        Parameters
+        ----------
+        h : numpy.ndarray, shape (j+1,)
+            Entries ``H[0..j, j]`` of column ``j`` (the Arnoldi coefficients).
+        subdiagonal : float
+            ``H[j+1, j]``, the norm of the new basis vector before normalisation.
+        """
+        j = self.columns
+        col = self._r[: j + 2, j]
+        col[: j + 1] = h
+        col[j + 1] = subdiagonal
+        for i in range(j):
+            upper = self._cos[i] * col[i] + self._sin[i] * col[i + 1]
+            col[i + 1] = -np.conj(self._sin[i]) * col[i] + np.conj(self._cos[i]) * col[i + 1]
+            col[i] = upper
+        c, s, radius = _givens(col[j], col[j + 1])
+        self._cos[j], self._sin[j] = c, s
+        col[j], col[j + 1] = radius, 0.0
+        self._g[j + 1] = -np.conj(s) * self._g[j]
+        self._g[j] = c * self._g[j]
+        self.columns = j + 1
+        return float(abs(self._g[j + 1]))
+
+    def solve(self) -> np.ndarray:
+        """Return the minimiser ``y`` over the columns appended so far.
+
+        A zero on the diagonal of the triangular factor means ``H`` is rank
+        deficient (the operator is singular on the Krylov space); the minimum-norm
+        least-squares solution is returned then.
+        """
+        k = self.columns
+        triangle, rhs = self._r[:k, :k], self._g[:k]
+        if np.all(np.diagonal(triangle) != 0):
+            return solve_triangular(triangle, rhs, lower=False)
+        return lstsq(triangle, rhs)[0]
+
+
+def _givens(a: complex, b: complex) -> tuple[Any, Any, Any]:
+    """Rotation with ``[[c, s], [-conj(s), conj(c)]] @ [a, b] = [r, 0]``, ``c`` real."""
+    if b == 0:
+        return 1.0, 0.0, a
+    if a == 0:
+        return 0.0, np.conj(b) / abs(b), abs(b)
+    scale = np.hypot(abs(a), abs(b))
+    c = abs(a) / scale
+    phase = a / abs(a)
+    s = phase * np.conj(b) / scale
+    return c, s, phase * scale
+
+
+def _is_complex(a: Any) -> bool:
+    return "complex" in str(a.dtype)
+
+
+def _host_dtype(a: Any) -> type:
+    return np.complex128 if _is_complex(a) else np.float64
+
+
+def _to_host(a: Any) -> np.ndarray:
+    from numlib.backend import to_numpy
+
+    return to_numpy(a)
+
+
+def _scalar(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value

@@ -1,0 +1,402 @@
+"""Krylov solvers for ``A x = b``: preconditioned CG and restarted GMRES(m).
+
+Both accept a dense array (numpy, torch, cupy), a scipy.sparse matrix or a
+``LinearOperator``, compute in the array library of ``b``, and return one
+:class:`numlib.result.SolveResult`. The stopping test is scipy's::
+
+    ||b - A x||_2 <= max(rtol * ||b||_2, atol)
+
+and ``converged`` is True only after that test passed on a *recomputed* residual,
+never on the recurrence's estimate alone. A method that stops short (iteration
+budget, breakdown) returns its last iterate with ``converged=False`` and a
+:class:`numlib.result.ConvergenceWarning`.
+
+References
+----------
+.. [1] M. R. Hestenes and E. Stiefel, "Methods of conjugate gradients for solving
+   linear systems", J. Res. Nat. Bur. Standards 49 (1952).
+.. [2] Y. Saad and M. H. Schultz, "GMRES: a generalized minimal residual algorithm
+   for solving nonsymmetric linear systems", SIAM J. Sci. Stat. Comput. 7 (1986).
+.. [3] Y. Saad, "Iterative Methods for Sparse Linear Systems", 2nd ed., SIAM 2003,
+   Alg. 9.1 (PCG) and 9.5 (right-preconditioned GMRES).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from numlib.backend import array_namespace, inner
+from numlib.linop import as_matvec
+from numlib.result import ConvergenceWarning, SolveResult
+from numlib.validate import check_positive_int, check_tolerance, check_vector
+from solvers.arnoldi import HessenbergLeastSquares, orthogonalize
+
+__all__ = ["cg", "gmres"]
+
+Callback = Callable[[Any], None]
+
+
+@dataclass
+class _Problem:
+    """Validated inputs common to every Krylov method."""
+
+    xp: ModuleType
+    matvec: Callable[[Any], Any]
+    precondition: Callable[[Any], Any] | None
+    b: Any
+    x: Any  # a private copy of x0 (or zeros) that the method updates
+    b_norm: float
+    tolerance: float
+    maxiter: int
+    callback: Callback | None
+
+    def residual(self) -> tuple[Any, float]:
+        """Recompute ``r = b - A x`` and its norm."""
+        r = self.b - self.matvec(self.x)
+        return r, _norm(self.xp, r)
+
+    def finish(
+        self,
+        method: str,
+        iterations: int,
+        history: list[float],
+        breakdown: str | None = None,
+        true_norm: float | None = None,
+        **info: Any,
+    ) -> SolveResult:
+        """Build the result, recomputing the residual unless the caller just did."""
+        if true_norm is None:
+            _, true_norm = self.residual()
+        converged = true_norm <= self.tolerance and breakdown is None
+        if breakdown is not None and true_norm <= self.tolerance:
+            converged, breakdown = True, None
+        info.update(true_residual_norm=true_norm, tolerance=self.tolerance)
+        if breakdown is not None:
+            info["breakdown"] = breakdown
+        if not converged:
+            reason = breakdown or f"iteration limit maxiter={self.maxiter} reached"
+            relative = true_norm / self.b_norm if self.b_norm > 0 else true_norm
+            warnings.warn(
+                f"{method} did not converge after {iterations} iterations ({reason}): "
+                f"||b - Ax|| = {true_norm:.3e} (relative {relative:.3e}) > "
+                f"tolerance {self.tolerance:.3e}",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return SolveResult(
+            x=self.x,
+            converged=converged,
+            iterations=iterations,
+            residual_norms=np.asarray(history, dtype=np.float64),
+            info=info,
+        )
+
+
+def _setup(
+    A: Any,
+    b: Any,
+    x0: Any,
+    rtol: float,
+    atol: float,
+    maxiter: int | None,
+    M: Any,
+    callback: Callback | None,
+) -> _Problem:
+    """Check every argument before any work and return the shared state."""
+    check_vector(b, "b")
+    n = b.shape[0]
+    matvec = as_matvec(A, "A", size=n)
+    precondition = None if M is None else as_matvec(M, "M", size=n)
+    if x0 is not None:
+        check_vector(x0, "x0", size=n)
+    rtol = check_tolerance(rtol, "rtol")
+    atol = check_tolerance(atol, "atol")
+    maxiter = 10 * n if maxiter is None else check_positive_int(maxiter, "maxiter")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+
+    xp = array_namespace(b, x0, A if hasattr(A, "__array_namespace__") else None)
+    dtype = xp.result_type(b.dtype, *(a.dtype for a in (A, x0) if _has_array_dtype(a)))
+    b = xp.astype(b, dtype, copy=False) if hasattr(xp, "astype") else b.astype(dtype)
+    if x0 is None:
+        x = xp.zeros_like(b)
+    else:
+        x = xp.astype(x0, dtype, copy=True) if hasattr(xp, "astype") else x0.astype(dtype)
+    b_norm = _norm(xp, b)
+    return _Problem(
+        xp=xp,
+        matvec=matvec,
+        precondition=precondition,
+        b=b,
+        x=x,
+        b_norm=b_norm,
+        tolerance=max(rtol * b_norm, atol),
+        maxiter=maxiter,
+        callback=callback,
+    )
+
+
+def cg(
+    A: Any,
+    b: Any,
+    *,
+    x0: Any = None,
+    rtol: float = 1e-5,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    M: Any = None,
+    callback: Callback | None = None,
+) -> SolveResult:
+    """Solve ``A x = b`` for Hermitian positive definite ``A`` by preconditioned CG.
+
+    Each iteration applies ``A`` once and ``M`` once. In exact arithmetic the
+    iterate minimises the ``A``-norm of the error over ``x0 + K_k(MA, M r0)``, so CG
+    terminates in at most as many iterations as ``MA`` has distinct eigenvalues,
+    and the error contracts at least by ``2((sqrt(kappa) - 1)/(sqrt(kappa) + 1))^k``.
+
+    When the recurrence residual meets the tolerance the true residual is
+    recomputed; if rounding has let the two drift apart, CG restarts from the
+    true residual rather than report a false convergence.
+
+    Parameters
+    ----------
+    A : array, scipy.sparse matrix or LinearOperator, shape (n, n)
+        Hermitian positive definite operator. Not checked for symmetry; loss of
+        positive definiteness is detected as a breakdown (``p^H A p <= 0``).
+    b : array, shape (n,)
+        Right-hand side; numpy, torch or cupy. ``x`` is returned in the same kind.
+    x0 : array, shape (n,), optional
+        Starting guess (default zeros). Not modified.
+    rtol, atol : float
+        Stop when ``||b - A x|| <= max(rtol ||b||, atol)``.
+    maxiter : int, optional
+        Largest number of iterations (default ``10 n``).
+    M : array, scipy.sparse matrix or LinearOperator, optional
+        Hermitian positive definite preconditioner approximating ``A^{-1}``
+        (scipy's convention; e.g. ``pyamg``'s ``ml.aspreconditioner()``).
+    callback : callable, optional
+        Called as ``callback(xk)`` after every iteration; ``xk`` is the live
+        iterate, copy it to keep it.
+
+    Returns
+    -------
+    SolveResult
+        ``residual_norms[k]`` is the recurrence residual ``||r_k||`` after
+        iteration ``k``; ``info["true_residual_norm"]`` the recomputed final one;
+        ``info["breakdown"]`` explains a breakdown.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For inputs of the wrong kind, shape or dtype, NaN/Inf entries, or
+        tolerances and ``maxiter`` out of range, before any work.
+
+    Warns
+    -----
+    ConvergenceWarning
+        If the tolerance was not met (with ``converged=False``).
+
+    References
+    ----------
+    .. [1] Hestenes and Stiefel (1952); Saad (2003), Algorithm 9.1.
+
+    Examples
+    --------
+    >>> from solvers.problems import poisson2d
+    >>> system = poisson2d(64)
+    >>> result = cg(system.A, system.b, rtol=1e-10)
+    >>> result.converged, result.iterations < 300
+    (True, True)
+    """
+    state = _setup(A, b, x0, rtol, atol, maxiter, M, callback)
+    xp, matvec, precondition, x = state.xp, state.matvec, state.precondition, state.x
+    if state.b_norm == 0.0 and x0 is None:
+        return state.finish("cg", 0, [0.0], true_norm=0.0)
+
+    r, residual_norm = state.residual()
+    history = [residual_norm]
+    iterations = 0
+    breakdown = None
+    while residual_norm > state.tolerance and iterations < state.maxiter and breakdown is None:
+        # (Re)start the recurrence from the current residual r.
+        z = r if precondition is None else precondition(r)
+        rho = inner(xp, r, z).real
+        p = xp.asarray(z, copy=True)
+        while iterations < state.maxiter:
+            if precondition is not None and rho <= 0.0:
+                breakdown = f"M is not positive definite (r^H M r = {rho:.3e})"
+                break
+            q = matvec(p)
+            curvature = inner(xp, p, q).real
+            if not curvature > 0.0:
+                breakdown = f"A is not positive definite (p^H A p = {curvature:.3e})"
+                break
+            alpha = rho / curvature
+            x += alpha * p
+            r -= alpha * q
+            iterations += 1
+            if precondition is None:
+                rho_next = inner(xp, r, r).real
+                residual_norm = math.sqrt(rho_next)
+            else:
+                z = precondition(r)
+                rho_next = inner(xp, r, z).real
+                residual_norm = _norm(xp, r)
+            history.append(residual_norm)
+            if state.callback is not None:
+                state.callback(x)
+            if residual_norm <= state.tolerance:
+                break
+            p *= rho_next / rho
+            p += z if precondition is not None else r
+            rho = rho_next
+        if breakdown is None:
+            # Trust the recurrence only after checking it: on a drifted
+            # residual the outer loop restarts CG from the true one.
+            r, residual_norm = state.residual()
+    return state.finish("cg", iterations, history, breakdown, true_norm=_true_norm(state, r))
+
+
+def gmres(
+    A: Any,
+    b: Any,
+    *,
+    restart: int = 20,
+    x0: Any = None,
+    rtol: float = 1e-5,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    M: Any = None,
+    callback: Callback | None = None,
+) -> SolveResult:
+    """Solve ``A x = b`` by restarted GMRES(m) with right preconditioning.
+
+    Each cycle builds an orthonormal basis of ``K_m(A M, r0)`` by Arnoldi with
+    CGS2 orthogonalisation and chooses ``x = x0 + M V y`` minimising the true
+    residual ``||b - A x||`` over it. Right preconditioning keeps the minimised
+    quantity the unpreconditioned residual, so the stopping test needs no
+    preconditioned norms. With ``restart >= n`` (no restarts) GMRES converges in
+    at most ``n`` iterations in exact arithmetic; an invariant subspace found
+    earlier ("happy breakdown") ends the cycle with the exact solution.
+
+    Parameters
+    ----------
+    A : array, scipy.sparse matrix or LinearOperator, shape (n, n)
+        Nonsingular operator.
+    b : array, shape (n,)
+        Right-hand side; numpy, torch or cupy. ``x`` is returned in the same kind.
+    restart : int
+        Cycle length ``m`` (basis size); capped at ``n``.
+    x0 : array, shape (n,), optional
+        Starting guess (default zeros). Not modified.
+    rtol, atol : float
+        Stop when ``||b - A x|| <= max(rtol ||b||, atol)``.
+    maxiter : int, optional
+        Largest number of *iterations* (applications of ``A``) over all cycles,
+        default ``10 n``. Note: scipy's ``gmres`` counts cycles instead.
+    M : array, scipy.sparse matrix or LinearOperator, optional
+        Right preconditioner approximating ``A^{-1}``.
+    callback : callable, optional
+        Called as ``callback(xk)`` at the end of every cycle (the iterate is
+        only formed then).
+
+    Returns
+    -------
+    SolveResult
+        ``residual_norms[k]`` is the GMRES least-squares residual after
+        iteration ``k`` (equal to ``||b - A x_k||`` in exact arithmetic);
+        ``info["cycles"]`` counts restart cycles, ``info["true_residual_norm"]``
+        is recomputed.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For inputs of the wrong kind, shape or dtype, NaN/Inf entries, or
+        tolerances, ``restart`` and ``maxiter`` out of range, before any work.
+
+    Warns
+    -----
+    ConvergenceWarning
+        If the tolerance was not met (with ``converged=False``).
+
+    References
+    ----------
+    .. [1] Saad and Schultz (1986); Saad (2003), Algorithm 9.5.
+
+    Examples
+    --------
+    >>> from solvers.problems import convection_diffusion
+    >>> system = convection_diffusion(32, 10.0)
+    >>> gmres(system.A, system.b, restart=30, rtol=1e-10).converged
+    True
+    """
+    restart = check_positive_int(restart, "restart")
+    state = _setup(A, b, x0, rtol, atol, maxiter, M, callback)
+    xp, matvec, precondition, x = state.xp, state.matvec, state.precondition, state.x
+    n = x.shape[0]
+    m = min(restart, n)
+    basis = xp.empty((m + 1, n), dtype=x.dtype, device=_device(x))
+    host_dtype = np.complex128 if "complex" in str(x.dtype) else np.float64
+    eps = float(np.finfo(host_dtype).eps)
+
+    r, residual_norm = state.residual()
+    history = [residual_norm]
+    iterations = cycles = 0
+    breakdown = None
+    while residual_norm > state.tolerance and iterations < state.maxiter:
+        cycles += 1
+        basis[0] = r / residual_norm
+        lsq = HessenbergLeastSquares(m, residual_norm, host_dtype)
+        invariant = False
+        for j in range(m):
+            v = basis[j] if precondition is None else precondition(basis[j])
+            w = matvec(v)
+            w_norm = _norm(xp, w)
+            h, h_next = orthogonalize(xp, basis, j + 1, w)
+            iterations += 1
+            history.append(lsq.append(h, h_next))
+            # Happy breakdown: A M v_j lies (to rounding) in the current basis, so
+            # the Krylov space is invariant and the minimiser is the solution.
+            invariant = h_next <= 4 * eps * w_norm
+            if invariant or history[-1] <= state.tolerance or iterations >= state.maxiter:
+                break
+            basis[j + 1] = w / h_next
+        y = xp.asarray(lsq.solve(), dtype=x.dtype, device=_device(x))
+        update = y @ basis[: lsq.columns]
+        x += update if precondition is None else precondition(update)
+        previous = residual_norm
+        r, residual_norm = state.residual()
+        if callback is not None:
+            callback(x)
+        if invariant and residual_norm > state.tolerance and residual_norm >= previous:
+            breakdown = "Krylov space became invariant without reducing the residual (A singular?)"
+            break
+    return state.finish(
+        "gmres", iterations, history, breakdown, true_norm=residual_norm, cycles=cycles, restart=m
+    )
+
+
+def _true_norm(state: _Problem, r: Any) -> float:
+    """Norm of the residual the loop last recomputed (r is always b - A x on exit)."""
+    return _norm(state.xp, r)
+
+
+def _norm(xp: ModuleType, v: Any) -> float:
+    return math.sqrt(abs(inner(xp, v, v)))
+
+
+def _device(a: Any) -> Any:
+    from array_api_compat import device
+
+    return device(a)
+
+
+def _has_array_dtype(a: Any) -> bool:
+    return a is not None and hasattr(a, "dtype") and a.dtype is not None

@@ -1,0 +1,1 @@
+"""Benchmark suite and paper reproductions behind the ``numlib-bench`` command."""
