@@ -1,40 +1,11 @@
-"""A gallery of PDE linear systems, assembled as scipy.sparse CSR arrays.
-
-Every problem lives on the unit square (or cube) with Dirichlet boundary conditions
-and is returned as a :class:`LinearSystem`. Matrices are in physical scaling (they
-include the ``1/h²`` factor), so the right-hand side is the source ``f`` sampled at
-the unknowns plus the boundary terms moved over from the stencil.
-
-Unknowns are laid out on ``grid_shape`` in C order with axis 0 the ``x`` direction,
-axis 1 ``y`` and axis 2 ``z``: ``x.reshape(grid_shape)[i, j]`` is the value at
-``(x_i, y_j)``. Vertex-centred problems (Poisson, Helmholtz, convection-diffusion,
-heat) have ``n`` interior nodes per axis at ``x_i = (i + 1) h``, ``h = 1/(n + 1)``;
-the cell-centred Darcy problem has ``n`` cells per axis with centres at
-``x_i = (i + 1/2) h``, ``h = 1/n``.
-
-Manufactured solutions. Each function takes ``solution=(u, f)``: two vectorised
-callables of the coordinates (``u(x, y)`` or ``u(x, y, z)``, called with float
-arrays of one common shape and returning arrays broadcastable to it), where ``u`` is
-the exact continuous solution and ``f`` the source that makes it one, i.e. ``f`` is
-the problem's differential operator applied to ``u`` (spelled out in each
-function). The boundary data are ``u`` on the boundary, ``b`` holds ``f`` plus the
-boundary terms, and ``x_exact`` is ``u`` at the unknowns, so the discretisation error
-``x - x_exact`` can be measured. Without ``solution`` the constant-coefficient
-problems use a default smooth solution with nonzero boundary values (given in each
-docstring).
-
-All matrices are built by vectorised sparse constructions (Kronecker sums of 1-D
-stencils or banded diagonals), in ``O(N)`` time and memory for ``N`` unknowns.
-scipy.sparse is numpy-only, so every array argument must be a numpy array.
-"""
+"""Vertex-centred finite differences: Poisson, Helmholtz, convection-diffusion, heat."""
 
 from __future__ import annotations
 
 import functools
 import math
 import numbers
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -42,62 +13,25 @@ import scipy.sparse as sp
 
 from numlib.validate import as_generator, check_positive_int, check_positive_real, check_tolerance
 from solvers.fields import gaussian_random_field
+from solvers.problems.system import (
+    Field,
+    LinearSystem,
+    _canonical,
+    _check_solution,
+    _default_or,
+    _grid,
+    _grid_values,
+    _interior_nodes,
+    _sample,
+)
 
-__all__ = [
-    "LinearSystem",
-    "convection_diffusion",
-    "darcy",
-    "heat_step",
-    "helmholtz",
-    "poisson2d",
-    "poisson3d",
-]
-
-Field = Callable[..., Any]
-"""A vectorised function of the coordinates, ``f(x, y)`` or ``f(x, y, z)``."""
+__all__ = ["convection_diffusion", "heat_step", "helmholtz", "poisson2d", "poisson3d"]
 
 Stencil = tuple[float, float, float]
 
 _SCHEMES = ("central", "upwind")
 
 
-@dataclass(frozen=True, eq=False)
-class LinearSystem:
-    """A discretised PDE ``A x = b`` with the data that produced it.
-
-    Equality is identity (``eq=False``): the fields are arrays, for which
-    field-by-field ``==`` has no single truth value.
-
-    Attributes
-    ----------
-    A : scipy.sparse.csr_array
-        The ``N x N`` matrix, float64, canonical CSR (sorted indices, no duplicates).
-    b : numpy.ndarray
-        Right-hand side of length ``N``: the source plus the boundary terms.
-    x_exact : numpy.ndarray or None
-        The manufactured continuous solution sampled at the unknowns, length ``N``;
-        ``None`` when the problem has no known solution (random data).
-    name : str
-        The generating function, e.g. ``"poisson2d"``.
-    grid_shape : tuple of int
-        Grid of the unknowns, C order: ``x.reshape(grid_shape)``.
-    h : float
-        Mesh width.
-    params : dict
-        The parameters that produced the system (``n``, ``k``, ``peclet``, ...), and
-        for the random families the drawn data (``coefficient``, ``u_prev``).
-    """
-
-    A: sp.csr_array
-    b: np.ndarray
-    x_exact: np.ndarray | None
-    name: str
-    grid_shape: tuple[int, ...]
-    h: float
-    params: dict[str, Any]
-
-
-# ---------------------------------------------------------------------------
 # Default manufactured solutions. Derivatives are written by hand so that the
 # convergence tests check the discretisation against independent calculus.
 
@@ -122,10 +56,6 @@ def _u_3d(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
 
 def _minus_laplacian_u_3d(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
     return (np.pi**2 - 2) * np.exp(x + y) * np.sin(np.pi * z) + 14 * np.cos(x + 2 * y + 3 * z)
-
-
-# ---------------------------------------------------------------------------
-# Public problems.
 
 
 def poisson2d(n: int, *, solution: tuple[Field, Field] | None = None) -> LinearSystem:
@@ -442,156 +372,6 @@ def heat_step(
     return LinearSystem(A, b.ravel(), x_exact, "heat_step", (n, n), h, params)
 
 
-def darcy(
-    n: int,
-    *,
-    coefficient: float | np.ndarray | Field | None = None,
-    rhs: float | np.ndarray | Field | None = None,
-    rng: int | np.random.Generator | None = None,
-    alpha: float = 2.5,
-    tau: float = 7.0,
-    solution: tuple[Field, Field] | None = None,
-) -> LinearSystem:
-    """Cell-centred finite-volume Darcy problem ``-∇·(a ∇u) = f`` on the unit square.
-
-    ``n x n`` cells of width ``h = 1/n``. The flux through the face between cells
-    ``P`` and ``E`` is ``a_PE (u_P - u_E)/h`` with the harmonic mean
-    ``a_PE = 2 a_P a_E / (a_P + a_E)``; on a boundary face with Dirichlet value
-    ``g`` it is ``a_P (u_P - g)/(h/2)``. Dividing by the cell area gives a symmetric
-    positive definite M-matrix (its two off-diagonal entries per face are the same
-    number, so ``A == A.T`` exactly). For smooth ``a`` and ``u`` the error is
-    ``O(h²)`` in the max norm. The harmonic mean keeps the flux continuous across
-    jumps in ``a``, as in the high-contrast fields ``a = exp(GRF)`` of operator-
-    learning data sets.
-
-    Parameters
-    ----------
-    n : int
-        Cells per dimension, ``>= 1``; ``N = n²`` unknowns.
-    coefficient : float, numpy.ndarray, callable or None
-        Permeability ``a``, positive and finite: a constant, cell values of shape
-        ``(n, n)`` or ``(n*n,)``, or a callable ``a(x, y)`` evaluated at the cell
-        centres. ``None`` draws ``a = exp(gaussian_random_field((n, n), alpha=alpha,
-        tau=tau, rng=rng))``.
-    rhs : float, numpy.ndarray, callable or None
-        Source ``f``: a constant, cell values, or a callable ``f(x, y)`` evaluated at
-        the cell centres. ``None`` means ``f = 1``. Must be ``None`` with
-        ``solution``.
-    rng : int, numpy.random.Generator or None
-        Seed or generator for the random coefficient; unused otherwise. Passing one
-        generator to successive calls draws a sequence of related systems.
-    alpha, tau : float
-        Smoothness and inverse length scale of the random field (see
-        :func:`solvers.fields.gaussian_random_field`), finite and ``> 0``.
-    solution : (callable, callable), optional
-        ``(u, f)`` with ``f = -∇·(a ∇u)``; needs ``coefficient`` to be a constant or
-        a callable (the continuous ``f`` depends on ``a`` between the cell centres).
-        The boundary values are then ``u`` and ``x_exact`` is ``u`` at the cell
-        centres; without it they are zero and ``x_exact`` is ``None``.
-
-    Returns
-    -------
-    LinearSystem
-        ``name="darcy"``, ``grid_shape=(n, n)``, ``h = 1/n``, ``params`` with ``n``,
-        ``alpha``, ``tau`` and ``coefficient``, the ``(n, n)`` cell values used.
-
-    Raises
-    ------
-    TypeError
-        If ``n`` is not an integer, ``coefficient`` or ``rhs`` is of an unsupported
-        type or dtype, ``alpha`` or ``tau`` not a real number, ``rng`` not a seed or
-        generator, or ``solution`` not a pair of callables.
-    ValueError
-        If ``n < 1``, ``coefficient`` is not positive and finite or has the wrong
-        shape, ``rhs`` has the wrong shape or non-finite values, ``alpha`` or
-        ``tau`` is not finite and positive, or ``solution`` is given with a
-        coefficient array, with no coefficient, or with ``rhs``.
-
-    References
-    ----------
-    .. [1] R. Eymard, T. Gallouët, R. Herbin, "Finite volume methods", Handbook of
-       Numerical Analysis VII, 2000, pp. 713-1020.
-    .. [2] Z. Li et al., "Fourier neural operator for parametric partial
-       differential equations", ICLR 2021.
-    .. [3] H. Wang et al., "Accelerating data generation for neural operators via
-       Krylov subspace recycling", ICLR 2024.
-    """
-    n = check_positive_int(n, "n")
-    alpha = check_positive_real(alpha, "alpha")
-    tau = check_positive_real(tau, "tau")
-    h = 1.0 / n
-    centres = _grid([(np.arange(n) + 0.5) * h] * 2)
-    if solution is not None:
-        u, f = _check_solution(solution)
-        if rhs is not None:
-            raise ValueError("rhs must be None when solution is given (f comes from solution)")
-        if coefficient is None or isinstance(coefficient, np.ndarray):
-            raise ValueError(
-                "solution needs coefficient to be a number or a callable a(x, y), "
-                f"got {type(coefficient).__name__}"
-            )
-    if solution is None:
-        forcing = np.ones((n, n)) if rhs is None else _grid_values(rhs, "rhs", centres)
-    else:
-        forcing = _sample(f, centres, "solution")
-    if coefficient is None:
-        a = np.exp(gaussian_random_field((n, n), alpha=alpha, tau=tau, rng=as_generator(rng)))
-    else:
-        a = _grid_values(coefficient, "coefficient", centres)
-        if not (a > 0).all():
-            raise ValueError("coefficient must be positive")
-
-    # Face transmissibilities divided by the cell area h²: tx[i, j] is the face
-    # below cell (i, j) along x (tx[n] the one above the last cell), ty likewise
-    # along y. Boundary faces see a_P across the half-cell distance h/2.
-    tx = np.empty((n + 1, n))
-    tx[1:-1] = 2 * a[:-1] * a[1:] / (a[:-1] + a[1:])
-    tx[0], tx[-1] = 2 * a[0], 2 * a[-1]
-    ty = np.empty((n, n + 1))
-    ty[:, 1:-1] = 2 * a[:, :-1] * a[:, 1:] / (a[:, :-1] + a[:, 1:])
-    ty[:, 0], ty[:, -1] = 2 * a[:, 0], 2 * a[:, -1]
-    tx /= h * h
-    ty /= h * h
-
-    diagonal = (tx[:-1] + tx[1:] + ty[:, :-1] + ty[:, 1:]).ravel()
-    along_x = -tx[1:-1].ravel()
-    # Neighbours along y are one index apart except across row ends, where the
-    # band must hold zeros.
-    along_y = np.zeros((n, n))
-    along_y[:, :-1] = -ty[:, 1:-1]
-    along_y = along_y.ravel()[:-1]
-    # With n = 1 the bands are empty and offsets ±1 and ±n coincide, which
-    # diags_array rejects, so empty bands are left out.
-    bands = [(along_x, -n), (along_y, -1), (diagonal, 0), (along_y, 1), (along_x, n)]
-    bands = [(values, offset) for values, offset in bands if values.size]
-    A = sp.diags_array(
-        [values for values, _ in bands],
-        offsets=[offset for _, offset in bands],
-        shape=(n * n, n * n),
-    )
-
-    b = forcing
-    x_exact: np.ndarray | None = None
-    if solution is not None:
-        b = b + _face_lift(u, n, tx, ty)
-        x_exact = _sample(u, centres, "solution").ravel()
-    params = {"n": n, "alpha": alpha, "tau": tau, "coefficient": a}
-    return LinearSystem(_canonical(A), b.ravel(), x_exact, "darcy", (n, n), h, params)
-
-
-# ---------------------------------------------------------------------------
-# Assembly helpers.
-
-
-def _interior_nodes(n: int) -> np.ndarray:
-    return np.arange(1, n + 1) / (n + 1)
-
-
-def _grid(axes: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
-    # Dense rather than sparse meshgrid: user callables may assume full-shape inputs.
-    return tuple(np.meshgrid(*axes, indexing="ij"))
-
-
 def _laplacian_stencils(n: int, d: int) -> list[Stencil]:
     h2 = float((n + 1) ** 2)
     return [(-h2, 2.0 * h2, -h2)] * d
@@ -614,16 +394,6 @@ def _stencil_matrix(n: int, stencils: Sequence[Stencil], shift: float) -> sp.csr
     return _canonical(A)
 
 
-def _canonical(A: Any) -> sp.csr_array:
-    A = sp.csr_array(A, dtype=np.float64)
-    # Bands hold explicit zeros (Darcy's y band at row ends) and stencil weights can
-    # cancel exactly (central convection at cell Péclet number 1); CSR should not
-    # store them.
-    A.eliminate_zeros()
-    A.sum_duplicates()
-    return A
-
-
 def _dirichlet_lift(u: Field, n: int, stencils: Sequence[Stencil]) -> np.ndarray:
     """Boundary terms of a vertex-centred stencil: minus its weights on ``u`` there."""
     d = len(stencils)
@@ -636,17 +406,6 @@ def _dirichlet_lift(u: Field, n: int, stencils: Sequence[Stencil]) -> np.ndarray
             index = [slice(None)] * d
             index[axis] = layer
             lift[tuple(index)] -= weight * _sample(u, _grid(axes), "solution")
-    return lift
-
-
-def _face_lift(u: Field, n: int, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
-    """Boundary terms of the cell-centred scheme: boundary transmissibility times ``u``."""
-    centres = (np.arange(n) + 0.5) / n
-    lift = np.zeros((n, n))
-    for side, layer in ((0.0, slice(0, 1)), (1.0, slice(-1, None))):
-        wall = np.array([side])
-        lift[layer, :] += tx[layer, :] * _sample(u, _grid([wall, centres]), "solution")
-        lift[:, layer] += ty[:, layer] * _sample(u, _grid([centres, wall]), "solution")
     return lift
 
 
@@ -683,59 +442,3 @@ def _check_not_eigenvalue(n: int, k: float) -> None:
             f"k**2 = {k2!r} is within a relative 1e-10 of the discrete Dirichlet "
             f"eigenvalue {lam!r} for n = {n}: the Helmholtz matrix is singular"
         )
-
-
-# ---------------------------------------------------------------------------
-# Input checks.
-
-
-def _default_or(
-    solution: tuple[Field, Field] | None, default: tuple[Field, Field]
-) -> tuple[Field, Field]:
-    return default if solution is None else _check_solution(solution)
-
-
-def _check_solution(solution: Any) -> tuple[Field, Field]:
-    if not (isinstance(solution, tuple) and len(solution) == 2 and all(map(callable, solution))):
-        raise TypeError(f"solution must be a pair (u, f) of callables, got {solution!r}")
-    return solution
-
-
-def _sample(func: Field, coords: tuple[np.ndarray, ...], name: str) -> np.ndarray:
-    """Evaluate a user callable on the grid as a fresh, finite float64 array."""
-    values = np.asarray(func(*coords))
-    if values.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must return real numbers, got dtype {values.dtype}")
-    shape = coords[0].shape
-    try:
-        values = np.broadcast_to(values, shape)
-    except ValueError:
-        raise ValueError(
-            f"{name} returned shape {values.shape}, not broadcastable to the grid {shape}"
-        ) from None
-    if not np.isfinite(values).all():
-        raise ValueError(f"{name} returned NaN or Inf")
-    return values.astype(np.float64)
-
-
-def _grid_values(value: Any, name: str, coords: tuple[np.ndarray, ...]) -> np.ndarray:
-    """Turn a constant, array or callable into a fresh float64 array on the grid."""
-    shape = coords[0].shape
-    if callable(value):
-        return _sample(value, coords, name)
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        if not math.isfinite(value):
-            raise ValueError(f"{name} must be finite, got {value}")
-        return np.full(shape, float(value))
-    if not isinstance(value, np.ndarray):
-        raise TypeError(
-            f"{name} must be a number, a numpy array or a callable, got {type(value).__name__}"
-        )
-    if not np.issubdtype(value.dtype, np.floating):
-        raise TypeError(f"{name} must have a real floating-point dtype, got {value.dtype}")
-    size = math.prod(shape)
-    if value.shape not in (shape, (size,)):
-        raise ValueError(f"{name} must have shape {shape} or {(size,)}, got {value.shape}")
-    if not np.isfinite(value).all():
-        raise ValueError(f"{name} contains NaN or Inf")
-    return value.reshape(shape).astype(np.float64)
