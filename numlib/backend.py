@@ -8,13 +8,12 @@ keeps the common path free of wrapper overhead.
 
 from __future__ import annotations
 
-import functools
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-__all__ = ["array_namespace", "axpy", "inner", "is_floating", "is_numpy", "to_numpy"]
+__all__ = ["array_namespace", "inner", "is_floating", "is_numpy", "to_numpy"]
 
 
 def array_namespace(*arrays: Any) -> ModuleType:
@@ -80,23 +79,3 @@ def inner(xp: ModuleType, a: Any, b: Any) -> Any:
         return np.vdot(a, b)
     value = xp.vecdot(a, b)
     return value.item() if hasattr(value, "item") else value
-
-
-def axpy(xp: ModuleType, alpha: Any, x: Any, y: Any) -> None:
-    """Update ``y += alpha * x`` in place.
-
-    For numpy this is BLAS ``axpy``, which streams each vector once and allocates
-    nothing; ``y += alpha * x`` would build and free an ``n``-vector temporary on
-    every call, which costs as much as the update itself in a Krylov loop.
-    """
-    if xp is np and y.flags.c_contiguous and x.dtype == y.dtype and y.dtype.char in "fdFD":
-        _blas_axpy(y.dtype.char)(x, y, a=alpha)
-    else:
-        y += alpha * x
-
-
-@functools.cache
-def _blas_axpy(dtype_char: str) -> Any:
-    from scipy.linalg.blas import get_blas_funcs
-
-    return get_blas_funcs("axpy", dtype=dtype_char)

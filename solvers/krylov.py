@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from numlib.backend import array_namespace, axpy, inner
+from numlib.backend import array_namespace, inner
 from numlib.linop import as_matvec
 from numlib.result import ConvergenceWarning, SolveResult
 from numlib.validate import check_positive_int, check_tolerance, check_vector
@@ -239,8 +239,10 @@ def cg(
                 breakdown = f"A is not positive definite (p^H A p = {curvature:.3e})"
                 break
             alpha = rho / curvature
-            axpy(xp, alpha, p, x)
-            axpy(xp, -alpha, q, r)
+            # Plain numpy updates on purpose: scipy.linalg.blas links a second
+            # OpenBLAS whose thread pool fights numpy's when calls alternate.
+            x += alpha * p
+            r -= alpha * q
             iterations += 1
             if precondition is None:
                 rho_next = inner(xp, r, r).real
