@@ -24,123 +24,17 @@ References
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from numlib.backend import array_namespace, inner
-from numlib.linop import as_matvec
-from numlib.result import ConvergenceWarning, SolveResult
-from numlib.validate import check_positive_int, check_tolerance, check_vector
+from numlib.backend import inner
+from numlib.result import SolveResult
+from numlib.validate import check_positive_int
 from solvers.arnoldi import HessenbergLeastSquares, orthogonalize
+from solvers.state import Callback, device_of, prepare, vector_norm
 
 __all__ = ["cg", "gmres"]
-
-Callback = Callable[[Any], None]
-
-
-@dataclass
-class _Problem:
-    """Validated inputs common to every Krylov method."""
-
-    xp: ModuleType
-    matvec: Callable[[Any], Any]
-    precondition: Callable[[Any], Any] | None
-    b: Any
-    x: Any  # a private copy of x0 (or zeros) that the method updates
-    b_norm: float
-    tolerance: float
-    maxiter: int
-    callback: Callback | None
-
-    def residual(self) -> tuple[Any, float]:
-        """Recompute ``r = b - A x`` and its norm."""
-        r = self.b - self.matvec(self.x)
-        return r, _norm(self.xp, r)
-
-    def finish(
-        self,
-        method: str,
-        iterations: int,
-        history: list[float],
-        breakdown: str | None = None,
-        true_norm: float | None = None,
-        **info: Any,
-    ) -> SolveResult:
-        """Build the result, recomputing the residual unless the caller just did."""
-        if true_norm is None:
-            _, true_norm = self.residual()
-        converged = true_norm <= self.tolerance and breakdown is None
-        if breakdown is not None and true_norm <= self.tolerance:
-            converged, breakdown = True, None
-        info.update(true_residual_norm=true_norm, tolerance=self.tolerance)
-        if breakdown is not None:
-            info["breakdown"] = breakdown
-        if not converged:
-            reason = breakdown or f"iteration limit maxiter={self.maxiter} reached"
-            relative = true_norm / self.b_norm if self.b_norm > 0 else true_norm
-            warnings.warn(
-                f"{method} did not converge after {iterations} iterations ({reason}): "
-                f"||b - Ax|| = {true_norm:.3e} (relative {relative:.3e}) > "
-                f"tolerance {self.tolerance:.3e}",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        return SolveResult(
-            x=self.x,
-            converged=converged,
-            iterations=iterations,
-            residual_norms=np.asarray(history, dtype=np.float64),
-            info=info,
-        )
-
-
-def _setup(
-    A: Any,
-    b: Any,
-    x0: Any,
-    rtol: float,
-    atol: float,
-    maxiter: int | None,
-    M: Any,
-    callback: Callback | None,
-) -> _Problem:
-    """Check every argument before any work and return the shared state."""
-    check_vector(b, "b")
-    n = b.shape[0]
-    matvec = as_matvec(A, "A", size=n)
-    precondition = None if M is None else as_matvec(M, "M", size=n)
-    if x0 is not None:
-        check_vector(x0, "x0", size=n)
-    rtol = check_tolerance(rtol, "rtol")
-    atol = check_tolerance(atol, "atol")
-    maxiter = 10 * n if maxiter is None else check_positive_int(maxiter, "maxiter")
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-
-    xp = array_namespace(b, x0, A if hasattr(A, "__array_namespace__") else None)
-    dtype = xp.result_type(b.dtype, *(a.dtype for a in (A, x0) if _has_array_dtype(a)))
-    b = xp.astype(b, dtype, copy=False) if hasattr(xp, "astype") else b.astype(dtype)
-    if x0 is None:
-        x = xp.zeros_like(b)
-    else:
-        x = xp.astype(x0, dtype, copy=True) if hasattr(xp, "astype") else x0.astype(dtype)
-    b_norm = _norm(xp, b)
-    return _Problem(
-        xp=xp,
-        matvec=matvec,
-        precondition=precondition,
-        b=b,
-        x=x,
-        b_norm=b_norm,
-        tolerance=max(rtol * b_norm, atol),
-        maxiter=maxiter,
-        callback=callback,
-    )
 
 
 def cg(
@@ -215,7 +109,7 @@ def cg(
     >>> result.converged, result.iterations < 300
     (True, True)
     """
-    state = _setup(A, b, x0, rtol, atol, maxiter, M, callback)
+    state = prepare(A, b, x0, rtol, atol, maxiter, M, callback)
     xp, matvec, precondition, x = state.xp, state.matvec, state.precondition, state.x
     if state.b_norm == 0.0 and x0 is None:
         return state.finish("cg", 0, [0.0], true_norm=0.0)
@@ -250,7 +144,7 @@ def cg(
             else:
                 z = precondition(r)
                 rho_next = inner(xp, r, z).real
-                residual_norm = _norm(xp, r)
+                residual_norm = vector_norm(xp, r)
             history.append(residual_norm)
             if state.callback is not None:
                 state.callback(x)
@@ -263,7 +157,7 @@ def cg(
             # Trust the recurrence only after checking it: on a drifted
             # residual the outer loop restarts CG from the true one.
             r, residual_norm = state.residual()
-    return state.finish("cg", iterations, history, breakdown, true_norm=_true_norm(state, r))
+    return state.finish("cg", iterations, history, breakdown, true_norm=vector_norm(xp, r))
 
 
 def gmres(
@@ -340,11 +234,11 @@ def gmres(
     True
     """
     restart = check_positive_int(restart, "restart")
-    state = _setup(A, b, x0, rtol, atol, maxiter, M, callback)
+    state = prepare(A, b, x0, rtol, atol, maxiter, M, callback)
     xp, matvec, precondition, x = state.xp, state.matvec, state.precondition, state.x
     n = x.shape[0]
     m = min(restart, n)
-    basis = xp.empty((m + 1, n), dtype=x.dtype, device=_device(x))
+    basis = xp.empty((m + 1, n), dtype=x.dtype, device=device_of(x))
     host_dtype = np.complex128 if "complex" in str(x.dtype) else np.float64
     eps = float(np.finfo(host_dtype).eps)
 
@@ -360,7 +254,7 @@ def gmres(
         for j in range(m):
             v = basis[j] if precondition is None else precondition(basis[j])
             w = matvec(v)
-            w_norm = _norm(xp, w)
+            w_norm = vector_norm(xp, w)
             h, h_next = orthogonalize(xp, basis, j + 1, w)
             iterations += 1
             history.append(lsq.append(h, h_next))
@@ -370,7 +264,7 @@ def gmres(
             if invariant or history[-1] <= state.tolerance or iterations >= state.maxiter:
                 break
             basis[j + 1] = w / h_next
-        y = xp.asarray(lsq.solve(), dtype=x.dtype, device=_device(x))
+        y = xp.asarray(lsq.solve(), dtype=x.dtype, device=device_of(x))
         update = y @ basis[: lsq.columns]
         x += update if precondition is None else precondition(update)
         previous = residual_norm
@@ -383,22 +277,3 @@ def gmres(
     return state.finish(
         "gmres", iterations, history, breakdown, true_norm=residual_norm, cycles=cycles, restart=m
     )
-
-
-def _true_norm(state: _Problem, r: Any) -> float:
-    """Norm of the residual the loop last recomputed (r is always b - A x on exit)."""
-    return _norm(state.xp, r)
-
-
-def _norm(xp: ModuleType, v: Any) -> float:
-    return math.sqrt(abs(inner(xp, v, v)))
-
-
-def _device(a: Any) -> Any:
-    from array_api_compat import device
-
-    return device(a)
-
-
-def _has_array_dtype(a: Any) -> bool:
-    return a is not None and hasattr(a, "dtype") and a.dtype is not None

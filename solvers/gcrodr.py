@@ -1,0 +1,397 @@
+"""GCRO-DR(m, k): restarted GMRES that recycles a subspace across cycles and systems.
+
+For a sequence of related systems ``A_i x_i = b_i`` the slow part of GMRES is
+rediscovering, system after system, the few eigenvectors that restarting keeps
+throwing away. GCRO-DR (Parks, de Sturler, Mackey, Johnson, Maiti 2006) keeps a
+``k``-dimensional space ``U`` of harmonic Ritz vectors for the eigenvalues of
+smallest magnitude, and solves each system with Krylov cycles of ``m - k``
+Arnoldi steps run on ``(I - C C^H) A`` where ``C`` spans ``A U`` — the recycled
+directions are deflated from the operator. After every cycle the space is
+refined from the cycle's Hessenberg data, and at the end it is handed back so
+that the next system of the sequence starts with it.
+
+Notation (rows are vectors: a ``(k, n)`` array holds ``k`` vectors of length
+``n``): ``A M U^T = C^T`` with ``C`` orthonormal. A cycle of ``p = m - k``
+steps gives ``A M V_p^T = C^T B + V_{p+1}^T Hbar``. Because the recycled block
+of the least-squares problem is diagonal and invertible, the residual
+minimisation reduces exactly to the GMRES problem ``min ||beta e1 - Hbar y||``
+(the recycled coefficients follow as ``-B y`` in the ``U`` basis), so the
+progressive Givens solver of :mod:`solvers.arnoldi` gives the residual at every
+step, as in GMRES.
+
+References
+----------
+.. [1] M. L. Parks, E. de Sturler, G. Mackey, D. D. Johnson, S. Maiti,
+   "Recycling Krylov subspaces for sequences of linear systems", SIAM J. Sci.
+   Comput. 28(5), 2006, 1651-1674.
+.. [2] H. Wang, Z. Hao, et al., "Accelerating data generation for neural
+   operators via Krylov subspace recycling", ICLR 2024 (SKR: GCRO-DR on sorted
+   sequences, m = 40, k = 20).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+
+from numlib.backend import to_numpy
+from numlib.result import SolveResult
+from numlib.validate import check_positive_int
+from solvers.arnoldi import HessenbergLeastSquares, orthogonalize
+from solvers.state import Callback, device_of, prepare, vector_norm
+
+__all__ = ["RecycleSpace", "gcrodr"]
+
+
+@dataclass(frozen=True)
+class RecycleSpace:
+    """A recycled subspace carried from one solve to the next.
+
+    Attributes
+    ----------
+    U : array, shape (k, n)
+        Rows spanning the space, in the variable GCRO-DR iterates on (``M^{-1} x``
+        when a right preconditioner ``M`` is used). Any basis will do: the next
+        solve re-orthonormalises ``A M U^T`` for its own operator.
+    """
+
+    U: Any
+
+    @property
+    def dimension(self) -> int:
+        """Number of recycled vectors ``k``."""
+        return int(self.U.shape[0])
+
+
+def gcrodr(
+    A: Any,
+    b: Any,
+    *,
+    m: int = 40,
+    k: int = 20,
+    recycle: RecycleSpace | None = None,
+    x0: Any = None,
+    rtol: float = 1e-5,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    M: Any = None,
+    callback: Callback | None = None,
+) -> SolveResult:
+    """Solve ``A x = b`` by GCRO-DR(m, k), optionally starting from a recycled space.
+
+    With ``recycle=None`` the first cycle is GMRES(m); every cycle then extracts
+    ``k`` harmonic Ritz vectors (smallest harmonic Ritz values) of the current
+    search space and deflates them in later cycles. With ``recycle`` given (the
+    ``info["recycle"]`` of a previous solve, possibly for a different matrix),
+    ``C = qr(A M U)`` is formed (``k`` operator applications), the initial
+    residual is projected onto ``C^perp`` — the best correction within the
+    recycled space — and deflated cycles start at once.
+
+    ``converged`` is True only if the recomputed ``||b - A x||`` meets
+    ``max(rtol ||b||, atol)``. Recycling changes the iterates, never the answer:
+    every returned solution meets the same test.
+
+    Parameters
+    ----------
+    A : array, scipy.sparse matrix or LinearOperator, shape (n, n)
+        Nonsingular operator.
+    b : array, shape (n,)
+        Right-hand side; numpy, torch or cupy.
+    m : int
+        Size of the search space per cycle, recycled vectors included (>= 2).
+    k : int
+        Number of recycled vectors, ``1 <= k < m``.
+    recycle : RecycleSpace, optional
+        Space from a previous solve (``result.info["recycle"]``).
+    x0 : array, shape (n,), optional
+        Starting guess (default zeros). Not modified.
+    rtol, atol : float
+        Stop when ``||b - A x|| <= max(rtol ||b||, atol)``.
+    maxiter : int, optional
+        Largest number of Arnoldi steps over all cycles (default ``10 n``).
+    M : array, scipy.sparse matrix or LinearOperator, optional
+        Right preconditioner approximating ``A^{-1}``; it may change between the
+        systems of a sequence.
+    callback : callable, optional
+        Called as ``callback(xk)`` at the end of every cycle.
+
+    Returns
+    -------
+    SolveResult
+        ``iterations`` counts Arnoldi steps (one operator application each);
+        ``info`` has ``"recycle"`` (the :class:`RecycleSpace` for the next
+        system), ``"matvecs"`` (all operator applications: Arnoldi steps, the
+        ``k`` for ``A M U``, one residual check per cycle), ``"cycles"``,
+        ``"recycled_residual_reduction"`` (``||r|| / ||r0||`` after projecting
+        out the recycled space: how much of the initial residual the recycled
+        space removed; 1.0 without one) and ``"true_residual_norm"``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For inputs of the wrong kind, shape or dtype, NaN/Inf, ``m < 2``,
+        ``k`` outside ``[1, m)``, or a recycle space of the wrong length.
+
+    Warns
+    -----
+    ConvergenceWarning
+        If the tolerance was not met (with ``converged=False``).
+
+    References
+    ----------
+    .. [1] Parks, de Sturler, Mackey, Johnson, Maiti (2006), Algorithm 2.4.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from solvers.problems import darcy
+    >>> first = gcrodr(darcy(24, rng=1).A, np.ones(576), m=30, k=10, rtol=1e-8)
+    >>> second = gcrodr(darcy(24, rng=2).A, np.ones(576), m=30, k=10, rtol=1e-8,
+    ...                 recycle=first.info["recycle"])
+    >>> second.converged and second.iterations < first.iterations
+    True
+    """
+    m = check_positive_int(m, "m", minimum=2)
+    k = check_positive_int(k, "k")
+    if k >= m:
+        raise ValueError(f"k must be < m, got k={k} and m={m}")
+    state = prepare(A, b, x0, rtol, atol, maxiter, M, callback)
+    xp, x = state.xp, state.x
+    n = x.shape[0]
+    if recycle is not None:
+        if not isinstance(recycle, RecycleSpace):
+            raise TypeError(f"recycle must be a RecycleSpace, got {type(recycle).__name__}")
+        if recycle.U.ndim != 2 or recycle.U.shape[1] != n:
+            raise ValueError(f"recycle.U must have shape (k, {n}), got {tuple(recycle.U.shape)}")
+    m = min(m, n)
+    k = min(k, m - 1)
+    solver = _Recycler(state, m, k)
+
+    r, residual_norm = state.residual()
+    history = [residual_norm]
+    reduction = 1.0
+    if recycle is not None and k > 0 and residual_norm > 0:
+        solver.adopt(xp.asarray(recycle.U[:k], dtype=x.dtype, device=device_of(x)))
+        r, projected_norm = solver.project(r)
+        reduction = projected_norm / residual_norm
+        residual_norm = projected_norm
+    breakdown = None
+    while residual_norm > state.tolerance and solver.iterations < state.maxiter:
+        outcome = solver.cycle(r, residual_norm, history)
+        r, residual_norm = state.residual()
+        solver.matvecs += 1
+        if outcome.update_space and k > 0:
+            solver.refine(outcome)
+        if solver.k_current > 0:
+            r, residual_norm = solver.project(r)
+        if callback is not None:
+            callback(x)
+        if outcome.invariant and residual_norm > state.tolerance:
+            breakdown = "Krylov space became invariant without reaching the tolerance (A singular?)"
+            break
+    space = RecycleSpace(solver.U) if solver.k_current > 0 else recycle
+    return state.finish(
+        "gcrodr",
+        solver.iterations,
+        history,
+        breakdown,
+        true_norm=residual_norm,
+        recycle=space,
+        matvecs=solver.matvecs,
+        cycles=solver.cycles,
+        recycled_residual_reduction=reduction,
+        m=m,
+        k=k,
+    )
+
+
+@dataclass
+class _Cycle:
+    """Data of one Arnoldi cycle needed to refine the recycled space."""
+
+    V: Any  # (steps + 1, n) orthonormal rows
+    H: np.ndarray  # (steps + 1, steps) Hessenberg matrix
+    B: np.ndarray  # (k_current, steps) = C A M V^T
+    steps: int
+    invariant: bool
+
+    @property
+    def update_space(self) -> bool:
+        return self.steps > 0 and not self.invariant
+
+
+class _Recycler:
+    """The recycled pair ``(U, C)`` and the cycles that use and refine it."""
+
+    def __init__(self, state: Any, m: int, k: int) -> None:
+        self.state = state
+        self.xp: ModuleType = state.xp
+        self.m, self.k = m, k
+        x = state.x
+        self.host_dtype = np.complex128 if "complex" in str(x.dtype) else np.float64
+        self.eps = float(np.finfo(self.host_dtype).eps)
+        self.U = self.xp.empty((0, x.shape[0]), dtype=x.dtype, device=device_of(x))
+        self.C = self.U
+        self.iterations = self.matvecs = self.cycles = 0
+
+    @property
+    def k_current(self) -> int:
+        return int(self.U.shape[0])
+
+    def apply(self, v: Any) -> Any:
+        """Apply ``A M``, the operator GCRO-DR iterates on."""
+        state = self.state
+        return state.matvec(v if state.precondition is None else state.precondition(v))
+
+    def correct(self, z: Any) -> None:
+        """Add ``M z`` to the iterate (``z`` is in the preconditioned variable)."""
+        state = self.state
+        state.x += z if state.precondition is None else state.precondition(z)
+
+    def adopt(self, U: Any) -> None:
+        """Take ``U`` as the recycled space: ``C = qr(A M U^T)``, ``U <- U R^{-1}``."""
+        AU = self.xp.stack([self.apply(u) for u in U])
+        self.matvecs += U.shape[0]
+        self.C, transform, kept = _orthonormal_rows(self.xp, AU)
+        self.U = _combine(self.xp, transform, U[self.xp.asarray(np.flatnonzero(kept))])
+
+    def project(self, r: Any) -> tuple[Any, float]:
+        """Minimise the residual over the recycled space: ``r <- (I - C^H C) r``."""
+        xp = self.xp
+        adjoint = xp.conj(self.C) if "complex" in str(r.dtype) else self.C
+        coefficients = adjoint @ r
+        self.correct(coefficients @ self.U)
+        r = r - coefficients @ self.C
+        return r, vector_norm(xp, r)
+
+    def cycle(self, r: Any, residual_norm: float, history: list[float]) -> _Cycle:
+        """Run up to ``m - k_current`` deflated Arnoldi steps and update ``x``."""
+        xp, state = self.xp, self.state
+        kc = self.k_current
+        p = min(self.m - kc, state.maxiter - self.iterations)
+        x = state.x
+        V = xp.empty((p + 1, x.shape[0]), dtype=x.dtype, device=device_of(x))
+        V[0] = r / residual_norm
+        H = np.zeros((p + 1, p), dtype=self.host_dtype)
+        B = np.zeros((kc, p), dtype=self.host_dtype)
+        lsq = HessenbergLeastSquares(p, residual_norm, self.host_dtype)
+        invariant = False
+        self.cycles += 1
+        for j in range(p):
+            w = self.apply(V[j])
+            w_norm = vector_norm(xp, w)
+            if kc:
+                B[:, j], _ = orthogonalize(xp, self.C, kc, w)
+            h, h_next = orthogonalize(xp, V, j + 1, w)
+            H[: j + 1, j], H[j + 1, j] = h, h_next
+            self.iterations += 1
+            self.matvecs += 1
+            history.append(lsq.append(h, h_next))
+            invariant = h_next <= 4 * self.eps * w_norm
+            if invariant:
+                break
+            V[j + 1] = w / h_next
+            if history[-1] <= state.tolerance:
+                break
+        steps = lsq.columns
+        y = lsq.solve()
+        z = _combine(xp, y, V[:steps])
+        if kc:
+            z = z - _combine(xp, B[:, :steps] @ y, self.U)
+        self.correct(z)
+        return _Cycle(V[: steps + 1], H[: steps + 1, :steps], B[:, :steps], steps, invariant)
+
+    def refine(self, cycle: _Cycle) -> None:
+        """Replace ``(U, C)`` by the ``k`` harmonic Ritz vectors of the cycle's space.
+
+        The search space is ``[U; V_s]`` with ``A M [U_hat; V_s]^T = [C; V_{s+1}]^T G``,
+        ``U_hat = D U`` (unit rows), ``G = [[D, B], [0, H]]``. Harmonic Ritz pairs
+        solve ``G^H G z = theta G^H (W V_hat^H) z`` with ``W = [C; V_{s+1}]``; the
+        ``k`` of smallest ``|theta|`` span the new space (Parks et al., eq. 2.13).
+        """
+        xp = self.xp
+        kc, s = self.k_current, cycle.steps
+        scale = 1.0 / np.array([vector_norm(xp, u) for u in self.U]) if kc else np.ones(0)
+        U_hat = _combine(xp, np.diag(scale).astype(self.host_dtype), self.U) if kc else self.U
+        G = np.zeros((kc + s + 1, kc + s), dtype=self.host_dtype)
+        G[:kc, :kc] = np.diag(scale)
+        G[:kc, kc:] = cycle.B
+        G[kc:, kc:] = cycle.H
+        WV = np.zeros_like(G)
+        WV[kc:, kc:] = np.eye(s + 1, s)
+        if kc:
+            WV[:kc, :kc] = _gram(xp, self.C, U_hat)
+            WV[kc:, :kc] = _gram(xp, cycle.V, U_hat)
+        P = _smallest_harmonic_ritz(G, WV, min(self.k, kc + s), real=self.host_dtype is np.float64)
+        if P.shape[1] == 0:
+            return
+        Q, R = np.linalg.qr(G @ P)
+        diagonal = np.abs(np.diag(R))
+        if diagonal.size == 0 or diagonal.min() <= self.eps * diagonal.max() * (kc + s):
+            return  # the candidate space is numerically rank deficient; keep the old one
+        # Y = V_hat^T P and C = W^T Q in column terms, written for row storage.
+        Y = _combine(xp, P[kc:].T, cycle.V[:s])
+        C = _combine(xp, Q[kc:].T, cycle.V)
+        if kc:
+            Y = Y + _combine(xp, P[:kc].T, U_hat)
+            C = C + _combine(xp, Q[:kc].T, self.C)
+        self.C = C
+        self.U = _combine(xp, np.linalg.inv(R).T, Y)
+
+
+def _smallest_harmonic_ritz(G: np.ndarray, WV: np.ndarray, k: int, *, real: bool) -> np.ndarray:
+    """Orthonormal basis (columns) of the ``k`` harmonic Ritz vectors nearest zero.
+
+    For real problems complex-conjugate pairs are replaced by their real and
+    imaginary parts, which span the same real invariant subspace.
+    """
+    left = G.conj().T @ G
+    right = G.conj().T @ WV
+    theta, Z = scipy.linalg.eig(left, right)
+    magnitude = np.where(np.isfinite(theta), np.abs(theta), np.inf)
+    columns: list[np.ndarray] = []
+    for index in np.argsort(magnitude, kind="stable"):
+        if len(columns) >= k:
+            break
+        z = Z[:, index]
+        if not real:
+            columns.append(z)
+        elif abs(theta[index].imag) <= 1e-14 * max(abs(theta[index]), 1e-300):
+            columns.append(z.real)
+        elif theta[index].imag > 0:  # one of each conjugate pair
+            columns.extend([z.real, z.imag])
+    if not columns:
+        return np.zeros((G.shape[1], 0), dtype=G.dtype)
+    basis = np.stack(columns[:k], axis=1).astype(G.dtype, copy=False)
+    return np.linalg.qr(basis)[0]
+
+
+def _orthonormal_rows(xp: ModuleType, rows: Any) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Orthonormalise ``rows`` by a thin QR, dropping numerically dependent ones.
+
+    Returns ``Q`` (orthonormal rows), ``T`` with ``Q = T rows[kept]``, and the
+    boolean mask ``kept``.
+    """
+    kept = np.ones(rows.shape[0], dtype=bool)
+    while True:
+        Q, R = xp.linalg.qr(xp.matrix_transpose(rows[xp.asarray(np.flatnonzero(kept))]))
+        diagonal = np.abs(np.diag(to_numpy(R)))
+        good = diagonal > 1e-12 * diagonal.max()
+        if good.all():
+            return xp.matrix_transpose(Q), np.linalg.inv(to_numpy(R)).T, kept
+        kept[np.flatnonzero(kept)[~good]] = False
+
+
+def _combine(xp: ModuleType, coefficients: np.ndarray, rows: Any) -> Any:
+    """``coefficients @ rows`` with host coefficients and device rows."""
+    return xp.asarray(coefficients, dtype=rows.dtype, device=device_of(rows)) @ rows
+
+
+def _gram(xp: ModuleType, left: Any, right: Any) -> np.ndarray:
+    """Host matrix of inner products ``<left_i, right_j>`` (conjugating ``left``)."""
+    adjoint = xp.conj(left) if "complex" in str(left.dtype) else left
+    return to_numpy(adjoint @ xp.matrix_transpose(right))

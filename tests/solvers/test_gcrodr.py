@@ -1,0 +1,179 @@
+"""GCRO-DR: the tolerance is always met, recycling only ever saves work."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from numlib.result import ConvergenceWarning
+from solvers.gcrodr import RecycleSpace, gcrodr
+from solvers.problems import convection_diffusion, darcy
+
+
+def orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
+    q, r = np.linalg.qr(rng.standard_normal((n, n)))
+    return q * np.sign(np.diag(r))
+
+
+@st.composite
+def positive_real_systems(draw):
+    """S + K with S SPD and K skew: restarted (and recycled) GMRES converges."""
+    n = draw(st.integers(2, 60))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    q = orthogonal(rng, n)
+    S = (q * np.geomspace(1.0, draw(st.floats(1.0, 100.0)), n)) @ q.T
+    G = rng.standard_normal((n, n)) * draw(st.floats(0.0, 2.0)) / np.sqrt(n)
+    return (S + S.T) / 2 + (G - G.T) / 2, rng.standard_normal(n), rng.standard_normal(n)
+
+
+def outlier_matrix(rng: np.random.Generator, n: int, outliers: int) -> np.ndarray:
+    """Nonsymmetric, diagonalisable, spectrum in [1, 2] plus a few eigenvalues near 0."""
+    eigenvalues = np.concatenate(
+        [np.geomspace(1e-3, 1e-2, outliers), rng.uniform(1.0, 2.0, n - outliers)]
+    )
+    X = np.eye(n) + 0.1 * rng.standard_normal((n, n)) / np.sqrt(n)
+    return X @ np.diag(eigenvalues) @ np.linalg.inv(X)
+
+
+@given(positive_real_systems(), st.integers(2, 30), st.data())
+def test_converged_means_tolerance_met_with_and_without_recycling(system, m, data):
+    A, b1, b2 = system
+    k = data.draw(st.integers(1, m - 1))
+    first = gcrodr(A, b1, m=m, k=k, rtol=1e-9, maxiter=100 * len(b1))
+    assert first.converged
+    assert np.linalg.norm(b1 - A @ first.x) <= 1e-9 * np.linalg.norm(b1)
+    second = gcrodr(
+        A, b2, m=m, k=k, rtol=1e-9, maxiter=100 * len(b2), recycle=first.info["recycle"]
+    )
+    assert second.converged
+    assert np.linalg.norm(b2 - A @ second.x) <= 1e-9 * np.linalg.norm(b2)
+    reference = np.linalg.solve(A, b2)
+    cond = np.linalg.cond(A)
+    assert np.linalg.norm(second.x - reference) <= 2e-9 * cond * np.linalg.norm(reference)
+    assert 0.0 <= second.info["recycled_residual_reduction"] <= 1.0 + 1e-12
+    assert second.info["matvecs"] >= second.iterations
+
+
+@settings(max_examples=15)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6))
+def test_recycling_the_same_matrix_strictly_reduces_iterations(seed, outliers):
+    rng = np.random.default_rng(seed)
+    A = outlier_matrix(rng, 150, outliers)
+    k = outliers + 4
+    first = gcrodr(A, rng.standard_normal(150), m=k + 10, k=k, rtol=1e-8)
+    second = gcrodr(
+        A, rng.standard_normal(150), m=k + 10, k=k, rtol=1e-8, recycle=first.info["recycle"]
+    )
+    assert first.converged and second.converged
+    assert second.iterations < first.iterations
+
+
+def test_recycled_space_deflates_the_outlying_eigenvalues():
+    rng = np.random.default_rng(5)
+    A = outlier_matrix(rng, 200, 4)
+    space = gcrodr(A, rng.standard_normal(200), m=30, k=10, rtol=1e-10).info["recycle"]
+    # The recycled space should (nearly) contain the eigenvectors of the 4 outliers.
+    eigenvalues, vectors = np.linalg.eig(A)
+    outlier_vectors = np.real(vectors[:, np.argsort(np.abs(eigenvalues))[:4]])
+    basis = np.linalg.qr(space.U.T)[0]
+    residual = outlier_vectors - basis @ (basis.T @ outlier_vectors)
+    assert (
+        np.linalg.norm(residual, axis=0).max()
+        < 1e-3 * np.linalg.norm(outlier_vectors, axis=0).min()
+    )
+
+
+def test_sequence_of_darcy_systems_recycles_across_changing_matrices():
+    recycle = None
+    plain, recycled = [], []
+    for i in range(4):
+        system = darcy(32, rng=np.random.default_rng([11, i]))
+        reference = gcrodr(system.A, system.b, m=30, k=10, rtol=1e-8)
+        result = gcrodr(system.A, system.b, m=30, k=10, rtol=1e-8, recycle=recycle)
+        recycle = result.info["recycle"]
+        assert result.converged
+        np.testing.assert_allclose(result.x, spla.spsolve(system.A.tocsc(), system.b), rtol=1e-5)
+        plain.append(reference.iterations)
+        recycled.append(result.iterations)
+    assert sum(recycled[1:]) < sum(plain[1:])
+
+
+def test_right_preconditioning_and_recycling_together():
+    system = convection_diffusion(40, 20.0)
+    A = system.A.tocsc()
+    ilu = spla.spilu(A, drop_tol=1e-2, fill_factor=2)
+    M = spla.LinearOperator(A.shape, matvec=ilu.solve, dtype=float)
+    first = gcrodr(A, system.b, m=20, k=5, rtol=1e-10, M=M)
+    second = gcrodr(A, 2 * system.b + 1, m=20, k=5, rtol=1e-10, M=M, recycle=first.info["recycle"])
+    for result, b in ((first, system.b), (second, 2 * system.b + 1)):
+        assert result.converged
+        assert np.linalg.norm(b - A @ result.x) <= 1e-10 * np.linalg.norm(b)
+
+
+def test_complex_system():
+    rng = np.random.default_rng(2)
+    n = 60
+    A = np.eye(n) * 4 + (rng.standard_normal((n, n)) + 1j * rng.standard_normal((n, n))) / np.sqrt(
+        n
+    )
+    b = rng.standard_normal(n) + 1j * rng.standard_normal(n)
+    first = gcrodr(A, b, m=10, k=4, rtol=1e-10)
+    second = gcrodr(A, b.conj(), m=10, k=4, rtol=1e-10, recycle=first.info["recycle"])
+    np.testing.assert_allclose(second.x, np.linalg.solve(A, b.conj()), rtol=1e-8)
+
+
+def test_torch_inputs_stay_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    A = np.eye(40) * 3 + rng.standard_normal((40, 40)) / 7
+    b = rng.standard_normal(40)
+    first = gcrodr(torch.from_numpy(A), torch.from_numpy(b), m=10, k=3, rtol=1e-10)
+    second = gcrodr(
+        torch.from_numpy(A),
+        torch.from_numpy(b),
+        m=10,
+        k=3,
+        rtol=1e-10,
+        recycle=first.info["recycle"],
+    )
+    assert isinstance(second.x, torch.Tensor)
+    np.testing.assert_allclose(second.x.numpy(), np.linalg.solve(A, b), rtol=1e-8)
+
+
+def test_iteration_limit_warns():
+    A = sp.diags_array([-1.0, 2.0, -1.0], offsets=[-1, 0, 1], shape=(300, 300))
+    with pytest.warns(ConvergenceWarning, match="gcrodr did not converge"):
+        result = gcrodr(A, np.ones(300), m=10, k=4, rtol=1e-12, maxiter=25)
+    assert not result.converged and result.iterations == 25
+
+
+def test_inputs_are_not_modified():
+    rng = np.random.default_rng(4)
+    A = np.eye(30) * 2 + rng.standard_normal((30, 30)) / 10
+    b, x0 = rng.standard_normal(30), rng.standard_normal(30)
+    space = RecycleSpace(rng.standard_normal((3, 30)))
+    copies = A.copy(), b.copy(), x0.copy(), space.U.copy()
+    gcrodr(A, b, x0=x0, m=8, k=3, recycle=space, rtol=1e-10)
+    for original, copy in zip((A, b, x0, space.U), copies, strict=True):
+        np.testing.assert_array_equal(original, copy)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"m": 1}, ValueError, "m must be >= 2"),
+        ({"m": 10, "k": 10}, ValueError, "k must be < m"),
+        ({"k": 0}, ValueError, "k must be >= 1"),
+        ({"recycle": np.ones((2, 5))}, TypeError, "recycle must be a RecycleSpace"),
+        ({"recycle": RecycleSpace(np.ones((2, 4)))}, ValueError, r"recycle.U must have shape"),
+        ({"b": np.array([1.0, np.nan, 0, 0, 0])}, ValueError, "b contains NaN"),
+    ],
+)
+def test_bad_input(kwargs, error, match):
+    args = {"A": np.eye(5), "b": np.ones(5)} | kwargs
+    with pytest.raises(error, match=match):
+        gcrodr(args.pop("A"), args.pop("b"), **args)
