@@ -43,28 +43,9 @@ from numlib.result import SolveResult
 from numlib.validate import check_positive_int
 from solvers.arnoldi import HessenbergLeastSquares, orthogonalize
 from solvers.state import Callback, device_of, prepare, vector_norm
+from solvers.subspace import RecycleSpace
 
 __all__ = ["RecycleSpace", "gcrodr"]
-
-
-@dataclass(frozen=True)
-class RecycleSpace:
-    """A recycled subspace carried from one solve to the next.
-
-    Attributes
-    ----------
-    U : array, shape (k, n)
-        Rows spanning the space, in the variable GCRO-DR iterates on (``M^{-1} x``
-        when a right preconditioner ``M`` is used). Any basis will do: the next
-        solve re-orthonormalises ``A M U^T`` for its own operator.
-    """
-
-    U: Any
-
-    @property
-    def dimension(self) -> int:
-        """Number of recycled vectors ``k``."""
-        return int(self.U.shape[0])
 
 
 def gcrodr(

@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from numlib.result import ConvergenceWarning
-from solvers.gcrodr import RecycleSpace, gcrodr
+from solvers.gcrodr import gcrodr
 from solvers.problems import convection_diffusion, darcy
+from solvers.subspace import RecycleSpace
 
 
 def orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:

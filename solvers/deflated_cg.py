@@ -1,0 +1,227 @@
+"""Deflated conjugate gradients for sequences of symmetric positive definite systems.
+
+The SPD counterpart of GCRO-DR: CG whose search directions are kept
+``A``-orthogonal to a subspace ``W`` that approximates the eigenvectors of the
+smallest eigenvalues, so that those eigenvalues no longer slow convergence.
+The space is refined at the end of each solve by a Rayleigh-Ritz step on
+``W`` plus the last search directions, and handed to the next system.
+
+References
+----------
+.. [1] Y. Saad, M. Yeung, J. Erhel, F. Guyomarc'h, "A deflated version of the
+   conjugate gradient algorithm", SIAM J. Sci. Comput. 21(5), 2000, 1909-1926.
+.. [2] M. L. Parks, E. de Sturler, et al. (2006), the recycling framework that
+   :mod:`solvers.gcrodr` implements for general matrices.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+
+from numlib.backend import inner, to_numpy
+from numlib.result import SolveResult
+from numlib.validate import check_positive_int
+from solvers.state import Callback, device_of, prepare, vector_norm
+from solvers.subspace import RecycleSpace
+
+__all__ = ["deflated_cg"]
+
+
+def deflated_cg(
+    A: Any,
+    b: Any,
+    *,
+    k: int = 20,
+    window: int | None = None,
+    recycle: RecycleSpace | None = None,
+    x0: Any = None,
+    rtol: float = 1e-5,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    M: Any = None,
+    callback: Callback | None = None,
+) -> SolveResult:
+    """Solve SPD ``A x = b`` by CG deflated with a recycled space, and refine the space.
+
+    With ``W`` the recycled space made ``A``-orthonormal, the initial guess is
+    corrected by the Galerkin projection ``x += W^T W r`` (so ``r`` is orthogonal
+    to ``W``) and every search direction is ``p = z + beta p - W^T (A W z)``: CG
+    on the operator restricted to the ``A``-orthogonal complement of ``W``, whose
+    effective condition number is ``lambda_max / lambda_{k+1}`` when ``W`` spans
+    the eigenvectors of the ``k`` smallest eigenvalues (Saad et al. 2000, Thm 4.2).
+    Without ``recycle`` the first solve is plain (P)CG.
+
+    After convergence the space is refined by Rayleigh-Ritz for ``A`` on
+    ``span(W) + span(last window search directions)``: the ``k`` Ritz vectors of
+    smallest Ritz value are returned in ``info["recycle"]``. The last directions
+    are used because CG resolves the large eigenvalues first, so late directions
+    are rich in the slow, small-eigenvalue components. With a preconditioner the
+    Ritz step still targets ``A``'s small eigenvalues, which is what deflation of
+    ``A``-orthogonal directions removes; it is a heuristic for ``MA``.
+
+    Parameters
+    ----------
+    A : array, scipy.sparse matrix or LinearOperator, shape (n, n)
+        Hermitian positive definite; loss of definiteness is reported as a
+        breakdown.
+    b : array, shape (n,)
+        Right-hand side; numpy, torch or cupy.
+    k : int
+        Dimension of the recycled space to return, ``>= 1``.
+    window : int, optional
+        Number of last search directions kept for the Rayleigh-Ritz step
+        (default ``k``); costs ``2 window n`` extra memory.
+    recycle : RecycleSpace, optional
+        Space from a previous solve (``result.info["recycle"]``), any basis.
+    x0, rtol, atol, maxiter, M, callback
+        As in :func:`solvers.krylov.cg`.
+
+    Returns
+    -------
+    SolveResult
+        ``info`` has ``"recycle"``, ``"matvecs"`` (iterations plus ``k`` to form
+        ``A W`` plus residual checks), ``"recycled_residual_reduction"`` and
+        ``"true_residual_norm"``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For bad inputs as in :func:`solvers.krylov.cg`, ``k < 1``,
+        ``window < 1`` or a recycle space of the wrong length.
+
+    Warns
+    -----
+    ConvergenceWarning
+        If the tolerance was not met (with ``converged=False``).
+
+    Examples
+    --------
+    >>> from solvers.problems import darcy
+    >>> first = deflated_cg(darcy(32, rng=1).A, darcy(32, rng=1).b, k=10, rtol=1e-8)
+    >>> second = deflated_cg(darcy(32, rng=2).A, darcy(32, rng=2).b, k=10, rtol=1e-8,
+    ...                      recycle=first.info["recycle"])
+    >>> second.converged and second.iterations < first.iterations
+    True
+    """
+    k = check_positive_int(k, "k")
+    window = k if window is None else check_positive_int(window, "window")
+    state = prepare(A, b, x0, rtol, atol, maxiter, M, callback)
+    xp, matvec, precondition, x = state.xp, state.matvec, state.precondition, state.x
+    n = x.shape[0]
+    if recycle is not None:
+        if not isinstance(recycle, RecycleSpace):
+            raise TypeError(f"recycle must be a RecycleSpace, got {type(recycle).__name__}")
+        if recycle.U.ndim != 2 or recycle.U.shape[1] != n:
+            raise ValueError(f"recycle.U must have shape (k, {n}), got {tuple(recycle.U.shape)}")
+    window = min(window, n)
+    empty = xp.empty((0, n), dtype=x.dtype, device=device_of(x))
+    W, AW = empty, empty
+    matvecs = 0
+    r, residual_norm = state.residual()
+    matvecs += 1
+    history = [residual_norm]
+    reduction = 1.0
+    if recycle is not None and residual_norm > 0:
+        U = xp.asarray(recycle.U, dtype=x.dtype, device=device_of(x))
+        AU = xp.stack([matvec(u) for u in U])
+        matvecs += U.shape[0]
+        W, AW = _a_orthonormalise(xp, U, AU)
+        coefficients = _project(xp, W, r)
+        x += coefficients @ W
+        r = r - coefficients @ AW
+        before, residual_norm = residual_norm, vector_norm(xp, r)
+        reduction = residual_norm / before
+
+    directions = xp.empty((window, n), dtype=x.dtype, device=device_of(x))
+    images = xp.empty_like(directions)
+    stored = 0
+    iterations = 0
+    breakdown = None
+    while residual_norm > state.tolerance and iterations < state.maxiter and breakdown is None:
+        z = r if precondition is None else precondition(r)
+        rho = inner(xp, r, z).real
+        p = z - _project(xp, AW, z) @ W
+        while iterations < state.maxiter:
+            if precondition is not None and rho <= 0.0:
+                breakdown = f"M is not positive definite (r^H M r = {rho:.3e})"
+                break
+            q = matvec(p)
+            curvature = inner(xp, p, q).real
+            if not curvature > 0.0:
+                breakdown = f"A is not positive definite (p^H A p = {curvature:.3e})"
+                break
+            slot = stored % window
+            directions[slot], images[slot] = p, q
+            stored += 1
+            alpha = rho / curvature
+            x += alpha * p
+            r -= alpha * q
+            iterations += 1
+            z = r if precondition is None else precondition(r)
+            rho_next = inner(xp, r, z).real
+            residual_norm = vector_norm(xp, r)
+            history.append(residual_norm)
+            if callback is not None:
+                callback(x)
+            if residual_norm <= state.tolerance:
+                break
+            p *= rho_next / rho
+            p += z - _project(xp, AW, z) @ W
+            rho = rho_next
+        if breakdown is None:
+            r, residual_norm = state.residual()
+            matvecs += 1
+    matvecs += iterations
+    kept = min(stored, window)
+    space = _rayleigh_ritz(xp, W, AW, directions[:kept], images[:kept], k)
+    return state.finish(
+        "deflated_cg",
+        iterations,
+        history,
+        breakdown,
+        true_norm=residual_norm,
+        recycle=space if space is not None else recycle,
+        matvecs=matvecs,
+        recycled_residual_reduction=reduction,
+    )
+
+
+def _project(xp: ModuleType, rows: Any, v: Any) -> Any:
+    """Coefficients ``rows^H v`` (device array)."""
+    adjoint = xp.conj(rows) if "complex" in str(rows.dtype) else rows
+    return adjoint @ v
+
+
+def _a_orthonormalise(xp: ModuleType, U: Any, AU: Any) -> tuple[Any, Any]:
+    """Return ``(W, A W)`` with ``W A W^H = I`` spanning ``U``, dependent rows dropped."""
+    gram = to_numpy(_project(xp, U, xp.matrix_transpose(AU)))
+    gram = (gram + gram.conj().T) / 2
+    values, vectors = np.linalg.eigh(gram)
+    keep = values > 1e-12 * max(values.max(), 0.0)
+    transform = (vectors[:, keep] / np.sqrt(values[keep])).T.conj()
+    T = xp.asarray(transform, dtype=U.dtype, device=device_of(U))
+    return T @ U, T @ AU
+
+
+def _rayleigh_ritz(xp: ModuleType, W: Any, AW: Any, P: Any, AP: Any, k: int) -> RecycleSpace | None:
+    """Ritz vectors of ``A`` for the ``k`` smallest Ritz values on ``span(W, P)``."""
+    Z = xp.concat([W, P])
+    if Z.shape[0] == 0:
+        return None
+    AZ = xp.concat([AW, AP])
+    stiffness = to_numpy(_project(xp, Z, xp.matrix_transpose(AZ)))
+    mass = to_numpy(_project(xp, Z, xp.matrix_transpose(Z)))
+    stiffness = (stiffness + stiffness.conj().T) / 2
+    mass = (mass + mass.conj().T) / 2
+    # Orthonormalise span(Z) first: late CG directions can be nearly dependent
+    # on W, which would make the mass matrix singular.
+    values, vectors = np.linalg.eigh(mass)
+    keep = values > 1e-12 * values.max()
+    T = vectors[:, keep] / np.sqrt(values[keep])
+    ritz_values, ritz_vectors = scipy.linalg.eigh(T.conj().T @ stiffness @ T)
+    coefficients = (T @ ritz_vectors[:, : min(k, ritz_values.size)]).T
+    return RecycleSpace(xp.asarray(coefficients, dtype=Z.dtype, device=device_of(Z)) @ Z)

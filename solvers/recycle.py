@@ -1,0 +1,492 @@
+"""Solving a sequence of related linear systems: order them, then reuse work.
+
+:func:`solve_sequence` is what a numerical analyst would do with N systems
+``A_i x_i = b_i`` that come from one parametrised family (the training data of a
+neural operator, a parameter sweep, time steps):
+
+``direct``
+    One matrix for all: factorise once (sparse LU), then only triangular solves.
+``amg-reuse``
+    Symmetric positive definite, one sparsity pattern: build pyamg's
+    smoothed-aggregation hierarchy once, use it as the CG preconditioner for
+    every system, warm-start each from its predecessor's solution, and rebuild
+    the hierarchy only when a solve needs far more iterations than the first.
+``ilu-reuse``
+    Nonsymmetric or indefinite, one sparsity pattern: GCRO-DR recycling with one
+    incomplete LU factorisation reused as right preconditioner (rebuilt likewise).
+``gcrodr``
+    GCRO-DR(m, k) carrying its recycled space from system to system
+    (Sorting Krylov Recycling, Wang et al., ICLR 2024), warm-started.
+``deflated-cg``
+    The SPD counterpart: deflated CG with a recycled space.
+``warm-start``
+    Plain CG/GMRES started from the predecessor's solution.
+``cg``, ``gmres``
+    Each system on its own, from zero: the baselines.
+
+``auto`` inspects the matrices and picks ``direct`` for a constant matrix,
+``amg-reuse`` for SPD with a fixed pattern, ``ilu-reuse`` for other fixed-pattern
+sparse matrices and ``gcrodr`` otherwise; the pick and the reason are reported.
+
+Systems are solved in an order that puts similar systems next to each other
+(greedy nearest neighbour on features, as SKR, or a Hilbert-curve order for large
+N, see :mod:`solvers.ordering`); solutions come back in the caller's order.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from numlib.result import ConvergenceWarning, SolveResult
+from numlib.validate import check_operator, check_positive_int, check_tolerance, check_vector
+from solvers.deflated_cg import deflated_cg
+from solvers.gcrodr import gcrodr
+from solvers.krylov import cg, gmres
+from solvers.ordering import order_systems, path_length
+
+__all__ = ["STRATEGIES", "SequenceResult", "solve_sequence"]
+
+STRATEGIES = (
+    "auto",
+    "direct",
+    "amg-reuse",
+    "ilu-reuse",
+    "gcrodr",
+    "deflated-cg",
+    "warm-start",
+    "cg",
+    "gmres",
+)
+# A reused preconditioner is rebuilt for the current matrix once a solve needs
+# this many times the iterations it needed right after being built.
+REBUILD_FACTOR = 2.0
+# Width of the sketched default features used for ordering.
+SKETCH_DIMENSION = 256
+
+
+@dataclass(frozen=True)
+class SequenceResult:
+    """Outcome of :func:`solve_sequence`.
+
+    Attributes
+    ----------
+    solutions : list of numpy.ndarray
+        ``solutions[i]`` solves system ``i`` of the caller's sequence.
+    results : list of SolveResult
+        Per system, caller's order; ``results[i].info["solve_s"]`` is its time.
+    order : numpy.ndarray
+        The permutation in which the systems were solved.
+    strategy : str
+        The strategy used (``auto`` resolved).
+    info : dict
+        ``"reason"`` (why ``auto`` chose it), ``"setup_s"`` (factorisations and
+        hierarchies), ``"total_s"``, ``"rebuilds"``, ``"path_length"`` of the
+        order in feature space, ``"converged"`` (all systems), and
+        ``"iterations"`` (mean per system).
+    """
+
+    solutions: list[np.ndarray]
+    results: list[SolveResult]
+    order: np.ndarray
+    strategy: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def solve_sequence(
+    systems: Sequence[Any],
+    *,
+    strategy: str = "auto",
+    order: str | np.ndarray = "greedy",
+    features: np.ndarray | None = None,
+    rtol: float = 1e-8,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    m: int = 40,
+    k: int = 20,
+    progress: Callable[[int, int], None] | None = None,
+) -> SequenceResult:
+    """Solve ``A_i x_i = b_i`` for a sequence of related systems.
+
+    Every returned solution meets ``||b_i - A_i x_i|| <= max(rtol ||b_i||, atol)``
+    by its recomputed residual, or its result says ``converged=False`` (and one
+    :class:`ConvergenceWarning` summarises the failures).
+
+    Parameters
+    ----------
+    systems : sequence
+        ``(A, b)`` pairs or objects with ``.A`` and ``.b`` (e.g.
+        :class:`solvers.problems.LinearSystem`). All of one size ``n``; ``A`` a
+        scipy.sparse matrix, a dense numpy array or a LinearOperator (the last
+        rules out ``direct``, ``amg-reuse`` and ``ilu-reuse``).
+    strategy : str
+        One of :data:`STRATEGIES`.
+    order : {"greedy", "curve", "none"} or array of int
+        How to order the solves, or an explicit permutation.
+    features : array, shape (N, d), optional
+        Features of the systems' parameters for the ordering (e.g.
+        :func:`solvers.ordering.parameter_features` of coefficient fields).
+        Default: the matrices' values when they share a sparsity pattern (so
+        distances are ``||A_i - A_j||_F``, the SKR criterion), else the
+        right-hand sides; sketched to 256 columns by a seeded CountSketch when
+        wider.
+    rtol, atol : float
+        Tolerance of every solve.
+    maxiter : int, optional
+        Iteration budget per system (default ``10 n``).
+    m, k : int
+        GCRO-DR cycle size and recycled-space dimension (``k`` also for
+        deflated CG); SKR uses ``m = 40, k = 20``.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each solve.
+
+    Returns
+    -------
+    SequenceResult
+
+    Raises
+    ------
+    TypeError, ValueError
+        Before any solve, for an empty sequence, systems of different sizes,
+        NaN/Inf, an unknown strategy or order, a bad permutation, ``k >= m``,
+        or a strategy the matrices do not allow (``direct`` on changing
+        matrices, ``amg-reuse``/``ilu-reuse`` on operators or changing patterns).
+
+    Examples
+    --------
+    >>> from solvers.problems import darcy
+    >>> family = [darcy(24, rng=seed) for seed in range(6)]
+    >>> out = solve_sequence(family, rtol=1e-8)
+    >>> out.strategy, out.info["converged"]
+    ('amg-reuse', True)
+    """
+    pairs = _check_systems(systems)
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    rtol = check_tolerance(rtol, "rtol")
+    atol = check_tolerance(atol, "atol")
+    n = pairs[0][1].shape[0]
+    maxiter = 10 * n if maxiter is None else check_positive_int(maxiter, "maxiter")
+    m = check_positive_int(m, "m", minimum=2)
+    k = check_positive_int(k, "k")
+    if k >= m:
+        raise ValueError(f"k must be < m, got k={k} and m={m}")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable, got {type(progress).__name__}")
+    kind = _Kind.of([A for A, _ in pairs])
+    reason = f"chosen by the caller ({kind.describe()})"
+    if strategy == "auto":
+        strategy, reason = kind.choose()
+    kind.require(strategy)
+    if isinstance(order, str):
+        if features is None and order != "none":
+            features = _default_features(pairs, kind)
+        permutation = order_systems(
+            np.zeros((len(pairs), 1)) if features is None else features, method=order
+        )
+    else:
+        permutation = _check_permutation(order, len(pairs))
+
+    start = time.perf_counter()
+    runner = _Runner(strategy, rtol, atol, maxiter, m, k, kind)
+    results: list[SolveResult | None] = [None] * len(pairs)
+    with warnings.catch_warnings():
+        # One summary warning below instead of one per system.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for done, index in enumerate(permutation, start=1):
+            A, b = pairs[index]
+            results[index] = runner.solve(A, b)
+            if progress is not None:
+                progress(done, len(pairs))
+    total = time.perf_counter() - start
+    final = [r for r in results if r is not None]
+    failed = [i for i, r in enumerate(final) if not r.converged]
+    if failed:
+        warnings.warn(
+            f"{len(failed)} of {len(final)} systems did not converge "
+            f"({strategy}; first: system {failed[0]})",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    info = {
+        "reason": reason,
+        "setup_s": runner.setup_s,
+        "total_s": total,
+        "rebuilds": runner.rebuilds,
+        "converged": not failed,
+        "iterations": float(np.mean([r.iterations for r in final])),
+        "path_length": None if features is None else path_length(features, permutation),
+    }
+    return SequenceResult([np.asarray(r.x) for r in final], final, permutation, strategy, info)
+
+
+def _check_systems(systems: Sequence[Any]) -> list[tuple[Any, np.ndarray]]:
+    """Validate every system before any work; return ``(A, b)`` pairs."""
+    if isinstance(systems, str | bytes) or not hasattr(systems, "__len__"):
+        raise TypeError("systems must be a sequence of (A, b) pairs or LinearSystem objects")
+    if len(systems) == 0:
+        raise ValueError("systems must not be empty")
+    pairs = []
+    n = None
+    for i, system in enumerate(systems):
+        A, b = (system.A, system.b) if hasattr(system, "A") else system
+        check_vector(b, f"systems[{i}].b")
+        size, _ = check_operator(A, f"systems[{i}].A")
+        if n is None:
+            n = size
+        if size != n or b.shape[0] != n:
+            raise ValueError(
+                f"systems[{i}] has size {size} (b: {b.shape[0]}), but systems[0] has size {n}"
+            )
+        pairs.append((A, b))
+    return pairs
+
+
+def _check_permutation(order: Any, count: int) -> np.ndarray:
+    permutation = np.asarray(order)
+    if permutation.dtype.kind not in "iu" or not np.array_equal(
+        np.sort(permutation), np.arange(count)
+    ):
+        raise ValueError(f"order must be a permutation of range({count})")
+    return permutation.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """What the matrices of a sequence allow."""
+
+    sparse: bool
+    explicit: bool  # sparse or dense numpy: entries visible, factorisable
+    constant: bool
+    same_pattern: bool
+    symmetric_positive: bool
+
+    @classmethod
+    def of(cls, matrices: list[Any]) -> _Kind:
+        first = matrices[0]
+        sparse = all(sp.issparse(A) for A in matrices)
+        dense = all(isinstance(A, np.ndarray) for A in matrices)
+        constant = all(A is first for A in matrices)
+        same_pattern = False
+        if sparse:
+            csr = [_canonical_csr(A) for A in matrices]
+            same_pattern = all(
+                A.shape == csr[0].shape
+                and np.array_equal(A.indptr, csr[0].indptr)
+                and np.array_equal(A.indices, csr[0].indices)
+                for A in csr
+            )
+            constant = constant or (
+                same_pattern and all(np.array_equal(A.data, csr[0].data) for A in csr)
+            )
+        elif dense:
+            constant = constant or all(np.array_equal(A, first) for A in matrices)
+        explicit = sparse or dense
+        return cls(sparse, explicit, constant, same_pattern, explicit and _looks_spd(first))
+
+    def describe(self) -> str:
+        traits = [
+            "constant matrix" if self.constant else "changing matrices",
+            "one sparsity pattern" if self.same_pattern else "",
+            "symmetric with positive diagonal" if self.symmetric_positive else "",
+        ]
+        return ", ".join(t for t in traits if t)
+
+    def choose(self) -> tuple[str, str]:
+        """Return the strategy ``auto`` resolves to, and why."""
+        if self.constant and self.explicit:
+            return "direct", f"{self.describe()}: factorise once"
+        if self.same_pattern and self.symmetric_positive:
+            return "amg-reuse", f"{self.describe()}: one AMG hierarchy for all"
+        if self.same_pattern:
+            return "ilu-reuse", f"{self.describe()}: one ILU, GCRO-DR recycling"
+        return "gcrodr", f"{self.describe()}: GCRO-DR recycling"
+
+    def require(self, strategy: str) -> None:
+        """Raise if the matrices do not allow ``strategy``."""
+        if strategy == "direct" and not (self.constant and self.explicit):
+            raise ValueError(
+                "strategy 'direct' needs one constant sparse or dense matrix for all systems"
+            )
+        if strategy in ("amg-reuse", "ilu-reuse") and not self.same_pattern:
+            raise ValueError(
+                f"strategy {strategy!r} needs scipy.sparse matrices sharing one sparsity pattern"
+            )
+
+
+def _canonical_csr(A: Any) -> sp.csr_array:
+    """CSR with sorted, unique indices, copying only when the input is not (never in place)."""
+    A = sp.csr_array(A)
+    if not A.has_canonical_format:
+        A = A.copy()
+        A.sum_duplicates()
+    return A
+
+
+def _looks_spd(A: Any) -> bool:
+    """Symmetric (to rounding) with a positive diagonal: the cheap necessary checks."""
+    A = _canonical_csr(A)
+    scale = abs(A).max()
+    return bool((A.diagonal() > 0).all() and abs(A - A.T).max() <= 1e-12 * scale)
+
+
+def _default_features(pairs: list[tuple[Any, np.ndarray]], kind: _Kind) -> np.ndarray:
+    if kind.same_pattern and not kind.constant:
+        rows = [_canonical_csr(A).data for A, _ in pairs]
+    else:
+        rows = [np.asarray(b) for _, b in pairs]
+    features = np.stack(rows).astype(np.float64)
+    if features.shape[1] <= SKETCH_DIMENSION:
+        return features
+    # A seeded CountSketch (each column to one bucket, with a random sign) keeps
+    # squared distances unbiased and concentrated, in O(N d) work: ordering
+    # only needs them roughly right.
+    gen = np.random.default_rng(0)
+    buckets = gen.integers(0, SKETCH_DIMENSION, features.shape[1])
+    signs = gen.choice([-1.0, 1.0], features.shape[1])
+    count_sketch = sp.csc_array(
+        (signs, (np.arange(features.shape[1]), buckets)),
+        shape=(features.shape[1], SKETCH_DIMENSION),
+    )
+    return np.asarray(features @ count_sketch)
+
+
+class _Runner:
+    """Solves the systems of one sequence in order, carrying what can be reused."""
+
+    def __init__(
+        self, strategy: str, rtol: float, atol: float, maxiter: int, m: int, k: int, kind: _Kind
+    ) -> None:
+        self.strategy = strategy
+        self.options = {"rtol": rtol, "atol": atol, "maxiter": maxiter}
+        self.m, self.k = m, k
+        self.spd = kind.symmetric_positive
+        self.setup_s = 0.0
+        self.rebuilds = 0
+        self.previous: np.ndarray | None = None
+        self.recycle = None
+        self.factor: Callable[[np.ndarray], np.ndarray] | None = None
+        self.preconditioner: Any = None
+        self.fresh_iterations: int | None = None
+
+    def solve(self, A: Any, b: np.ndarray) -> SolveResult:
+        start = time.perf_counter()
+        result = getattr(self, "_" + self.strategy.replace("-", "_"))(A, b)
+        result.info["solve_s"] = time.perf_counter() - start
+        self.previous = np.asarray(result.x)
+        return result
+
+    def _warm(self, A: Any, b: np.ndarray) -> np.ndarray | None:
+        """Return the predecessor's solution when it is a better start than zero."""
+        if self.previous is None:
+            return None
+        residual = np.linalg.norm(b - A @ self.previous)
+        return self.previous if residual < np.linalg.norm(b) else None
+
+    def _timed_setup(self, build: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        built = build()
+        self.setup_s += time.perf_counter() - start
+        return built
+
+    def _direct(self, A: Any, b: np.ndarray) -> SolveResult:
+        if self.factor is None:
+            self.factor = self._timed_setup(lambda: _factorise(A))
+        x = self.factor(b)
+        residual = float(np.linalg.norm(b - A @ x))
+        b_norm = float(np.linalg.norm(b))
+        tolerance = max(self.options["rtol"] * b_norm, self.options["atol"])
+        return SolveResult(
+            x=x,
+            converged=residual <= tolerance,
+            iterations=0,
+            residual_norms=np.array([b_norm, residual]),
+            info={"true_residual_norm": residual, "tolerance": tolerance},
+        )
+
+    def _with_reused_preconditioner(
+        self, A: Any, b: np.ndarray, build: Callable[[Any], Any], solve: Callable[..., SolveResult]
+    ) -> SolveResult:
+        if self.preconditioner is None:
+            self.preconditioner = self._timed_setup(lambda: build(A))
+        result = solve(A, b, M=self.preconditioner)
+        if self.fresh_iterations is None:
+            self.fresh_iterations = max(result.iterations, 1)
+        elif result.iterations > REBUILD_FACTOR * self.fresh_iterations:
+            # The matrices drifted away from the one the preconditioner was
+            # built for: rebuild it here, and remember the new baseline.
+            self.preconditioner = self._timed_setup(lambda: build(A))
+            self.rebuilds += 1
+            self.fresh_iterations = None
+        return result
+
+    def _amg_reuse(self, A: Any, b: np.ndarray) -> SolveResult:
+        return self._with_reused_preconditioner(A, b, _amg_preconditioner, self._pcg)
+
+    def _ilu_reuse(self, A: Any, b: np.ndarray) -> SolveResult:
+        return self._with_reused_preconditioner(A, b, _ilu_preconditioner, self._recycled_gmres)
+
+    def _pcg(self, A: Any, b: np.ndarray, M: Any = None) -> SolveResult:
+        return cg(A, b, x0=self._warm(A, b), M=M, **self.options)
+
+    def _recycled_gmres(self, A: Any, b: np.ndarray, M: Any = None) -> SolveResult:
+        result = gcrodr(
+            A,
+            b,
+            m=self.m,
+            k=self.k,
+            recycle=self.recycle,
+            x0=self._warm(A, b),
+            M=M,
+            **self.options,
+        )
+        self.recycle = result.info["recycle"]
+        return result
+
+    def _gcrodr(self, A: Any, b: np.ndarray) -> SolveResult:
+        return self._recycled_gmres(A, b)
+
+    def _deflated_cg(self, A: Any, b: np.ndarray) -> SolveResult:
+        result = deflated_cg(
+            A, b, k=self.k, recycle=self.recycle, x0=self._warm(A, b), **self.options
+        )
+        self.recycle = result.info["recycle"]
+        return result
+
+    def _warm_start(self, A: Any, b: np.ndarray) -> SolveResult:
+        if self.spd:
+            return cg(A, b, x0=self._warm(A, b), **self.options)
+        return gmres(A, b, restart=self.m, x0=self._warm(A, b), **self.options)
+
+    def _cg(self, A: Any, b: np.ndarray) -> SolveResult:
+        return cg(A, b, **self.options)
+
+    def _gmres(self, A: Any, b: np.ndarray) -> SolveResult:
+        return gmres(A, b, restart=self.m, **self.options)
+
+
+def _factorise(A: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """LU factorisation once; the returned function solves with it."""
+    if sp.issparse(A):
+        return spla.factorized(sp.csc_array(A))
+    factors = scipy.linalg.lu_factor(A)
+    return lambda b: scipy.linalg.lu_solve(factors, b)
+
+
+def _amg_preconditioner(A: Any) -> Any:
+    import pyamg
+
+    return pyamg.smoothed_aggregation_solver(sp.csr_array(A)).aspreconditioner()
+
+
+def _ilu_preconditioner(A: Any) -> spla.LinearOperator:
+    factor = spla.spilu(sp.csc_array(A), drop_tol=1e-4, fill_factor=10)
+    return spla.LinearOperator(A.shape, matvec=factor.solve, dtype=factor.L.dtype)

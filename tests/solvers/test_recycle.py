@@ -1,0 +1,174 @@
+"""solve_sequence: every answer meets the tolerance, in the caller's order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from numlib.result import ConvergenceWarning
+from solvers.problems import convection_diffusion, darcy, poisson2d
+from solvers.recycle import STRATEGIES, solve_sequence
+
+RTOL = 1e-8
+
+
+def darcy_family(count: int = 8, n: int = 16) -> list:
+    return [darcy(n, rng=np.random.default_rng([5, i])) for i in range(count)]
+
+
+def convection_family(count: int = 6, n: int = 16) -> list:
+    rng = np.random.default_rng(9)
+    return [
+        convection_diffusion(n, float(rng.uniform(5, 30)), angle=float(rng.uniform(0, 1.5)))
+        for _ in range(count)
+    ]
+
+
+def assert_solved(systems, out, rtol=RTOL):
+    assert len(out.solutions) == len(systems)
+    for system, x, result in zip(systems, out.solutions, out.results, strict=True):
+        residual = np.linalg.norm(system.b - system.A @ x)
+        assert result.converged
+        assert residual <= rtol * np.linalg.norm(system.b)
+        reference = spla.spsolve(sp.csc_array(system.A), system.b)
+        np.testing.assert_allclose(x, reference, rtol=1e-4, atol=1e-8 * np.abs(reference).max())
+    assert sorted(out.order.tolist()) == list(range(len(systems)))
+
+
+SPD_STRATEGIES = ["auto", "amg-reuse", "gcrodr", "deflated-cg", "warm-start", "cg", "gmres"]
+
+
+@pytest.mark.parametrize("strategy", SPD_STRATEGIES)
+def test_spd_family_every_strategy_meets_tolerance(strategy):
+    systems = darcy_family()
+    out = solve_sequence(systems, strategy=strategy, rtol=RTOL)
+    assert_solved(systems, out)
+    assert out.strategy == ("amg-reuse" if strategy == "auto" else strategy)
+
+
+@pytest.mark.parametrize("strategy", ["auto", "ilu-reuse", "gcrodr", "warm-start", "gmres"])
+def test_nonsymmetric_family_every_strategy_meets_tolerance(strategy):
+    systems = convection_family()
+    out = solve_sequence(systems, strategy=strategy, rtol=RTOL, m=20, k=5)
+    assert_solved(systems, out)
+    assert out.strategy == ("ilu-reuse" if strategy == "auto" else strategy)
+
+
+def test_constant_matrix_is_factorised_once():
+    A = poisson2d(20).A
+    rng = np.random.default_rng(1)
+    systems = [(A, rng.standard_normal(A.shape[0])) for _ in range(5)]
+    out = solve_sequence(systems)
+    assert out.strategy == "direct"
+    assert "factorise once" in out.info["reason"]
+    for (_, b), x in zip(systems, out.solutions, strict=True):
+        np.testing.assert_allclose(A @ x, b, atol=1e-9 * np.linalg.norm(b))
+
+
+def test_dense_constant_matrix_and_linear_operators():
+    rng = np.random.default_rng(2)
+    A = np.eye(30) * 3 + rng.standard_normal((30, 30)) / 6
+    rhs = [rng.standard_normal(30) for _ in range(4)]
+    dense = solve_sequence([(A, b) for b in rhs])
+    assert dense.strategy == "direct"
+    operator = spla.aslinearoperator(A)
+    recycled = solve_sequence([(operator, b) for b in rhs], rtol=1e-10, m=10, k=3)
+    assert recycled.strategy == "gcrodr"
+    for b, x1, x2 in zip(rhs, dense.solutions, recycled.solutions, strict=True):
+        np.testing.assert_allclose(x1, np.linalg.solve(A, b), rtol=1e-9)
+        np.testing.assert_allclose(x2, np.linalg.solve(A, b), rtol=1e-7)
+
+
+@settings(max_examples=10)
+@given(st.permutations(range(6)), st.sampled_from(["gcrodr", "amg-reuse", "cg"]))
+def test_explicit_order_is_followed_and_answers_return_in_caller_order(permutation, strategy):
+    systems = darcy_family(6, 12)
+    solved_in = []
+    out = solve_sequence(
+        systems,
+        strategy=strategy,
+        order=np.array(permutation),
+        rtol=RTOL,
+        progress=lambda done, total: solved_in.append(done),
+    )
+    assert out.order.tolist() == list(permutation)
+    assert solved_in == list(range(1, 7))
+    assert_solved(systems, out)
+
+
+@pytest.mark.parametrize("order", ["greedy", "curve", "none"])
+def test_orderings_are_permutations(order):
+    systems = darcy_family(7, 12)
+    out = solve_sequence(systems, strategy="gcrodr", order=order, rtol=RTOL)
+    assert sorted(out.order.tolist()) == list(range(7))
+    if order == "none":
+        assert out.order.tolist() == list(range(7))
+
+
+def test_greedy_order_shortens_the_path_through_parameter_space():
+    systems = darcy_family(12, 12)
+    features = np.stack([s.params["coefficient"].ravel() for s in systems])
+    greedy = solve_sequence(systems, strategy="cg", order="greedy", features=features)
+    unsorted = solve_sequence(systems, strategy="cg", order="none", features=features)
+    assert greedy.info["path_length"] <= unsorted.info["path_length"]
+
+
+def test_inputs_are_not_modified():
+    A = sp.csr_array(
+        (np.array([2.0, 1.0, 3.0, -1.0, 4.0]), np.array([1, 0, 1, 0, 1]), np.array([0, 2, 5])),
+        shape=(2, 2),
+    )  # row 1 holds a duplicate entry: not canonical
+    snapshot = (A.data.copy(), A.indices.copy(), A.indptr.copy())
+    b = np.array([1.0, 2.0])
+    solve_sequence([(A, b), (A, 2 * b)], strategy="gmres", rtol=1e-12)
+    for before, after in zip(snapshot, (A.data, A.indices, A.indptr), strict=True):
+        np.testing.assert_array_equal(before, after)
+    np.testing.assert_array_equal(b, [1.0, 2.0])
+
+
+def test_non_convergence_is_reported_once():
+    systems = darcy_family(3, 16)
+    with pytest.warns(ConvergenceWarning, match="3 of 3 systems did not converge"):
+        out = solve_sequence(systems, strategy="cg", maxiter=3, rtol=1e-12)
+    assert not out.info["converged"]
+    assert not any(r.converged for r in out.results)
+
+
+@pytest.mark.parametrize(
+    ("systems", "kwargs", "error", "match"),
+    [
+        ([], {}, ValueError, "systems must not be empty"),
+        ("abc", {}, TypeError, "systems must be a sequence"),
+        ([(np.eye(3), np.ones(3)), (np.eye(4), np.ones(4))], {}, ValueError, "systems\\[1\\]"),
+        ([(np.eye(3), np.array([1.0, np.nan, 1.0]))], {}, ValueError, "systems\\[0\\].b contains"),
+        ([(np.eye(3), np.ones(3))], {"strategy": "magic"}, ValueError, "strategy must be one of"),
+        ([(np.eye(3), np.ones(3))], {"m": 5, "k": 5}, ValueError, "k must be < m"),
+        ([(np.eye(3), np.ones(3))], {"m": 1}, ValueError, "m must be >= 2"),
+        ([(np.eye(3), np.ones(3))] * 2, {"order": np.array([0, 0])}, ValueError, "permutation"),
+        ([(np.eye(3), np.ones(3))], {"order": "random"}, ValueError, "method"),
+        (
+            [(np.eye(3), np.ones(3)), (2 * np.eye(3), np.ones(3))],
+            {"strategy": "direct"},
+            ValueError,
+            "'direct' needs one constant",
+        ),
+        (
+            [(spla.aslinearoperator(np.eye(3)), np.ones(3))],
+            {"strategy": "amg-reuse"},
+            ValueError,
+            "'amg-reuse' needs scipy.sparse",
+        ),
+    ],
+)
+def test_bad_input_is_rejected_before_any_solve(systems, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        solve_sequence(systems, **kwargs)
+
+
+def test_every_strategy_is_tested():
+    tested = set(SPD_STRATEGIES) | {"ilu-reuse", "direct"}
+    assert tested == set(STRATEGIES)
