@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
-from numlib.backend import inner, to_numpy
+from numlib.backend import to_numpy
 from numlib.result import SolveResult
 from numlib.validate import check_positive_int
+from solvers.krylov import conjugate_gradients
 from solvers.state import Callback, device_of, prepare, vector_norm
-from solvers.subspace import RecycleSpace
+from solvers.subspace import RecycleSpace, check_recycle_space
 
 __all__ = ["deflated_cg"]
 
@@ -110,13 +111,9 @@ def deflated_cg(
     k = check_positive_int(k, "k")
     window = k if window is None else check_positive_int(window, "window")
     state = prepare(A, b, x0, rtol, atol, maxiter, M, callback)
-    xp, matvec, precondition, x = state.xp, state.matvec, state.precondition, state.x
+    xp, matvec, x = state.xp, state.matvec, state.x
     n = x.shape[0]
-    if recycle is not None:
-        if not isinstance(recycle, RecycleSpace):
-            raise TypeError(f"recycle must be a RecycleSpace, got {type(recycle).__name__}")
-        if recycle.U.ndim != 2 or recycle.U.shape[1] != n:
-            raise ValueError(f"recycle.U must have shape (k, {n}), got {tuple(recycle.U.shape)}")
+    check_recycle_space(recycle, n)
     window = min(window, n)
     empty = xp.empty((0, n), dtype=x.dtype, device=device_of(x))
     W, AW = empty, empty
@@ -139,51 +136,29 @@ def deflated_cg(
     directions = xp.empty((window, n), dtype=x.dtype, device=device_of(x))
     images = xp.empty_like(directions)
     stored = 0
-    iterations = 0
-    breakdown = None
-    while residual_norm > state.tolerance and iterations < state.maxiter and breakdown is None:
-        z = r if precondition is None else precondition(r)
-        rho = inner(xp, r, z).real
-        p = z - _project(xp, AW, z) @ W
-        while iterations < state.maxiter:
-            if precondition is not None and rho <= 0.0:
-                breakdown = f"M is not positive definite (r^H M r = {rho:.3e})"
-                break
-            q = matvec(p)
-            curvature = inner(xp, p, q).real
-            if not curvature > 0.0:
-                breakdown = f"A is not positive definite (p^H A p = {curvature:.3e})"
-                break
-            slot = stored % window
-            directions[slot], images[slot] = p, q
-            stored += 1
-            alpha = rho / curvature
-            x += alpha * p
-            r -= alpha * q
-            iterations += 1
-            z = r if precondition is None else precondition(r)
-            rho_next = inner(xp, r, z).real
-            residual_norm = vector_norm(xp, r)
-            history.append(residual_norm)
-            if callback is not None:
-                callback(x)
-            if residual_norm <= state.tolerance:
-                break
-            p *= rho_next / rho
-            p += z - _project(xp, AW, z) @ W
-            rho = rho_next
-        if breakdown is None:
-            r, residual_norm = state.residual()
-            matvecs += 1
-    matvecs += iterations
+
+    def keep_last(p: Any, q: Any) -> None:
+        nonlocal stored
+        directions[stored % window], images[stored % window] = p, q
+        stored += 1
+
+    run = conjugate_gradients(
+        state,
+        r,
+        residual_norm,
+        history,
+        direction=lambda z: z - _project(xp, AW, z) @ W,
+        observe=keep_last,
+    )
+    matvecs += run.iterations + run.residual_checks
     kept = min(stored, window)
     space = _rayleigh_ritz(xp, W, AW, directions[:kept], images[:kept], k)
     return state.finish(
         "deflated_cg",
-        iterations,
+        run.iterations,
         history,
-        breakdown,
-        true_norm=residual_norm,
+        run.breakdown,
+        true_norm=run.residual_norm,
         recycle=space if space is not None else recycle,
         matvecs=matvecs,
         recycled_residual_reduction=reduction,

@@ -43,7 +43,7 @@ from numlib.result import SolveResult
 from numlib.validate import check_positive_int
 from solvers.arnoldi import HessenbergLeastSquares, orthogonalize
 from solvers.state import Callback, device_of, prepare, vector_norm
-from solvers.subspace import RecycleSpace
+from solvers.subspace import RecycleSpace, check_recycle_space
 
 __all__ = ["RecycleSpace", "gcrodr"]
 
@@ -143,11 +143,7 @@ def gcrodr(
     state = prepare(A, b, x0, rtol, atol, maxiter, M, callback)
     xp, x = state.xp, state.x
     n = x.shape[0]
-    if recycle is not None:
-        if not isinstance(recycle, RecycleSpace):
-            raise TypeError(f"recycle must be a RecycleSpace, got {type(recycle).__name__}")
-        if recycle.U.ndim != 2 or recycle.U.shape[1] != n:
-            raise ValueError(f"recycle.U must have shape (k, {n}), got {tuple(recycle.U.shape)}")
+    check_recycle_space(recycle, n)
     m = min(m, n)
     k = min(k, m - 1)
     solver = _Recycler(state, m, k)

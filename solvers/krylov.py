@@ -24,6 +24,8 @@ References
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,9 +34,9 @@ from numlib.backend import inner
 from numlib.result import SolveResult
 from numlib.validate import check_positive_int
 from solvers.arnoldi import HessenbergLeastSquares, orthogonalize
-from solvers.state import Callback, device_of, prepare, vector_norm
+from solvers.state import Callback, SolveState, device_of, prepare, vector_norm
 
-__all__ = ["cg", "gmres"]
+__all__ = ["CGRun", "cg", "conjugate_gradients", "gmres"]
 
 
 def cg(
@@ -110,54 +112,13 @@ def cg(
     (True, True)
     """
     state = prepare(A, b, x0, rtol, atol, maxiter, M, callback)
-    xp, matvec, precondition, x = state.xp, state.matvec, state.precondition, state.x
     if state.b_norm == 0.0 and x0 is None:
         return state.finish("cg", 0, [0.0], true_norm=0.0)
 
     r, residual_norm = state.residual()
     history = [residual_norm]
-    iterations = 0
-    breakdown = None
-    while residual_norm > state.tolerance and iterations < state.maxiter and breakdown is None:
-        # (Re)start the recurrence from the current residual r.
-        z = r if precondition is None else precondition(r)
-        rho = inner(xp, r, z).real
-        p = xp.asarray(z, copy=True)
-        while iterations < state.maxiter:
-            if precondition is not None and rho <= 0.0:
-                breakdown = f"M is not positive definite (r^H M r = {rho:.3e})"
-                break
-            q = matvec(p)
-            curvature = inner(xp, p, q).real
-            if not curvature > 0.0:
-                breakdown = f"A is not positive definite (p^H A p = {curvature:.3e})"
-                break
-            alpha = rho / curvature
-            # Plain numpy updates on purpose: scipy.linalg.blas links a second
-            # OpenBLAS whose thread pool fights numpy's when calls alternate.
-            x += alpha * p
-            r -= alpha * q
-            iterations += 1
-            if precondition is None:
-                rho_next = inner(xp, r, r).real
-                residual_norm = math.sqrt(rho_next)
-            else:
-                z = precondition(r)
-                rho_next = inner(xp, r, z).real
-                residual_norm = vector_norm(xp, r)
-            history.append(residual_norm)
-            if state.callback is not None:
-                state.callback(x)
-            if residual_norm <= state.tolerance:
-                break
-            p *= rho_next / rho
-            p += z if precondition is not None else r
-            rho = rho_next
-        if breakdown is None:
-            # Trust the recurrence only after checking it: on a drifted
-            # residual the outer loop restarts CG from the true one.
-            r, residual_norm = state.residual()
-    return state.finish("cg", iterations, history, breakdown, true_norm=vector_norm(xp, r))
+    run = conjugate_gradients(state, r, residual_norm, history)
+    return state.finish("cg", run.iterations, history, run.breakdown, true_norm=run.residual_norm)
 
 
 def gmres(
@@ -277,3 +238,95 @@ def gmres(
     return state.finish(
         "gmres", iterations, history, breakdown, true_norm=residual_norm, cycles=cycles, restart=m
     )
+
+
+@dataclass(frozen=True)
+class CGRun:
+    """How a run of :func:`conjugate_gradients` ended."""
+
+    iterations: int
+    breakdown: str | None
+    residual: Any  # the recomputed b - A x
+    residual_norm: float
+    residual_checks: int  # operator applications spent recomputing the residual
+
+
+def conjugate_gradients(
+    state: SolveState,
+    r: Any,
+    residual_norm: float,
+    history: list[float],
+    *,
+    direction: Callable[[Any], Any] | None = None,
+    observe: Callable[[Any, Any], None] | None = None,
+) -> CGRun:
+    """Run preconditioned CG iterations on ``state`` from the residual ``r``.
+
+    The loop shared by :func:`cg` and :func:`solvers.deflated_cg.deflated_cg`:
+    it updates ``state.x`` in place, appends the recurrence residual norm of
+    every iteration to ``history``, and stops on the tolerance (checked on the
+    recomputed residual: a recurrence that drifted is restarted from the true
+    one), on ``state.maxiter`` or on a breakdown (``A`` or ``M`` not positive
+    definite).
+
+    Parameters
+    ----------
+    state : SolveState
+        Validated problem; ``state.x`` must satisfy ``r = b - A x``.
+    r, residual_norm : array, float
+        Current residual and its norm.
+    history : list of float
+        Residual norms so far; extended in place.
+    direction : callable, optional
+        Maps a preconditioned residual ``z`` to the part of it used in the search
+        direction; deflated CG removes the recycled space's ``A``-component here.
+    observe : callable, optional
+        Called as ``observe(p, q)`` with each search direction and ``q = A p``.
+    """
+    xp, matvec, precondition, x = state.xp, state.matvec, state.precondition, state.x
+    iterations = checks = 0
+    breakdown = None
+    while residual_norm > state.tolerance and iterations < state.maxiter and breakdown is None:
+        # (Re)start the recurrence from the current residual r.
+        z = r if precondition is None else precondition(r)
+        rho = inner(xp, r, z).real
+        p = xp.asarray(z if direction is None else direction(z), copy=True)
+        while iterations < state.maxiter:
+            if precondition is not None and rho <= 0.0:
+                breakdown = f"M is not positive definite (r^H M r = {rho:.3e})"
+                break
+            q = matvec(p)
+            curvature = inner(xp, p, q).real
+            if not curvature > 0.0:
+                breakdown = f"A is not positive definite (p^H A p = {curvature:.3e})"
+                break
+            if observe is not None:
+                observe(p, q)
+            alpha = rho / curvature
+            # Plain numpy updates on purpose: scipy.linalg.blas links a second
+            # OpenBLAS whose thread pool fights numpy's when calls alternate.
+            x += alpha * p
+            r -= alpha * q
+            iterations += 1
+            if precondition is None:
+                z = r
+                rho_next = inner(xp, r, r).real
+                residual_norm = math.sqrt(rho_next)
+            else:
+                z = precondition(r)
+                rho_next = inner(xp, r, z).real
+                residual_norm = vector_norm(xp, r)
+            history.append(residual_norm)
+            if state.callback is not None:
+                state.callback(x)
+            if residual_norm <= state.tolerance:
+                break
+            p *= rho_next / rho
+            p += z if direction is None else direction(z)
+            rho = rho_next
+        if breakdown is None:
+            # Trust the recurrence only after checking it: on a drifted
+            # residual the outer loop restarts CG from the true one.
+            r, residual_norm = state.residual()
+            checks += 1
+    return CGRun(iterations, breakdown, r, residual_norm, checks)

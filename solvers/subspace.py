@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RecycleSpace"]
+__all__ = ["RecycleSpace", "check_recycle_space"]
 
 
 @dataclass(frozen=True)
@@ -28,3 +28,13 @@ class RecycleSpace:
     def dimension(self) -> int:
         """Number of recycled vectors ``k``."""
         return int(self.U.shape[0])
+
+
+def check_recycle_space(recycle: Any, n: int) -> None:
+    """Raise unless ``recycle`` is None or a :class:`RecycleSpace` of vectors of length ``n``."""
+    if recycle is None:
+        return
+    if not isinstance(recycle, RecycleSpace):
+        raise TypeError(f"recycle must be a RecycleSpace, got {type(recycle).__name__}")
+    if recycle.U.ndim != 2 or recycle.U.shape[1] != n:
+        raise ValueError(f"recycle.U must have shape (k, {n}), got {tuple(recycle.U.shape)}")

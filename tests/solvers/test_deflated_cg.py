@@ -6,17 +6,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from matrices import orthogonal
 
 from numlib.result import ConvergenceWarning
 from solvers.deflated_cg import deflated_cg
 from solvers.krylov import cg
 from solvers.problems import darcy
 from solvers.subspace import RecycleSpace
-
-
-def orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
-    q, r = np.linalg.qr(rng.standard_normal((n, n)))
-    return q * np.sign(np.diag(r))
 
 
 @st.composite

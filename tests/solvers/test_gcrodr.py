@@ -8,16 +8,12 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from matrices import orthogonal
 
 from numlib.result import ConvergenceWarning
 from solvers.gcrodr import gcrodr
 from solvers.problems import convection_diffusion, darcy
 from solvers.subspace import RecycleSpace
-
-
-def orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
-    q, r = np.linalg.qr(rng.standard_normal((n, n)))
-    return q * np.sign(np.diag(r))
 
 
 @st.composite

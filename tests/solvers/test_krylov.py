@@ -10,6 +10,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from matrices import orthogonal
 
 from numlib.result import ConvergenceWarning
 from solvers.krylov import cg, gmres
@@ -23,11 +24,6 @@ def as_kind(A: np.ndarray, kind: str):
     if kind == "csr":
         return sp.csr_array(A)
     return spla.aslinearoperator(A)
-
-
-def orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
-    q, r = np.linalg.qr(rng.standard_normal((n, n)))
-    return q * np.sign(np.diag(r))
 
 
 @st.composite
