@@ -183,7 +183,8 @@ def solve_sequence(
         raise TypeError(f"progress must be callable, got {type(progress).__name__}")
     kind = _Kind.of([A for A, _ in pairs])
     reason = f"chosen by the caller ({kind.describe()})"
-    if strategy == "auto":
+    automatic = strategy == "auto"
+    if automatic:
         strategy, reason = kind.choose()
     kind.require(strategy)
     if isinstance(order, str):
@@ -196,7 +197,7 @@ def solve_sequence(
         permutation = _check_permutation(order, len(pairs))
 
     start = time.perf_counter()
-    runner = _Runner(strategy, rtol, atol, maxiter, m, k, kind)
+    runner = _Runner(strategy, rtol, atol, maxiter, m, k, kind, may_switch=automatic)
     results: list[SolveResult | None] = [None] * len(pairs)
     with warnings.catch_warnings():
         # One summary warning below instead of one per system.
@@ -217,7 +218,7 @@ def solve_sequence(
             stacklevel=2,
         )
     info = {
-        "reason": reason,
+        "reason": reason + runner.switched,
         "setup_s": runner.setup_s,
         "total_s": total,
         "rebuilds": runner.rebuilds,
@@ -225,7 +226,9 @@ def solve_sequence(
         "iterations": float(np.mean([r.iterations for r in final])),
         "path_length": None if features is None else path_length(features, permutation),
     }
-    return SequenceResult([np.asarray(r.x) for r in final], final, permutation, strategy, info)
+    return SequenceResult(
+        [np.asarray(r.x) for r in final], final, permutation, runner.strategy, info
+    )
 
 
 def _check_systems(systems: Sequence[Any]) -> list[tuple[Any, np.ndarray]]:
@@ -363,9 +366,20 @@ class _Runner:
     """Solves the systems of one sequence in order, carrying what can be reused."""
 
     def __init__(
-        self, strategy: str, rtol: float, atol: float, maxiter: int, m: int, k: int, kind: _Kind
+        self,
+        strategy: str,
+        rtol: float,
+        atol: float,
+        maxiter: int,
+        m: int,
+        k: int,
+        kind: _Kind,
+        *,
+        may_switch: bool,
     ) -> None:
         self.strategy = strategy
+        self.may_switch = may_switch
+        self.switched = ""
         self.options = {"rtol": rtol, "atol": atol, "maxiter": maxiter}
         self.m, self.k = m, k
         self.spd = kind.symmetric_positive
@@ -380,6 +394,14 @@ class _Runner:
     def solve(self, A: Any, b: np.ndarray) -> SolveResult:
         start = time.perf_counter()
         result = getattr(self, "_" + self.strategy.replace("-", "_"))(A, b)
+        if self.may_switch and self.strategy == "amg-reuse" and "breakdown" in result.info:
+            # Symmetry and a positive diagonal do not make a matrix definite
+            # (Helmholtz): CG's breakdown proves it is not, so auto moves to
+            # the nonsymmetric route for this and every later system.
+            self.switched = f"; switched to ilu-reuse: {result.info['breakdown']}"
+            self.strategy, self.preconditioner, self.fresh_iterations = "ilu-reuse", None, None
+            self.spd = False
+            result = self._ilu_reuse(A, b)
         result.info["solve_s"] = time.perf_counter() - start
         self.previous = np.asarray(result.x)
         return result
@@ -484,7 +506,16 @@ def _factorise(A: Any) -> Callable[[np.ndarray], np.ndarray]:
 def _amg_preconditioner(A: Any) -> Any:
     import pyamg
 
-    return pyamg.smoothed_aggregation_solver(sp.csr_array(A)).aspreconditioner()
+    # pyamg draws the start vectors of its spectral-radius estimates (and so its
+    # smoother weights) from numpy's legacy global generator: a fixed seed makes
+    # every hierarchy, and so every solve, reproducible. The caller's state is
+    # restored. Not thread-safe, as that generator is global.
+    state = np.random.get_state()  # noqa: NPY002
+    np.random.seed(0)  # noqa: NPY002
+    try:
+        return pyamg.smoothed_aggregation_solver(sp.csr_array(A)).aspreconditioner()
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
 
 
 def _ilu_preconditioner(A: Any) -> spla.LinearOperator:

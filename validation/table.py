@@ -33,7 +33,11 @@ def _seconds(value: float | None) -> str:
 
 
 def _iterations(metrics: dict[str, Any]) -> str:
-    return str(metrics["iterations"]) if "iterations" in metrics else "-"
+    # Sequence suites report a mean per system, which is rarely a whole number.
+    value = metrics.get("iterations")
+    if value is None:
+        return "-"
+    return str(value) if isinstance(value, int) else f"{value:.4g}"
 
 
 def _residual(metrics: dict[str, Any]) -> str:

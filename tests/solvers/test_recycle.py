@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from numlib.result import ConvergenceWarning
-from solvers.problems import convection_diffusion, darcy, poisson2d
+from solvers.problems import convection_diffusion, darcy, helmholtz, poisson2d
 from solvers.recycle import STRATEGIES, solve_sequence
 
 RTOL = 1e-8
@@ -172,3 +172,24 @@ def test_bad_input_is_rejected_before_any_solve(systems, kwargs, error, match):
 def test_every_strategy_is_tested():
     tested = set(SPD_STRATEGIES) | {"ilu-reuse", "direct"}
     assert tested == set(STRATEGIES)
+
+
+def test_auto_moves_off_cg_when_a_symmetric_matrix_proves_indefinite():
+    rng = np.random.default_rng(4)
+    systems = [(helmholtz(24, 10.0 + 0.3 * i).A, rng.standard_normal(576)) for i in range(4)]
+    out = solve_sequence(systems, rtol=RTOL)
+    assert out.strategy == "ilu-reuse"
+    assert "switched to ilu-reuse" in out.info["reason"]
+    assert out.info["converged"]
+    for (A, b), x in zip(systems, out.solutions, strict=True):
+        assert np.linalg.norm(b - A @ x) <= RTOL * np.linalg.norm(b)
+
+
+def test_amg_reuse_is_reproducible_and_leaves_global_random_state_alone():
+    systems = darcy_family(4, 16)
+    before = np.random.get_state()[1].copy()  # noqa: NPY002
+    first = solve_sequence(systems, strategy="amg-reuse", rtol=RTOL)
+    second = solve_sequence(systems, strategy="amg-reuse", rtol=RTOL)
+    for x1, x2 in zip(first.solutions, second.solutions, strict=True):
+        assert x1.tobytes() == x2.tobytes()
+    np.testing.assert_array_equal(np.random.get_state()[1], before)  # noqa: NPY002
