@@ -9,10 +9,11 @@ neural operator, a parameter sweep, time steps):
 ``amg-reuse``
     Symmetric positive definite, one sparsity pattern: build pyamg's
     smoothed-aggregation hierarchy once, use it as the CG preconditioner for
-    every system, warm-start each from its predecessor's solution, and rebuild
-    the hierarchy only when a solve needs far more iterations than the first.
+    the following systems, warm-start each from its predecessor's solution, and
+    rebuild the hierarchy (for the next system) once the extra iterations it
+    costs, timed, exceed the time a new set-up takes.
 ``ilu-reuse``
-    Nonsymmetric or indefinite, one sparsity pattern: GCRO-DR recycling with one
+    Nonsymmetric or indefinite, one sparsity pattern: GCRO-DR recycling with an
     incomplete LU factorisation reused as right preconditioner (rebuilt likewise).
 ``gcrodr``
     GCRO-DR(m, k) carrying its recycled space from system to system
@@ -66,9 +67,6 @@ STRATEGIES = (
     "cg",
     "gmres",
 )
-# A reused preconditioner is rebuilt for the current matrix once a solve needs
-# this many times the iterations it needed right after being built.
-REBUILD_FACTOR = 2.0
 # Width of the sketched default features used for ordering.
 SKETCH_DIMENSION = 256
 
@@ -389,7 +387,8 @@ class _Runner:
         self.recycle = None
         self.factor: Callable[[np.ndarray], np.ndarray] | None = None
         self.preconditioner: Any = None
-        self.fresh_iterations: int | None = None
+        self.fresh_iterations = 0
+        self.build_s = self.iteration_s = 0.0
 
     def solve(self, A: Any, b: np.ndarray) -> SolveResult:
         start = time.perf_counter()
@@ -399,7 +398,7 @@ class _Runner:
             # (Helmholtz): CG's breakdown proves it is not, so auto moves to
             # the nonsymmetric route for this and every later system.
             self.switched = f"; switched to ilu-reuse: {result.info['breakdown']}"
-            self.strategy, self.preconditioner, self.fresh_iterations = "ilu-reuse", None, None
+            self.strategy, self.preconditioner = "ilu-reuse", None
             self.spd = False
             result = self._ilu_reuse(A, b)
         result.info["solve_s"] = time.perf_counter() - start
@@ -437,17 +436,23 @@ class _Runner:
     def _with_reused_preconditioner(
         self, A: Any, b: np.ndarray, build: Callable[[Any], Any], solve: Callable[..., SolveResult]
     ) -> SolveResult:
-        if self.preconditioner is None:
-            self.preconditioner = self._timed_setup(lambda: build(A))
+        fresh = self.preconditioner is None
+        if fresh:
+            start = time.perf_counter()
+            self.preconditioner = build(A)
+            self.build_s = time.perf_counter() - start
+            self.setup_s += self.build_s
+        start = time.perf_counter()
         result = solve(A, b, M=self.preconditioner)
-        if self.fresh_iterations is None:
-            self.fresh_iterations = max(result.iterations, 1)
-        elif result.iterations > REBUILD_FACTOR * self.fresh_iterations:
-            # The matrices drifted away from the one the preconditioner was
-            # built for: rebuild it here, and remember the new baseline.
-            self.preconditioner = self._timed_setup(lambda: build(A))
+        elapsed = time.perf_counter() - start
+        if fresh:
+            self.fresh_iterations = result.iterations
+            self.iteration_s = elapsed / max(result.iterations, 1)
+        elif (result.iterations - self.fresh_iterations) * self.iteration_s > self.build_s:
+            # The iterations the stale preconditioner added cost more than a new
+            # set-up would: build one for the next system.
+            self.preconditioner = None
             self.rebuilds += 1
-            self.fresh_iterations = None
         return result
 
     def _amg_reuse(self, A: Any, b: np.ndarray) -> SolveResult:

@@ -1,5 +1,5 @@
 """Benchmark suites; importing this package registers every case."""
 
-from validation.suites import krylov
+from validation.suites import krylov, recycle
 
-__all__ = ["krylov"]
+__all__ = ["krylov", "recycle"]

@@ -1,0 +1,338 @@
+"""Suite ``recycle``: sequences of related systems, solved one by one or with reuse.
+
+Each case draws a sequence of systems from one parametrised family and solves
+all of them with every method, in one process, on the same systems:
+
+``scipy-gmres``
+    ``scipy.sparse.linalg.gmres`` (GMRES(40), no preconditioner) per system:
+    the SKR paper's baseline.
+``scipy-gmres+ilu``
+    per system: ``spilu`` (drop 1e-4, fill 10) then GMRES(40) preconditioned by it.
+``pyamg-pcg-setup-per-system``
+    per system: smoothed-aggregation setup, then pyamg's CG (SPD families only).
+``pyamg-pcg-setup-reused``
+    one hierarchy built for the first system, pyamg's CG for all (SPD only).
+``gcrodr-unsorted`` / ``gcrodr-sorted``
+    numlib GCRO-DR(40, 20) carrying the recycled space along the caller's order
+    / along the greedy nearest-neighbour order of the parameter fields (SKR).
+``auto``
+    ``solve_sequence(strategy="auto")``, whatever it picks (reported in
+    ``metrics.strategy``).
+
+Records: each numlib method against ``scipy-gmres``; ``gcrodr-sorted`` against
+``gcrodr-unsorted`` (the ordering's own gain); ``pyamg-pcg-setup-reused``
+against ``pyamg-pcg-setup-per-system``; and ``auto`` against the fastest
+single-system baseline of the family (its ``speedup`` is the headline).
+
+Metrics: ``iterations`` (mean per system), ``rel_residual`` (the largest
+recomputed ``||b - A x|| / ||b||`` over the systems), ``converged`` (all
+systems), ``systems``, ``setup_s``. Times are totals for the whole sequence,
+ordering and set-up included. The per-system baselines cost the same whatever
+the order, so for speed they are run on an evenly spaced sample of
+``sampled_systems`` systems and their total is the sample mean times the
+sequence length (``estimated_total: true``); numlib's methods always run the
+whole sequence, since their cost depends on what came before.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyamg
+import scipy.sparse as sp
+import scipy.sparse.linalg as sla
+
+from numlib.result import ConvergenceWarning
+from solvers.fields import gaussian_random_field
+from solvers.ordering import parameter_features
+from solvers.problems import convection_diffusion, darcy, helmholtz
+from solvers.recycle import solve_sequence
+from validation.registry import Record, case
+
+SUITE = "recycle"
+RTOL = 1e-8
+RESTART = 40
+RECYCLED = 20
+# The SKR paper's iteration cap for its GMRES baseline.
+MAXITER = 10_000
+
+SYSTEMS = {"small": 12, "medium": 200, "large": 200}
+GRID = {"small": 24, "medium": 100, "large": 100}
+SAMPLED = {"small": 12, "medium": 25, "large": 50}
+HELMHOLTZ_K = 10.0  # k^2 = 100 > 2 pi^2: eight Dirichlet eigenvalues below it, indefinite
+
+
+@dataclass
+class Family:
+    """A family's systems and the features that order them."""
+
+    pairs: list[tuple[Any, np.ndarray]]
+    features: np.ndarray
+    spd: bool
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One method's run over a sequence (or a sample of it)."""
+
+    method: str
+    total_s: float
+    iterations: list[int]
+    rel_residuals: list[float]
+    converged: bool
+    systems: int
+    setup_s: float = 0.0
+    sampled_from: int | None = None
+    extra: dict[str, Any] | None = None
+
+    def metrics(self) -> dict[str, Any]:
+        """Return the record metrics of this outcome."""
+        out = {
+            "iterations": float(np.mean(self.iterations)),
+            "rel_residual": float(max(self.rel_residuals)),
+            "converged": self.converged,
+            "systems": self.sampled_from or self.systems,
+            "setup_s": self.setup_s,
+        }
+        if self.sampled_from is not None:
+            out |= {"sampled_systems": self.systems, "estimated_total": True}
+        return out | (self.extra or {})
+
+    @property
+    def time_s(self) -> float:
+        """Total time for the whole sequence (estimated from the sample when sampled)."""
+        if self.sampled_from is None:
+            return self.total_s
+        return self.total_s / self.systems * self.sampled_from
+
+
+def darcy_sequence(n: int, count: int, seed: int = 2024) -> Family:
+    """Darcy with a = exp(GRF) per system (SKR's data), ordered by the coefficient fields."""
+    systems = [darcy(n, rng=np.random.default_rng([seed, i])) for i in range(count)]
+    fields = np.stack([s.params["coefficient"] for s in systems])
+    return Family(
+        [(s.A, s.b) for s in systems],
+        parameter_features(fields, modes=12),
+        spd=True,
+    )
+
+
+def helmholtz_sequence(n: int, count: int, seed: int = 2025) -> Family:
+    """Indefinite Helmholtz, k in [10, 10.5], GRF sources; ordered by (k, source modes)."""
+    ks, pairs, sources = [], [], []
+    for i in range(count):
+        rng = np.random.default_rng([seed, i])
+        k = HELMHOLTZ_K + 0.5 * rng.random()
+        source = gaussian_random_field((n, n), rng=rng)
+        ks.append(k)
+        sources.append(source)
+        pairs.append((helmholtz(n, k).A, source.ravel()))
+    modes = parameter_features(np.stack(sources), modes=8)
+    # Scale k so that its spread weighs like the sources' spread.
+    k_column = np.array(ks)[:, None] * modes.std(axis=0).sum() / max(np.std(ks), 1e-300)
+    return Family(pairs, np.hstack([k_column, modes]), spd=False)
+
+
+def convection_sequence(n: int, count: int, seed: int = 2026) -> Family:
+    """Convection-diffusion, Peclet in [20, 40] and flow angle in [0, pi/2], unit source."""
+    params = [np.random.default_rng([seed, i]).random(2) for i in range(count)]
+    pairs = [
+        (convection_diffusion(n, 20 + 20 * p[0], angle=math.pi / 2 * p[1]).A, np.ones(n * n))
+        for p in params
+    ]
+    return Family(pairs, np.stack(params), spd=False)
+
+
+def _quiet(run: Callable[[], Any]) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return run()
+
+
+def _rel_residual(A: Any, x: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(b - A @ x) / np.linalg.norm(b))
+
+
+def _sample(seq: Family, size: int) -> list[int]:
+    count = len(seq.pairs)
+    return sorted({int(i) for i in np.linspace(0, count - 1, min(size, count))})
+
+
+def _each(seq: Family, method: str, indices: list[int], solve: Callable) -> Outcome:
+    """Solve the chosen systems independently with ``solve(A, b) -> (x, iterations, setup_s)``."""
+    iterations, residuals, setup = [], [], 0.0
+    start = time.perf_counter()
+    for i in indices:
+        A, b = seq.pairs[i]
+        x, its, setup_s = solve(A, b)
+        iterations.append(its)
+        residuals.append(_rel_residual(A, x, b))
+        setup += setup_s
+    total = time.perf_counter() - start
+    sampled = len(seq.pairs) if len(indices) < len(seq.pairs) else None
+    converged = max(residuals) <= RTOL * (1 + 1e-6)
+    return Outcome(method, total, iterations, residuals, converged, len(indices), setup, sampled)
+
+
+def _scipy_gmres(A: Any, b: np.ndarray, M: Any = None) -> tuple[np.ndarray, int]:
+    count = [0]
+
+    def tick(_: float) -> None:
+        count[0] += 1
+
+    x, _ = sla.gmres(
+        A,
+        b,
+        rtol=RTOL,
+        atol=0.0,
+        restart=RESTART,
+        maxiter=math.ceil(MAXITER / RESTART),
+        M=M,
+        callback=tick,
+        callback_type="pr_norm",
+    )
+    return x, count[0]
+
+
+def _gmres_plain(A: Any, b: np.ndarray) -> tuple[np.ndarray, int, float]:
+    return (*_scipy_gmres(A, b), 0.0)
+
+
+def _gmres_ilu(A: Any, b: np.ndarray) -> tuple[np.ndarray, int, float]:
+    start = time.perf_counter()
+    ilu = sla.spilu(sp.csc_array(A), drop_tol=1e-4, fill_factor=10)
+    M = sla.LinearOperator(A.shape, matvec=ilu.solve, dtype=float)
+    setup = time.perf_counter() - start
+    return (*_scipy_gmres(A, b, M), setup)
+
+
+def _pyamg_each(A: Any, b: np.ndarray) -> tuple[np.ndarray, int, float]:
+    start = time.perf_counter()
+    ml = pyamg.smoothed_aggregation_solver(sp.csr_array(A))
+    setup = time.perf_counter() - start
+    residuals: list[float] = []
+    x = ml.solve(b, tol=RTOL, accel="cg", maxiter=MAXITER, residuals=residuals)
+    return x, len(residuals) - 1, setup
+
+
+def _pyamg_reused(seq: Family) -> Outcome:
+    start = time.perf_counter()
+    M = pyamg.smoothed_aggregation_solver(sp.csr_array(seq.pairs[0][0])).aspreconditioner()
+    setup = time.perf_counter() - start
+
+    def solve(A: Any, b: np.ndarray) -> tuple[np.ndarray, int, float]:
+        residuals: list[float] = []
+        x, _ = pyamg.krylov.cg(A, b, tol=RTOL, maxiter=MAXITER, M=M, residuals=residuals)
+        return x, len(residuals) - 1, 0.0
+
+    outcome = _each(seq, "pyamg-pcg-setup-reused", list(range(len(seq.pairs))), solve)
+    return Outcome(
+        outcome.method,
+        outcome.total_s + setup,
+        outcome.iterations,
+        outcome.rel_residuals,
+        outcome.converged,
+        outcome.systems,
+        setup,
+    )
+
+
+def _numlib(seq: Family, method: str, strategy: str, order: str) -> Outcome:
+    start = time.perf_counter()
+    out = _quiet(
+        lambda: solve_sequence(
+            seq.pairs,
+            strategy=strategy,
+            order=order,
+            features=seq.features,
+            rtol=RTOL,
+            maxiter=MAXITER,
+            m=RESTART,
+            k=RECYCLED,
+        )
+    )
+    total = time.perf_counter() - start
+    residuals = [_rel_residual(A, x, b) for (A, b), x in zip(seq.pairs, out.solutions, strict=True)]
+    extra = {"strategy": out.strategy}
+    if out.info["path_length"] is not None:
+        extra["path_length"] = out.info["path_length"]
+    return Outcome(
+        method,
+        total,
+        [r.iterations for r in out.results],
+        residuals,
+        out.info["converged"],
+        len(seq.pairs),
+        out.info["setup_s"],
+        extra=extra,
+    )
+
+
+def _record(name: str, size: str, ours: Outcome, peer: Outcome) -> Record:
+    return Record(
+        suite=SUITE,
+        case=name,
+        size=size,
+        method=ours.method,
+        peer=peer.method,
+        time_s=ours.time_s,
+        peer_time_s=peer.time_s,
+        metrics=ours.metrics(),
+        peer_metrics=peer.metrics(),
+    )
+
+
+def _compare_all(name: str, size: str, seq: Family) -> list[Record]:
+    sample = _sample(seq, SAMPLED[size])
+    gmres_each = _quiet(lambda: _each(seq, "scipy-gmres", sample, _gmres_plain))
+    ilu_each = _quiet(lambda: _each(seq, "scipy-gmres+ilu", sample, _gmres_ilu))
+    unsorted = _numlib(seq, "gcrodr-unsorted", "gcrodr", "none")
+    ordered = _numlib(seq, "gcrodr-sorted", "gcrodr", "greedy")
+    auto = _numlib(seq, "auto", "auto", "greedy")
+    baselines = [gmres_each, ilu_each]
+    records = [
+        _record(name, size, unsorted, gmres_each),
+        _record(name, size, ordered, gmres_each),
+        _record(name, size, ordered, unsorted),
+    ]
+    if seq.spd:
+        amg_each = _each(seq, "pyamg-pcg-setup-per-system", sample, _pyamg_each)
+        amg_reused = _pyamg_reused(seq)
+        baselines.append(amg_each)
+        records.append(_record(name, size, amg_reused, amg_each))
+    fastest = min(
+        (b for b in baselines if b.converged), key=lambda b: b.time_s, default=baselines[0]
+    )
+    records.append(_record(name, size, auto, fastest))
+    return records
+
+
+@case(SUITE, "darcy-1e4")
+def darcy_1e4(size: str, *, repeat: int) -> list[Record]:
+    """Darcy, a = exp(GRF), 100^2 unknowns (SKR's Darcy at 1e4), 200 systems at medium."""
+    return _compare_all("darcy-1e4", size, darcy_sequence(GRID[size], SYSTEMS[size]))
+
+
+@case(SUITE, "darcy-4e4", sizes=("small", "large"))
+def darcy_4e4(size: str, *, repeat: int) -> list[Record]:
+    """Darcy, a = exp(GRF), 200^2 unknowns, 200 systems (large only; small is a smoke run)."""
+    n = 200 if size == "large" else GRID[size]
+    return _compare_all("darcy-4e4", size, darcy_sequence(n, SYSTEMS[size]))
+
+
+@case(SUITE, "helmholtz-1e4")
+def helmholtz_1e4(size: str, *, repeat: int) -> list[Record]:
+    """Indefinite Helmholtz -Lap u - k^2 u = f, k in [10, 10.5], GRF sources, 100^2."""
+    return _compare_all("helmholtz-1e4", size, helmholtz_sequence(GRID[size], SYSTEMS[size]))
+
+
+@case(SUITE, "convdiff-1e4")
+def convdiff_1e4(size: str, *, repeat: int) -> list[Record]:
+    """Convection-diffusion, Peclet 20-40, angle 0-90 degrees, central scheme, 100^2."""
+    return _compare_all("convdiff-1e4", size, convection_sequence(GRID[size], SYSTEMS[size]))
