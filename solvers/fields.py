@@ -22,6 +22,7 @@ def gaussian_random_field(
     alpha: float = 2.5,
     tau: float = 7.0,
     rng: int | np.random.Generator | None = None,
+    boundary: str = "neumann",
 ) -> np.ndarray:
     r"""Draw a zero-mean Gaussian random field with covariance ``(-Δ + τ²)^(-alpha)``.
 
@@ -49,7 +50,14 @@ def gaussian_random_field(
     variance stays bounded as the grid is refined). Larger ``alpha`` gives smoother
     fields, larger ``τ`` shorter correlation lengths (about ``1/τ``).
 
-    Cost: one ``d``-dimensional inverse DCT, ``O(N log N)`` for ``N = prod(shape)``.
+    With ``boundary="periodic"`` the basis is the Fourier one on the unit torus
+    instead, ``u(x) = Re Σ_k sigma (4π²|k|² + τ²)^(-alpha/2) (ξ_k + i η_k) e^{2πi k·x}``
+    over the FFT wavenumbers, sampled at the grid points ``j / shape[i]``: the
+    ``GaussianRF`` of the FNO PyTorch code, which the SKR reference code draws its
+    Darcy coefficients from.
+
+    Cost: one ``d``-dimensional inverse DCT (or FFT), ``O(N log N)`` for
+    ``N = prod(shape)``.
 
     Parameters
     ----------
@@ -61,6 +69,8 @@ def gaussian_random_field(
         Inverse length scale, finite and ``> 0``.
     rng : int, numpy.random.Generator or None
         Seed or generator; the same seed gives the same field.
+    boundary : {"neumann", "periodic"}
+        Cosine (default) or Fourier basis.
 
     Returns
     -------
@@ -73,8 +83,8 @@ def gaussian_random_field(
         If ``shape`` is not a tuple of integers, or ``alpha``, ``tau`` are not real
         numbers, or ``rng`` is not a seed or generator.
     ValueError
-        If ``shape`` is empty or has an entry ``< 1``, or ``alpha`` or ``tau`` is not
-        finite and positive.
+        If ``shape`` is empty or has an entry ``< 1``, ``alpha`` or ``tau`` is not
+        finite and positive, or ``boundary`` is unknown.
 
     References
     ----------
@@ -94,8 +104,12 @@ def gaussian_random_field(
     alpha = check_positive_real(alpha, "alpha")
     tau = check_positive_real(tau, "tau")
     gen = as_generator(rng)
+    if boundary not in ("neumann", "periodic"):
+        raise ValueError(f"boundary must be 'neumann' or 'periodic', got {boundary!r}")
 
     d = len(dims)
+    if boundary == "periodic":
+        return _periodic_field(dims, alpha, tau, gen)
     # |k|^2 on the mode grid by broadcasting one 1-D axis per dimension.
     k2 = sum(
         np.arange(m, dtype=np.float64).reshape([-1 if a == i else 1 for a in range(d)]) ** 2
@@ -107,3 +121,18 @@ def gaussian_random_field(
     field = scipy.fft.idctn(coefficients, type=2, norm="ortho")
     field *= np.sqrt(np.prod(dims, dtype=np.float64))
     return field
+
+
+def _periodic_field(
+    dims: tuple[int, ...], alpha: float, tau: float, gen: np.random.Generator
+) -> np.ndarray:
+    d = len(dims)
+    k2 = sum(
+        (np.fft.fftfreq(m, 1.0 / m) ** 2).reshape([-1 if a == i else 1 for a in range(d)])
+        for i, m in enumerate(dims)
+    )
+    scale = tau ** (alpha - d / 2) * (4 * np.pi**2 * k2 + tau**2) ** (-alpha / 2)
+    scale[(0,) * d] = 0.0
+    coefficients = scale * (gen.standard_normal(dims) + 1j * gen.standard_normal(dims))
+    # ifftn divides by N; the field is the plain sum over modes.
+    return np.fft.ifftn(coefficients).real * np.prod(dims, dtype=np.float64)

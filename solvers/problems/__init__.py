@@ -28,7 +28,7 @@ stencils or banded diagonals), in ``O(N)`` time and memory for ``N`` unknowns.
 scipy.sparse is numpy-only, so every array argument must be a numpy array.
 """
 
-from solvers.problems.darcy import darcy
+from solvers.problems.darcy import darcy, darcy_skr
 from solvers.problems.finite_difference import (
     convection_diffusion,
     heat_step,
@@ -43,6 +43,7 @@ __all__ = [
     "LinearSystem",
     "convection_diffusion",
     "darcy",
+    "darcy_skr",
     "heat_step",
     "helmholtz",
     "poisson2d",

@@ -17,7 +17,7 @@ from solvers.problems.system import (
     _sample,
 )
 
-__all__ = ["darcy"]
+__all__ = ["darcy", "darcy_skr"]
 
 
 def darcy(
@@ -166,3 +166,59 @@ def _face_lift(u: Field, n: int, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
         lift[layer, :] += tx[layer, :] * _sample(u, _grid([wall, centres]), "solution")
         lift[:, layer] += ty[:, layer] * _sample(u, _grid([centres, wall]), "solution")
     return lift
+
+
+def darcy_skr(
+    n: int,
+    *,
+    rng: int | np.random.Generator | None = None,
+    alpha: float = 2.5,
+    tau: float = 7.0,
+) -> LinearSystem:
+    """Build the SKR reference code's "Darcy" system ``-Δ(a u) = 1`` as ``L diag(a)``.
+
+    Kept only to reproduce the numbers of Wang et al. (ICLR 2024) on their own
+    operator. It is *not* Darcy flow: ``-Δ(a u)`` is not ``-∇·(a ∇u)``, and
+    ``L diag(a)`` (5-point Laplacian times the nodal coefficient) is nonsymmetric,
+    with a condition number about the coefficient's contrast times the
+    Laplacian's, which is why GMRES needs many more iterations on it than on
+    :func:`darcy`. The reference code's extra defect (one diagonal offset by two
+    entries) is not reproduced. Interior nodes of an ``(n + 2)``-point grid,
+    ``h = 1/(n + 1)``, ``a = exp(GRF)`` at the nodes with their periodic GRF
+    (``boundary="periodic"``), zero Dirichlet data.
+
+    Parameters
+    ----------
+    n : int
+        Interior nodes per dimension (``n = s - 2`` for the paper's ``s``).
+    rng : int, numpy.random.Generator or None
+        Seed or generator for the coefficient.
+    alpha, tau : float
+        Random-field parameters (the paper's 2.5 and 7).
+
+    Returns
+    -------
+    LinearSystem
+        ``name="darcy_skr"``, ``params`` with the nodal ``coefficient``.
+
+    References
+    ----------
+    .. [1] H. Wang et al., "Accelerating data generation for neural operators via
+       Krylov subspace recycling", ICLR 2024; reference code NO-DataGen-SKR.
+    """
+    n = check_positive_int(n, "n")
+    alpha = check_positive_real(alpha, "alpha")
+    tau = check_positive_real(tau, "tau")
+    # Their coefficient: the FNO periodic GRF on the full (n + 2)^2 node grid, of
+    # which the interior nodes enter the matrix.
+    field = gaussian_random_field(
+        (n + 2, n + 2), alpha=alpha, tau=tau, rng=as_generator(rng), boundary="periodic"
+    )
+    a = np.exp(field[1:-1, 1:-1])
+    h = 1.0 / (n + 1)
+    second = sp.diags_array([-1.0, 2.0, -1.0], offsets=[-1, 0, 1], shape=(n, n)) / h**2
+    eye = sp.eye_array(n)
+    laplacian = sp.kron(second, eye) + sp.kron(eye, second)
+    A = laplacian @ sp.diags_array(a.ravel())
+    params = {"n": n, "alpha": alpha, "tau": tau, "coefficient": a}
+    return LinearSystem(_canonical(A), np.ones(n * n), None, "darcy_skr", (n, n), h, params)

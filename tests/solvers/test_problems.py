@@ -13,6 +13,7 @@ from solvers.problems import (
     LinearSystem,
     convection_diffusion,
     darcy,
+    darcy_skr,
     heat_step,
     helmholtz,
     poisson2d,
@@ -576,3 +577,55 @@ def nan_field(x, y):
 def test_bad_input_names_the_argument(call, error, pattern):
     with pytest.raises(error, match=pattern):
         call()
+
+
+@SMALL
+@given(st.integers(2, 9), seeds)
+def test_darcy_skr_is_the_laplacian_times_the_nodal_coefficient(n, seed):
+    system = darcy_skr(n, rng=seed)
+    a = system.params["coefficient"].ravel()
+    h2 = float((n + 1) ** 2)
+    # Independent assembly of L diag(a): row of node (i, j) couples to its four
+    # neighbours with -a_neighbour/h^2 and to itself with 4 a_self/h^2.
+    dense = np.zeros((n * n, n * n))
+    for i in range(n):
+        for j in range(n):
+            row = i * n + j
+            dense[row, row] = 4 * h2 * a[row]
+            for di, dj in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+                if 0 <= i + di < n and 0 <= j + dj < n:
+                    col = (i + di) * n + j + dj
+                    dense[row, col] = -h2 * a[col]
+    np.testing.assert_allclose(system.A.toarray(), dense, rtol=1e-13)
+    np.testing.assert_array_equal(system.b, np.ones(n * n))
+    again = darcy_skr(n, rng=seed)
+    np.testing.assert_array_equal(again.A.toarray(), system.A.toarray())
+
+
+@SMALL
+@given(seeds, st.integers(1, 6), st.integers(1, 6))
+def test_periodic_grf_is_the_fourier_sum_over_modes(seed, m, n):
+    field = gaussian_random_field((m, n), rng=seed, boundary="periodic")
+    # Independent reference: the same normals, summed mode by mode.
+    gen = np.random.default_rng(seed)
+    xi, eta = gen.standard_normal((m, n)), gen.standard_normal((m, n))
+    alpha, tau = 2.5, 7.0
+    x = np.arange(m)[:, None] / m
+    y = np.arange(n)[None, :] / n
+    expected = np.zeros((m, n))
+    for p in range(m):
+        for q in range(n):
+            kp = p if p < (m + 1) // 2 else p - m
+            kq = q if q < (n + 1) // 2 else q - n
+            if kp == 0 and kq == 0:
+                continue
+            scale = tau ** (alpha - 1) * (4 * np.pi**2 * (kp**2 + kq**2) + tau**2) ** (-alpha / 2)
+            mode = np.exp(2j * np.pi * (kp * x + kq * y))
+            expected += (scale * (xi[p, q] + 1j * eta[p, q]) * mode).real
+    np.testing.assert_allclose(field, expected, atol=1e-12)
+    assert abs(field.mean()) < 1e-12
+
+
+def test_grf_rejects_unknown_boundary():
+    with pytest.raises(ValueError, match="boundary must be"):
+        gaussian_random_field((4, 4), rng=0, boundary="dirichlet")
