@@ -261,9 +261,10 @@ class _Recycler:
         for j in range(p):
             w = self.apply(V[j])
             w_norm = vector_norm(xp, w)
+            remaining = w_norm
             if kc:
-                B[:, j], _ = orthogonalize(xp, self.C, kc, w)
-            h, h_next = orthogonalize(xp, V, j + 1, w)
+                B[:, j], remaining = orthogonalize(xp, self.C, kc, w, w_norm)
+            h, h_next = orthogonalize(xp, V, j + 1, w, remaining)
             H[: j + 1, j], H[j + 1, j] = h, h_next
             self.iterations += 1
             self.matvecs += 1

@@ -216,7 +216,7 @@ def gmres(
             v = basis[j] if precondition is None else precondition(basis[j])
             w = matvec(v)
             w_norm = vector_norm(xp, w)
-            h, h_next = orthogonalize(xp, basis, j + 1, w)
+            h, h_next = orthogonalize(xp, basis, j + 1, w, w_norm)
             iterations += 1
             history.append(lsq.append(h, h_next))
             # Happy breakdown: A M v_j lies (to rounding) in the current basis, so
