@@ -136,12 +136,13 @@ def gmres(
     """Solve ``A x = b`` by restarted GMRES(m) with right preconditioning.
 
     Each cycle builds an orthonormal basis of ``K_m(A M, r0)`` by Arnoldi with
-    CGS2 orthogonalisation and chooses ``x = x0 + M V y`` minimising the true
-    residual ``||b - A x||`` over it. Right preconditioning keeps the minimised
-    quantity the unpreconditioned residual, so the stopping test needs no
-    preconditioned norms. With ``restart >= n`` (no restarts) GMRES converges in
-    at most ``n`` iterations in exact arithmetic; an invariant subspace found
-    earlier ("happy breakdown") ends the cycle with the exact solution.
+    classical Gram-Schmidt, reorthogonalised when needed, and chooses
+    ``x = x0 + M V y`` minimising the true residual ``||b - A x||`` over it.
+    Right preconditioning keeps the minimised quantity the unpreconditioned
+    residual, so the stopping test needs no preconditioned norms. With
+    ``restart >= n`` (no restarts) GMRES converges in at most ``n`` iterations in
+    exact arithmetic; an invariant subspace found earlier ("happy breakdown")
+    ends the cycle with the exact solution.
 
     Parameters
     ----------
