@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from solvers import datasets
 from solvers.datasets import (
     FAMILIES,
     DatasetMismatchError,
@@ -13,6 +12,9 @@ from solvers.datasets import (
     load_dataset,
     main,
 )
+from solvers.datasets import config as ds_config
+from solvers.datasets import families as ds_families
+from solvers.datasets import generate as ds_generate
 from solvers.fields import gaussian_random_field
 from solvers.problems import convection_diffusion, darcy, heat_step, helmholtz, poisson2d
 
@@ -97,7 +99,7 @@ def test_inputs_do_not_depend_on_sharding(tmp_path):
 def test_order_is_saved_and_features_are_drawn_in_chunks(tmp_path, monkeypatch):
     run(tmp_path / "a")
     # One sample per feature chunk must give the same global order.
-    monkeypatch.setattr(datasets, "_FEATURE_CHUNK_VALUES", N * N)
+    monkeypatch.setattr(ds_generate, "_FEATURE_CHUNK_VALUES", N * N)
     run(tmp_path / "b")
     order = np.load(tmp_path / "a" / "order.npy", allow_pickle=False)
     np.testing.assert_array_equal(order, np.load(tmp_path / "b" / "order.npy"))
@@ -123,7 +125,7 @@ def test_constant_matrix_family_is_factorised_once(tmp_path):
 
 def interrupt_on_call(monkeypatch, call):
     """Make the ``call``-th solve_sequence call raise KeyboardInterrupt (Ctrl-C)."""
-    real = datasets.solve_sequence
+    real = ds_generate.solve_sequence
     calls = []
 
     def flaky(*args, **kwargs):
@@ -132,7 +134,7 @@ def interrupt_on_call(monkeypatch, call):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(datasets, "solve_sequence", flaky)
+    monkeypatch.setattr(ds_generate, "solve_sequence", flaky)
 
 
 def run(folder, **kwargs):
@@ -186,7 +188,7 @@ def test_interruption_while_writing_leaves_no_temporary(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(datasets.np, "savez", broken_savez)
+        patch.setattr(ds_generate.np, "savez", broken_savez)
         with pytest.raises(KeyboardInterrupt):
             run(tmp_path)
     assert shard_files(tmp_path) == []
@@ -424,12 +426,12 @@ def test_cli_interrupt_keeps_finished_shards(tmp_path, monkeypatch, capsys):
 
 def test_matrices_of_constant_families_are_shared(tmp_path):
     # solve_sequence can then see the matrix is constant without comparing entries.
-    config = datasets._config("heat", 3, N, 0, 3, "auto", "greedy", RTOL, None)
-    spec = datasets._FAMILIES["heat"]
+    config = ds_config._config("heat", 3, N, 0, 3, "auto", "greedy", RTOL, None)
+    spec = ds_families._FAMILIES["heat"]
     shared = spec.shared(N, config["family_options"])
     systems = [
         spec.build(p, N, config["family_options"], shared)
-        for _, p in datasets._draw(config, [0, 1])
+        for _, p in ds_generate._draw(config, [0, 1])
     ]
     assert systems[0][0] is systems[1][0]
     assert isinstance(systems[0][0], sp.csr_array)
