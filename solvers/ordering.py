@@ -36,21 +36,19 @@ import numpy as np
 import scipy.fft
 
 from numlib.validate import as_generator, check_positive_int
+from solvers.hilbert import KEY_BITS, check_bits, hilbert_index
 
 __all__ = [
     "curve_order",
     "greedy_order",
-    "hilbert_index",
     "order_systems",
     "parameter_features",
     "path_length",
 ]
 
-# Highest number of dimensions curve_order sorts in; more are reduced by PCA. The
-# Hilbert index of d coordinates with b bits each needs d*b bits, and a 64-bit key
-# leaves 62 usable bits (no sign bit, one spare), so 8 dimensions still get 7 bits.
+# Highest number of dimensions curve_order sorts in; more are reduced by PCA, so
+# that 8 dimensions still get 62 // 8 = 7 bits each in a 64-bit Hilbert key.
 _MAX_CURVE_DIMS = 8
-_KEY_BITS = 62
 # PCA by an exact thin SVD while min(N, F) is at most this; above it a randomized SVD
 # [3] is cheaper by a factor ~min(N, F) / components (module constant so tests can
 # exercise the randomized path on small inputs).
@@ -106,18 +104,6 @@ def _check_features(features: Any, name: str = "features") -> tuple[np.ndarray, 
     exponent = int(np.frexp(top)[1]) if top > 0.0 else 0
     np.ldexp(x, -exponent, out=x)
     return x, exponent
-
-
-def _check_bits(bits: Any, d: int) -> int:
-    limit = _KEY_BITS // d
-    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral):
-        raise TypeError(f"bits must be an integer, got {type(bits).__name__}")
-    if not 1 <= bits <= limit:
-        raise ValueError(
-            f"bits must be in [1, {limit}] for {d} dimension(s) "
-            f"(d * bits <= {_KEY_BITS}), got {bits}"
-        )
-    return int(bits)
 
 
 # ------------------------------------------------------------------------------ PCA
@@ -419,100 +405,6 @@ def greedy_order(features: np.ndarray, *, start: int = 0) -> np.ndarray:
     return order
 
 
-# ---------------------------------------------------------------------- Hilbert curve
-
-
-def hilbert_index(coords: np.ndarray, bits: int) -> np.ndarray:
-    """Hilbert-curve index of integer grid points (Skilling's algorithm [2]_).
-
-    Maps each point of the ``2**bits``-per-axis grid in ``d`` dimensions to its
-    position along the ``d``-dimensional Hilbert curve, a bijection onto
-    ``range(2**(d * bits))`` under which consecutive indices are grid neighbours
-    (they differ by one in exactly one coordinate). Implements Skilling's
-    ``AxestoTranspose`` (undo excess work, then Gray encode) vectorised over points,
-    then interleaves the transposed bits, coordinate 0 most significant.
-
-    Cost: ``O(N d bits)`` integer operations in ``O(d bits)`` numpy calls.
-
-    Parameters
-    ----------
-    coords : numpy.ndarray, shape (N, d)
-        Integer array with entries in ``[0, 2**bits)``. Not modified.
-    bits : int
-        Bits per coordinate, ``1 <= bits <= 62 // d``.
-
-    Returns
-    -------
-    numpy.ndarray
-        int64 array of ``N`` indices in ``[0, 2**(d * bits))``.
-
-    Raises
-    ------
-    TypeError
-        If ``coords`` is not an integer numpy array or ``bits`` not an integer.
-    ValueError
-        If ``coords`` is not 2-D with ``d >= 1``, ``bits`` is out of range, or an
-        entry lies outside ``[0, 2**bits)``.
-
-    References
-    ----------
-    .. [2] J. Skilling, "Programming the Hilbert curve", AIP Conf. Proc. 707, 381
-       (2004).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> hilbert_index(np.array([[0, 0], [0, 1], [1, 1], [1, 0]]), 1)
-    array([0, 1, 2, 3])
-    """
-    if not isinstance(coords, np.ndarray):
-        raise TypeError(f"coords must be a numpy.ndarray, got {type(coords).__name__}")
-    if not np.issubdtype(coords.dtype, np.integer):
-        raise TypeError(f"coords must have an integer dtype, got {coords.dtype}")
-    if coords.ndim != 2 or coords.shape[1] == 0:
-        raise ValueError(f"coords must be 2-D (N points x d >= 1 axes), got shape {coords.shape}")
-    d = coords.shape[1]
-    bits = _check_bits(bits, d)
-    if coords.size and (coords.min() < 0 or coords.max() >= (1 << bits)):
-        raise ValueError(f"coords entries must lie in [0, 2**bits) = [0, {1 << bits})")
-    return _hilbert_index(np.array(coords.T, dtype=np.int64), bits)
-
-
-def _hilbert_index(axes: np.ndarray, bits: int) -> np.ndarray:
-    """Skilling's transform on ``axes`` (shape (d, N), int64, overwritten)."""
-    d = axes.shape[0]
-    # Inverse undo: walk the bit levels from the top; at level Q each axis either
-    # inverts the low bits of axis 0 or exchanges them with its own, which undoes
-    # the reflections and rotations of the sub-cubes the point lies in.
-    q = 1 << (bits - 1)
-    while q > 1:
-        p = q - 1
-        for i in range(d):
-            high = (axes[i] & q) != 0
-            axes[0] ^= np.where(high, p, 0)
-            swap = np.where(high, 0, (axes[0] ^ axes[i]) & p)
-            axes[0] ^= swap
-            axes[i] ^= swap
-        q >>= 1
-    # Gray encode across axes.
-    for i in range(1, d):
-        axes[i] ^= axes[i - 1]
-    t = np.zeros_like(axes[0])
-    q = 1 << (bits - 1)
-    while q > 1:
-        t ^= np.where((axes[d - 1] & q) != 0, q - 1, 0)
-        q >>= 1
-    axes ^= t
-    # The transposed index holds bit b of the Hilbert index digit-by-digit: the
-    # digit at level b is (bit b of axis 0, ..., bit b of axis d-1), top level first.
-    index = np.zeros(axes.shape[1], dtype=np.int64)
-    for b in range(bits - 1, -1, -1):
-        for i in range(d):
-            index <<= 1
-            index |= (axes[i] >> b) & 1
-    return index
-
-
 def curve_order(features: np.ndarray, *, bits: int | None = None) -> np.ndarray:
     """Order points along a Hilbert space-filling curve through feature space.
 
@@ -576,7 +468,7 @@ def curve_order(features: np.ndarray, *, bits: int | None = None) -> np.ndarray:
     x, _ = _check_features(features)
     n, d = x.shape
     dims = min(d, _MAX_CURVE_DIMS)
-    bits = min(16, _KEY_BITS // dims) if bits is None else _check_bits(bits, dims)
+    bits = min(16, KEY_BITS // dims) if bits is None else check_bits(bits, dims)
     if n == 1:
         return np.zeros(1, dtype=np.int64)
     if d > dims:
@@ -595,7 +487,7 @@ def curve_order(features: np.ndarray, *, bits: int | None = None) -> np.ndarray:
     # top edge (x == max lands exactly on 2**bits) into the last cell.
     cells = np.floor((x - lo) * (float(1 << bits) / span))
     q = np.minimum(cells.astype(np.int64), (1 << bits) - 1)
-    key = _hilbert_index(np.array(q.T), bits)
+    key = hilbert_index(q, bits)
     return np.argsort(key, kind="stable").astype(np.int64, copy=False)
 
 

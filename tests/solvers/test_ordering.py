@@ -10,10 +10,10 @@ from hypothesis.extra import numpy as hnp
 
 from solvers import ordering
 from solvers.fields import gaussian_random_field
+from solvers.hilbert import hilbert_index
 from solvers.ordering import (
     curve_order,
     greedy_order,
-    hilbert_index,
     order_systems,
     parameter_features,
     path_length,
