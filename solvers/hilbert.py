@@ -6,7 +6,7 @@ nearby points one after another in ``O(N log N)`` (used by
 
 References
 ----------
-.. [2] J. Skilling, "Programming the Hilbert curve", AIP Conf. Proc. 707, 381 (2004).
+.. [1] J. Skilling, "Programming the Hilbert curve", AIP Conf. Proc. 707, 381 (2004).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def check_bits(bits: Any, d: int) -> int:
 
 
 def hilbert_index(coords: np.ndarray, bits: int) -> np.ndarray:
-    """Hilbert-curve index of integer grid points (Skilling's algorithm [2]_).
+    """Hilbert-curve index of integer grid points (Skilling's algorithm [1]_).
 
     Maps each point of the ``2**bits``-per-axis grid in ``d`` dimensions to its
     position along the ``d``-dimensional Hilbert curve, a bijection onto
@@ -70,7 +70,7 @@ def hilbert_index(coords: np.ndarray, bits: int) -> np.ndarray:
 
     References
     ----------
-    .. [2] J. Skilling, "Programming the Hilbert curve", AIP Conf. Proc. 707, 381
+    .. [1] J. Skilling, "Programming the Hilbert curve", AIP Conf. Proc. 707, 381
        (2004).
 
     Examples
