@@ -25,7 +25,12 @@ __all__ = [
 
 
 def _is_float_or_complex(dtype: Any) -> bool:
-    return np.issubdtype(np.dtype(dtype), np.inexact)
+    try:
+        return bool(np.issubdtype(np.dtype(dtype), np.inexact))
+    except TypeError:
+        # Another library's dtype object (torch.float64, ...) that numpy cannot read.
+        name = str(dtype)
+        return "float" in name or "complex" in name
 
 
 def check_finite(value: Any, name: str) -> None:

@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 SIZES: tuple[str, ...] = ("small", "medium", "large")
-DEFAULT_SUITES: tuple[str, ...] = ("krylov",)
+DEFAULT_SUITES: tuple[str, ...] = ("krylov", "kron")
 
 
 @dataclass(frozen=True)

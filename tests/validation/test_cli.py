@@ -32,7 +32,7 @@ MACHINE_KEYS = {"cpu", "cores", "memory_gib", "os", "python", "versions", "blas"
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path]:
     out = tmp_path_factory.mktemp("bench")
-    return main(["--size", "small", "--repeat", "1", "--out", str(out)]), out
+    return main(["--suite", "krylov", "--size", "small", "--repeat", "1", "--out", str(out)]), out
 
 
 def test_small_run_succeeds(small_run: tuple[int, Path]) -> None:
@@ -192,3 +192,15 @@ def test_a_raising_case_fails_the_run_after_the_others_are_recorded(
         assert set(records[case]) == RECORD_KEYS | {"skipped"}
         assert records[case]["time_s"] is None and records[case]["speedup"] is None
     assert "skipped: error: RuntimeError: exploded" in (tmp_path / "report.md").read_text()
+
+
+def test_kron_suite_agrees_with_linear_operator(tmp_path: Path) -> None:
+    pytest.importorskip("linear_operator")
+    code = main(["--suite", "kron", "--size", "small", "--repeat", "1", "--out", str(tmp_path)])
+    assert code == 0
+    records = json.loads((tmp_path / "results.json").read_text())["cases"]
+    assert {r["case"] for r in records} == {"se-grid2d-solve-logdet", "se-grid3d-solve-logdet"}
+    for record in records:
+        assert record["peer"] == "linear_operator"
+        assert record["metrics"]["rel_diff_vs_peer"] < 1e-8
+        assert record["metrics"]["rel_residual"] < 1e-8

@@ -1,5 +1,5 @@
 """Benchmark suites; importing this package registers every case."""
 
-from validation.suites import krylov, recycle
+from validation.suites import kron, krylov, recycle
 
-__all__ = ["krylov", "recycle"]
+__all__ = ["kron", "krylov", "recycle"]
