@@ -13,7 +13,7 @@ from typing import Any
 
 from numlib.validate import check_operator
 
-__all__ = ["as_matvec", "operator_dtype"]
+__all__ = ["as_matvec"]
 
 Matvec = Callable[[Any], Any]
 
@@ -48,11 +48,6 @@ def as_matvec(A: Any, name: str = "A", *, size: int | None = None) -> Matvec:
     if hasattr(A, "__matmul__") and hasattr(A, "dtype") and not _is_linear_operator(A):
         return A.__matmul__
     return A.matvec
-
-
-def operator_dtype(A: Any) -> Any:
-    """Return the dtype an operator advertises (scipy ``LinearOperator`` or array)."""
-    return getattr(A, "dtype", None)
 
 
 def _is_linear_operator(A: Any) -> bool:
