@@ -11,7 +11,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = frozenset({"backend", "kron", "linop", "result", "validate"})
+_SUBMODULES = frozenset(
+    {"backend", "bitplane", "bitplane_pack", "kron", "linop", "result", "validate"}
+)
 
 __all__ = sorted(_SUBMODULES)
 

@@ -1,0 +1,120 @@
+"""Suite ``bitplane``: the exact bit-plane product (bipolar-INT) against int64 numpy matmul.
+
+CPU cases build random bipolar-INT values (odd integers in ``[-(2**b - 1), 2**b - 1]``,
+seed :data:`SEED`) for activations ``X`` (``m x k``) and weights ``W`` (``n x k``)
+at ``W{b}A{b}``, encode them, and compute ``X W^T`` in one process on the same input:
+
+``numlib.bitplane``
+    ``bitplane_matmul(X_codes, W_codes, b, b)``: pack the planes, then ``b * b``
+    AND+popcount binary GEMMs with rank-one corrections, recovered by shifted sums
+    (the integer-exact oracle future GPU kernels are checked against).
+``numpy-int64``
+    ``X.astype(int64) @ W.T.astype(int64)`` on the decoded values.
+
+The oracle is not meant to be fast and ``speedup`` (``peer_time_s / time_s``) is
+recorded as measured: numpy's int64 matmul uses no BLAS, so at 512 the oracle wins
+at W1A1/W2A2 (1 and 4 binary GEMMs) and loses from W4A4 on (cost grows as ``b**2``).
+Times are the best of ``repeat`` runs, encoding excluded. Metrics:
+
+``max_abs_error``
+    ``max |bitplane - int64 matmul|``; must be 0.
+``xor_max_abs_error``
+    The same for the XOR identity (``identity="xor"``), run once untimed.
+``bits``, ``m``, ``n``, ``k``, ``binary_gemms``
+    The problem; ``binary_gemms = b * b``.
+
+GPU cases (``M = N = K = 4096`` and LLM layer shapes against ``cublas-int8`` and
+``cublas-fp16``) are recorded as skipped until a CUDA kernel exists, so that
+``results.json`` shows what a GPU session will fill in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from numlib.bitplane import bitplane_matmul, encode
+from validation.measure import best_time
+from validation.registry import Record, case
+
+SUITE = "bitplane"
+METHOD = "numlib.bitplane"
+PEER = "numpy-int64"
+SEED = 20250401
+SHAPE = {"small": 64, "medium": 512}
+PRECISIONS = (1, 2, 4, 8)
+# GPU shapes (m, n, k): square, and LLaMA-7B-like decode/prefill projections.
+GPU_SHAPES = {
+    "square-4096": (4096, 4096, 4096),
+    "llm-prefill-qkv": (2048, 12288, 4096),
+    "llm-prefill-mlp-down": (2048, 4096, 11008),
+    "llm-decode-mlp-up": (16, 11008, 4096),
+}
+GPU_PEERS = ("cublas-int8", "cublas-fp16")
+GPU_PRECISIONS = (1, 2, 4)
+
+
+def _bipolar_values(rng: np.random.Generator, shape: tuple[int, int], bits: int) -> np.ndarray:
+    top = 2**bits - 1
+    return 2 * rng.integers(0, top + 1, size=shape) - top
+
+
+def _exact(name: str, size: str, bits: int, repeat: int) -> Record:
+    m = n = k = SHAPE[size]
+    rng = np.random.default_rng(SEED + bits)
+    X, W = _bipolar_values(rng, (m, k), bits), _bipolar_values(rng, (n, k), bits)
+    Xc, Wc = encode(X, bits), encode(W, bits)
+    Xi, Wi = X.astype(np.int64), W.astype(np.int64)
+
+    time_s, out = best_time(lambda: bitplane_matmul(Xc, Wc, bits, bits), repeat)
+    peer_time_s, ref = best_time(lambda: Xi @ Wi.T, repeat)
+    out_xor = bitplane_matmul(Xc, Wc, bits, bits, identity="xor")
+    common = {"bits": bits, "m": m, "n": n, "k": k}
+    metrics = {
+        **common,
+        "binary_gemms": bits * bits,
+        "max_abs_error": int(np.max(np.abs(out - ref))),
+        "xor_max_abs_error": int(np.max(np.abs(out_xor - ref))),
+    }
+    peer_metrics = {**common, "max_abs_error": 0}
+    return Record(SUITE, name, size, METHOD, PEER, time_s, peer_time_s, metrics, peer_metrics)
+
+
+def _register_exact(bits: int) -> None:
+    name = f"exact-w{bits}a{bits}"
+
+    def run(size: str, *, repeat: int) -> Record:
+        return _exact(name, size, bits, repeat)
+
+    run.__doc__ = (
+        f"Exact W{bits}A{bits} bipolar-INT product by bit-planes vs int64 numpy matmul.\n\n"
+        f"m = n = k = 64 / 512 (small / medium); {bits * bits} binary GEMMs; the oracle "
+        "is not meant to be fast (cost grows as bits**2); max_abs_error must be 0."
+    )
+    case(SUITE, name, sizes=("small", "medium"))(run)
+
+
+for _bits in PRECISIONS:
+    _register_exact(_bits)
+
+
+@case(SUITE, "gpu-bitplane-gemm")
+def gpu_bitplane_gemm(size: str, *, repeat: int) -> list[Record]:
+    """GPU bit-plane GEMM (W1A1/W2A2/W4A4) vs cuBLAS INT8 and FP16; skipped without CUDA.
+
+    Shapes ``M = N = K = 4096`` and LLM projections (``GPU_SHAPES``); recorded as
+    skipped until the CUDA kernel lands, for every size.
+    """
+    del repeat
+    return [
+        Record.skip(
+            SUITE,
+            f"gpu-w{bits}a{bits}-{shape}",
+            size,
+            "no CUDA device",
+            method="numlib.gpu.bitplane",
+            peer=peer,
+        )
+        for shape in GPU_SHAPES
+        for bits in GPU_PRECISIONS
+        for peer in GPU_PEERS
+    ]
