@@ -1,4 +1,7 @@
 """CuPy consumers of numlib; CUDA sources live under ``gpu/kernels``.
 
-Empty until the GPU issues land. Nothing here imports cupy at import time.
+``gpu.bitplane``: exact bit-plane matrix products (``numlib.bitplane`` on CUDA) from
+``gpu/kernels/bitplane.cu`` via ``cupy.RawModule`` (a portable ``__popc`` kernel, a
+binary Tensor-Core MMA kernel for sm_80+, and a cuBLAS INT8 GEMM path).
+Nothing here imports cupy at import time.
 """

@@ -1,4 +1,7 @@
 """Torch and Lightning consumers of numlib (learned solvers, layers, compression).
 
-Empty until the learned-solver issues land; importing it costs nothing.
+``learned.bitplane_linear`` holds :class:`~learned.bitplane_linear.BitplaneLinear`,
+an ``nn.Linear`` replacement computing with low-bit bipolar-INT weights and
+activations through exact bit-plane products. Importing this package imports
+nothing heavy; each submodule imports torch itself.
 """

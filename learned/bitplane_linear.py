@@ -1,0 +1,642 @@
+"""Drop-in torch layers built on numlib primitives.
+
+:class:`BitplaneLinear` replaces :class:`torch.nn.Linear` at inference time with
+low-bit bipolar-INT weights *and* activations, multiplied exactly through
+bit-plane AND/popcount products (Jia et al., "Efficient Arbitrary Precision
+Acceleration for Large Language Models on GPU Tensor Cores", ASP-DAC 2025,
+arXiv:2409.17870). The numpy oracle for every integer step is
+:mod:`numlib.bitplane`; this module re-implements the packed product in torch so
+that it runs on the tensors' own device, and its tests check it against the
+oracle bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from numlib import bitplane
+
+__all__ = [
+    "BitplaneLinear",
+    "bitplane_product",
+    "pack_codes",
+    "quantize_activations",
+]
+
+MAX_BITS = 8
+WORD_BITS = 32  # storage word, the numlib.bitplane_pack layout GPU kernels read
+# Compute word: two storage words side by side. Halves the elementwise work of the
+# AND/popcount pass; the popcount of a sum of planes does not care where bits sit.
+_COMPUTE_WORD_BITS = 64
+# After the first three SWAR steps every byte of a word holds a count <= 8, so up to
+# 31 words can be summed before a byte overflows (31 * 8 = 248 < 256).
+_MAX_WORDS_PER_BYTE_SUM = 31
+# Elements of the (a, b, rows, n, groups, words) temporary of one block; 2**18 int64
+# (2 MiB) keeps it near L2 size on a CPU (fastest of 2**16..2**22 measured) and bounds
+# memory for big batches.
+_BLOCK_ELEMENTS = 1 << 18
+
+_M1 = 0x5555555555555555
+_M2 = 0x3333333333333333
+_M4 = 0x0F0F0F0F0F0F0F0F
+_M8 = 0x00FF00FF00FF00FF
+_H16 = 0x0001000100010001
+_LOW32 = 0xFFFFFFFF
+
+_SAFETENSORS_FORMAT = "numlib.learned.BitplaneLinear"
+_SAFETENSORS_VERSION = "1"
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_bits(bits: Any, name: str) -> int:
+    # bool is an int subclass; True as a bit width is almost certainly a mistake.
+    if isinstance(bits, bool) or not isinstance(bits, int | np.integer):
+        raise TypeError(f"{name} must be an int in 1..{MAX_BITS}, got {type(bits).__name__}")
+    if not 1 <= int(bits) <= MAX_BITS:
+        raise ValueError(f"{name} must be in 1..{MAX_BITS}, got {bits}")
+    return int(bits)
+
+
+def _check_positive(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be a positive int, got {type(value).__name__}")
+    if int(value) < 1:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return int(value)
+
+
+# --------------------------------------------------------------------------- torch kernels
+
+
+def quantize_activations(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quantise the rows of ``x`` to bipolar-INT codes with per-row absmax scales.
+
+    The torch twin of ``numlib.bitplane.quantize(x, bits, granularity="row")``,
+    evaluated in float64 with the same operations in the same order (IEEE division,
+    ``floor`` and comparisons are exactly rounded on every backend), so the codes
+    and scales equal numlib's bit for bit: ``s = max|x_r| / (2**bits - 1)``,
+    ``y = x / s``, ``q = sign(y) (2 floor(|y| / 2) + 1)`` clipped to
+    ``+-(2**bits - 1)``, code ``(q + 2**bits - 1) / 2``. An all-zero row gets
+    ``s = 0`` and the code of ``+1``, so it dequantises to 0 exactly.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Finite floating-point ``m x k`` tensor (one row per token).
+    bits : int
+        Bit width, 1..8.
+
+    Returns
+    -------
+    codes : torch.Tensor
+        int64 ``m x k`` codes in ``[0, 2**bits)``, on ``x``'s device.
+    scales : torch.Tensor
+        float64 ``m x 1`` scales.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not a floating-point tensor or ``bits`` is not an int.
+    ValueError
+        If ``x`` is not 2-D or ``bits`` is outside 1..8.
+    """
+    bits = _check_bits(bits, "bits")
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError("x must be a floating-point torch.Tensor")
+    if x.ndim != 2:
+        raise ValueError(f"x must be 2-D (rows x k), got shape {tuple(x.shape)}")
+    top = (1 << bits) - 1
+    a = x.detach().to(torch.float64)
+    scales = a.abs().amax(dim=1, keepdim=True) / top
+    # where() keeps the 0/0 of an all-zero row out of the result (numlib does the same).
+    y = torch.where(scales > 0, a / scales, torch.zeros((), dtype=a.dtype, device=a.device))
+    sign = torch.where(y < 0, -1.0, 1.0)
+    odd = sign * (2.0 * torch.floor(y.abs() / 2.0) + 1.0)
+    v = odd.clamp(-top, top).to(torch.int64)
+    return (v + top) >> 1, scales
+
+
+def pack_codes(codes: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:
+    """Pack ``bits``-bit codes into 32-bit plane words, group by group.
+
+    Element ``(r, g * group_size + c)`` of plane ``i`` becomes bit ``c % 32`` (least
+    significant first) of ``words[i, r, g, c // 32]``; each group's last word is
+    padded with zero bits. For one group (``group_size = k``) ``words[:, :, 0]`` is
+    exactly ``numlib.bitplane.pack(codes, bits).words`` (see
+    :class:`numlib.bitplane_pack.PackedPlanes` for why zero padding is neutral).
+
+    Parameters
+    ----------
+    codes : torch.Tensor
+        Integer ``rows x k`` codes in ``[0, 2**bits)`` (unchecked: internal helper).
+    bits : int
+        Bit width, 1..8.
+    group_size : int
+        Columns per group; divides ``k``.
+
+    Returns
+    -------
+    torch.Tensor
+        int64 words with values in ``[0, 2**32)``, shape
+        ``(bits, rows, k // group_size, ceil(group_size / 32))``.
+    """
+    rows, k = codes.shape
+    groups = k // group_size
+    words = -(-group_size // WORD_BITS)
+    c = codes.to(torch.int64).reshape(rows, groups, group_size)
+    pad = words * WORD_BITS - group_size
+    if pad:
+        c = torch.nn.functional.pad(c, (0, pad))
+    c = c.reshape(rows, groups, words, WORD_BITS)
+    shifts = torch.arange(bits, device=codes.device).view(bits, 1, 1, 1, 1)
+    planes = (c.unsqueeze(0) >> shifts) & 1
+    lanes = torch.arange(WORD_BITS, device=codes.device)
+    # Distinct powers of two: the sum is an OR, exact in int64.
+    return (planes << lanes).sum(dim=-1)
+
+
+def _to_compute_words(words32: torch.Tensor) -> torch.Tensor:
+    """Join pairs of 32-bit words (int32 bit patterns or int64 values) into int64 words."""
+    w = words32.to(torch.int64) & _LOW32  # undo the sign extension of int32 storage
+    if w.shape[-1] % 2:
+        w = torch.nn.functional.pad(w, (0, 1))  # a zero word is neutral, like pad bits
+    return w[..., 0::2] | (w[..., 1::2] << 32)
+
+
+def _byte_counts_(t: torch.Tensor) -> torch.Tensor:
+    """In place: replace each int64 word by per-byte popcounts (SWAR, Hacker's Delight 5-1).
+
+    Arithmetic right shifts of negative words drag copies of the sign bit in from
+    the top, but every mask below has a zero in the bits they land in.
+    """
+    t.sub_((t >> 1).bitwise_and_(_M1))
+    u = (t >> 2).bitwise_and_(_M2)
+    t.bitwise_and_(_M2).add_(u)
+    t.add_(t >> 4).bitwise_and_(_M4)
+    return t
+
+
+def _horizontal_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum the 8 byte lanes (each < 256) of int64 words into one count."""
+    t = (t & _M8) + ((t >> 8) & _M8)  # four 16-bit lanes, each < 2**9
+    # The multiply gathers the lanes into the top 16 bits; int64 wrap-around is intended.
+    return ((t * _H16) >> 48) & 0xFFFF
+
+
+def _popcount(words: torch.Tensor) -> torch.Tensor:
+    """Popcount of every int64 word (vectorised; torch has no popcount op)."""
+    return _horizontal_sum(_byte_counts_(words.clone()))
+
+
+def _and_popcount(x64: torch.Tensor, w64: torch.Tensor) -> torch.Tensor:
+    """``sum_words popc(x AND w)`` for all plane pairs, row pairs and groups.
+
+    ``x64`` is ``(a, m, G, kw)`` and ``w64`` ``(b, n, G, kw)`` int64 words; the result
+    is int64 ``(a, b, m, n, G)``. The binary GEMMs of the paper, vectorised over the
+    ``a * b`` plane pairs; blocks over rows and words only bound memory.
+    """
+    a, m, groups, kw = x64.shape
+    b, n = w64.shape[:2]
+    out = torch.zeros((a, b, m, n, groups), dtype=torch.int64, device=x64.device)
+    wstep = min(kw, _MAX_WORDS_PER_BYTE_SUM)
+    rstep = max(1, _BLOCK_ELEMENTS // max(1, a * b * n * groups * wstep))
+    xw = x64.view(a, 1, m, 1, groups, kw)
+    ww = w64.view(1, b, 1, n, groups, kw)
+    for r in range(0, m, rstep):
+        for c in range(0, kw, wstep):
+            t = xw[:, :, r : r + rstep, :, :, c : c + wstep] & ww[..., c : c + wstep]
+            bytes_ = _byte_counts_(t).sum(dim=-1)  # byte lanes <= 8 * wstep <= 248
+            out[:, :, r : r + rstep] += _horizontal_sum(bytes_)
+    return out
+
+
+def bitplane_product(
+    x_words: torch.Tensor,
+    w_words: torch.Tensor,
+    bits_x: int,
+    bits_w: int,
+    group_size: int,
+) -> torch.Tensor:
+    """Exact per-group integer products ``X_g W_g^T`` of bipolar-INT packed planes.
+
+    With ``c_ij = popc(x_i AND w_j)`` over a group's words, planes ``i`` of X and
+    ``j`` of W read as +-1 give ``P_ij = 4 c_ij - 2 popc(x_i) - 2 popc(w_j) + K`` (the
+    AND identity: expand ``sum (2x - 1)(2w - 1)``; ``K`` is the unpadded group
+    length, which cancels the zero pads), and ``X W^T = sum_ij 2**(i+j) P_ij`` (Jia
+    et al. 2025, sec. 3). Equals ``numlib.bitplane.packed_matmul`` on each group.
+    Cost ``bits_x * bits_w`` AND/popcount passes over ``m n k / 64`` words, in int64
+    on the words' device.
+
+    Parameters
+    ----------
+    x_words : torch.Tensor
+        ``(bits_x, m, G, w)`` 32-bit plane words of X, int32 bit patterns or int64
+        values in ``[0, 2**32)`` (the layout of :func:`pack_codes`).
+    w_words : torch.Tensor
+        ``(bits_w, n, G, w)`` plane words of W, same layout.
+    bits_x, bits_w : int
+        Plane counts, 1..8.
+    group_size : int
+        True (unpadded) columns per group.
+
+    Returns
+    -------
+    torch.Tensor
+        int64 ``(m, n, G)``.
+    """
+    x64 = _to_compute_words(x_words)
+    w64 = _to_compute_words(w_words)
+    c = _and_popcount(x64, w64)  # (a, b, m, n, G)
+    px = _popcount(x64).sum(dim=-1)  # (a, m, G)
+    pw = _popcount(w64).sum(dim=-1)  # (b, n, G)
+    planes = 4 * c - 2 * px[:, None, :, None, :] - 2 * pw[None, :, None, :, :] + group_size
+    dev = x64.device
+    weights = (1 << torch.arange(bits_x, device=dev))[:, None] << torch.arange(bits_w, device=dev)
+    return (planes * weights[:, :, None, None, None]).sum(dim=(0, 1))
+
+
+# --------------------------------------------------------------------------- the layer
+
+
+class BitplaneLinear(nn.Module):
+    r"""``nn.Linear`` for inference with bipolar-INT weights and activations.
+
+    Computes ``y = (s_x s_w^T) * (X_int W_int^T) + b`` where ``W_int`` holds the
+    ``weight_bits``-bit bipolar-INT values (odd integers ``+-1 .. +-(2**b - 1)``)
+    of the weight, quantised once by :func:`numlib.bitplane.quantize` per output row
+    or per group of input columns, and ``X_int`` the ``activation_bits``-bit values
+    of the input, quantised on the fly per token (row) with symmetric absmax scales
+    (:func:`quantize_activations`, bit-identical to numlib's quantiser). The integer
+    product is exact: AND/popcount products of packed bit-planes recovered by
+    shifted sums (Jia et al., "Efficient Arbitrary Precision Acceleration for Large
+    Language Models on GPU Tensor Cores", ASP-DAC 2025, arXiv:2409.17870). The only
+    rounding is in the float64 scaling and the cast to the input dtype, so the
+    output equals ``dequantize(X) dequantize(W)^T + b`` to float64 rounding.
+
+    Storage (buffers; the module has no parameters):
+
+    ``weight_words``
+        int32 ``(weight_bits, out_features, groups, ceil(group / 32))``: the packed
+        planes of :class:`numlib.bitplane_pack.PackedPlanes`, one word holding 32
+        consecutive input columns of one group, least significant bit first. The
+        words are uint32 bit patterns stored as int32, because torch lacks uint32
+        arithmetic on CPU for several ops and safetensors keeps int32 exactly;
+        ``weight_words.numpy().view(np.uint32)`` is numlib's layout. With row
+        scales there is one group of ``in_features`` columns.
+    ``weight_scales``
+        float64 ``(out_features, groups)``. float64 because the integer products
+        exceed 2**24 for wide layers at 8 bits, so the epilogue runs in float64.
+    ``bias``
+        ``(out_features,)`` in the original layer's dtype, or None.
+
+    Memory: ``weight_bits / 32`` of an fp32 weight plus the scales.
+
+    Devices: on CPU and CUDA the same vectorised torch implementation runs on the
+    tensors' device (int64 AND, SWAR popcount, shifted sums) — correct and
+    portable, but no faster than a float GEMM. The Tensor-Core kernels of
+    ``gpu.bitplane.packed_matmul_gpu`` will be dispatched for CUDA inputs once they
+    are verified on a GPU; this module does not import ``gpu`` or cupy.
+
+    Inference only: quantisation has no useful gradient, and a silently detached
+    output would break training without warning. ``forward`` therefore raises if
+    autograd is enabled and the input requires grad; run it under
+    :func:`torch.no_grad` / :func:`torch.inference_mode` or pass a detached input.
+    Keep the module in its dtype: ``.half()`` would also round the float64 scales.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Sizes as in :class:`torch.nn.Linear`.
+    weight_bits, activation_bits : int
+        Bit widths, 1..8.
+    group_size : int, optional
+        Input columns per weight scale; must divide ``in_features``. None (default)
+        gives one scale per output row.
+    bias : bool
+        Whether the layer has a bias.
+    device : torch.device or str, optional
+    dtype : torch.dtype, optional
+        dtype of the bias (default float32).
+
+    Raises
+    ------
+    TypeError
+        If a size or width is not an int.
+    ValueError
+        If a size is not positive, a width is outside 1..8, or ``group_size`` does
+        not divide ``in_features``.
+
+    Notes
+    -----
+    The constructor makes an all-zero layer (the shape a checkpoint fills); build a
+    working one with :meth:`from_linear` or :meth:`load_safetensors`.
+
+    Examples
+    --------
+    >>> _ = torch.manual_seed(0)
+    >>> lin = nn.Linear(40, 3)
+    >>> q = BitplaneLinear.from_linear(lin, weight_bits=8, activation_bits=8)
+    >>> q
+    BitplaneLinear(in_features=40, out_features=3, weight_bits=8, activation_bits=8, group_size=None, bias=True)
+    >>> x = torch.randn(2, 5, 40)
+    >>> with torch.no_grad():
+    ...     err = (q(x) - lin(x)).abs().max().item()
+    >>> q(x).shape, err < 0.05
+    (torch.Size([2, 5, 3]), True)
+    """  # noqa: E501
+
+    weight_words: torch.Tensor
+    weight_scales: torch.Tensor
+    bias: torch.Tensor | None
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        weight_bits: int,
+        activation_bits: int,
+        group_size: int | None = None,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_features = _check_positive(in_features, "in_features")
+        self.out_features = _check_positive(out_features, "out_features")
+        self.weight_bits = _check_bits(weight_bits, "weight_bits")
+        self.activation_bits = _check_bits(activation_bits, "activation_bits")
+        if group_size is not None:
+            group_size = _check_positive(group_size, "group_size")
+            if self.in_features % group_size:
+                raise ValueError(
+                    f"group_size must divide in_features={self.in_features}, got {group_size}"
+                )
+        self.group_size = group_size
+        cols = self._cols
+        groups = self.in_features // cols
+        words = -(-cols // WORD_BITS)
+        self.register_buffer(
+            "weight_words",
+            torch.zeros(
+                (self.weight_bits, self.out_features, groups, words),
+                dtype=torch.int32,
+                device=device,
+            ),
+        )
+        self.register_buffer(
+            "weight_scales",
+            torch.zeros((self.out_features, groups), dtype=torch.float64, device=device),
+        )
+        if bias:
+            self.register_buffer(
+                "bias",
+                torch.zeros(self.out_features, dtype=dtype or torch.float32, device=device),
+            )
+        else:
+            self.register_buffer("bias", None)
+
+    @property
+    def _cols(self) -> int:
+        """Columns per scale group (all of them for row scales)."""
+        return self.group_size if self.group_size is not None else self.in_features
+
+    @classmethod
+    def from_linear(
+        cls,
+        linear: nn.Linear,
+        *,
+        weight_bits: int,
+        activation_bits: int,
+        group_size: int | None = None,
+    ) -> BitplaneLinear:
+        """Quantise an :class:`torch.nn.Linear` into a :class:`BitplaneLinear`.
+
+        The weight (``out x in``) goes through :func:`numlib.bitplane.quantize`
+        (``granularity="row"``, or ``"group"`` with ``group_size``) in float64 on the
+        CPU, is packed with :func:`numlib.bitplane.pack` and placed on the
+        weight's device. ``linear`` is not modified. Per row, every weight is within
+        half a level, ``s_w = max|w_r| / (2**bits - 1)``, of its original.
+
+        Parameters
+        ----------
+        linear : torch.nn.Linear
+            Layer to convert; its weight must be finite.
+        weight_bits, activation_bits : int
+            Bit widths, 1..8.
+        group_size : int, optional
+            Input columns per weight scale; divides ``linear.in_features``.
+
+        Returns
+        -------
+        BitplaneLinear
+            On ``linear``'s device, bias in its dtype.
+
+        Raises
+        ------
+        TypeError
+            If ``linear`` is not an ``nn.Linear`` or a width is not an int.
+        ValueError
+            If a width is outside 1..8, ``group_size`` does not divide
+            ``in_features``, or the weight holds NaN/Inf.
+        """
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")
+        weight = linear.weight.detach()
+        layer = cls(
+            linear.in_features,
+            linear.out_features,
+            weight_bits=weight_bits,
+            activation_bits=activation_bits,
+            group_size=group_size,
+            bias=linear.bias is not None,
+            device=weight.device,
+            dtype=linear.bias.dtype if linear.bias is not None else None,
+        )
+        # .numpy() may share memory with a CPU weight; numlib copies before it computes.
+        w = weight.to(device="cpu", dtype=torch.float64).numpy()
+        if not np.all(np.isfinite(w)):
+            raise ValueError("linear.weight must be finite (it holds NaN or Inf)")
+        if group_size is None:
+            q = bitplane.quantize(w, layer.weight_bits, granularity="row")
+        else:
+            q = bitplane.quantize(w, layer.weight_bits, granularity="group", group_size=group_size)
+        cols = layer._cols
+        groups = layer.in_features // cols
+        # numlib packs one matrix at a time; a group is a matrix of its own columns.
+        words = np.stack(
+            [
+                bitplane.pack(q.codes[:, g * cols : (g + 1) * cols], layer.weight_bits).words
+                for g in range(groups)
+            ],
+            axis=2,
+        )
+        with torch.no_grad():
+            layer.weight_words.copy_(torch.from_numpy(words.view(np.int32)))
+            layer.weight_scales.copy_(torch.from_numpy(np.ascontiguousarray(q.scales)))
+            if linear.bias is not None:
+                assert layer.bias is not None
+                layer.bias.copy_(linear.bias.detach())
+        return layer
+
+    def weight_codes(self) -> torch.Tensor:
+        """Return the uint8 ``out x in`` bipolar-INT weight codes (unpacked from the words)."""
+        w = self.weight_words.to(torch.int64) & _LOW32
+        lanes = torch.arange(WORD_BITS, device=w.device)
+        bits = (w.unsqueeze(-1) >> lanes) & 1  # (b, n, G, words, 32)
+        bits = bits.flatten(-2)[..., : self._cols].flatten(-2)  # (b, n, in)
+        shifts = torch.arange(self.weight_bits, device=w.device).view(-1, 1, 1)
+        return (bits << shifts).sum(dim=0).to(torch.uint8)
+
+    def dequantized_weight(self) -> torch.Tensor:
+        """Return the float64 ``out x in`` weight the layer multiplies by: ``s_w * W_int``."""
+        top = (1 << self.weight_bits) - 1
+        values = 2 * self.weight_codes().to(torch.float64) - top
+        return values * self.weight_scales.repeat_interleave(self._cols, dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the quantised layer to ``x`` of shape ``(..., in_features)``.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Finite floating-point input on the layer's device.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(..., out_features)`` in ``x``'s dtype.
+
+        Raises
+        ------
+        TypeError
+            If ``x`` is not a floating-point tensor.
+        ValueError
+            If ``x``'s last dimension is not ``in_features``, it is on another
+            device than the layer, or it holds NaN/Inf.
+        RuntimeError
+            If autograd is enabled and ``x`` requires grad (inference only).
+        """
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(f"x must be a floating-point torch.Tensor, got {_describe(x)}")
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"x must have last dimension in_features={self.in_features}, "
+                f"got shape {tuple(x.shape)}"
+            )
+        if x.device != self.weight_words.device:
+            raise ValueError(
+                f"x is on {x.device} but the layer's buffers are on {self.weight_words.device}"
+            )
+        if torch.is_grad_enabled() and x.requires_grad:
+            raise RuntimeError(
+                "BitplaneLinear is inference-only (quantisation has no gradient); call it "
+                "under torch.no_grad() or torch.inference_mode(), or pass x.detach()"
+            )
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)
+        out_dtype = x.dtype
+        if x2.shape[0] == 0:
+            return x.new_zeros((*lead, self.out_features))
+        if not bool(torch.isfinite(x2).all()):
+            raise ValueError("x must be finite (it holds NaN or Inf)")
+        codes, sx = quantize_activations(x2, self.activation_bits)
+        # gpu.bitplane.packed_matmul_gpu takes this branch on CUDA once it is verified;
+        # until then the portable torch kernel below runs on every device.
+        xw = pack_codes(codes, self.activation_bits, self._cols)
+        p = bitplane_product(
+            xw, self.weight_words, self.activation_bits, self.weight_bits, self._cols
+        )
+        # Scales are constant along each group, so they factor out of its product.
+        y = sx * (p.to(torch.float64) * self.weight_scales).sum(dim=-1)
+        if self.bias is not None:
+            y = y + self.bias.to(torch.float64)
+        return y.to(out_dtype).reshape(*lead, self.out_features)
+
+    def extra_repr(self) -> str:
+        """Sizes, bit widths and group size, as shown by ``repr``."""
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"weight_bits={self.weight_bits}, activation_bits={self.activation_bits}, "
+            f"group_size={self.group_size}, bias={self.bias is not None}"
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_safetensors(self, path: str | os.PathLike[str]) -> None:
+        """Write the layer to ``path`` with safetensors (never pickle).
+
+        The buffers are the tensors; sizes, widths, group size and the bias flag
+        are string metadata, so :meth:`load_safetensors` rebuilds the same module.
+        """
+        from safetensors.torch import save_file
+
+        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        meta = {
+            "format": _SAFETENSORS_FORMAT,
+            "version": _SAFETENSORS_VERSION,
+            "in_features": str(self.in_features),
+            "out_features": str(self.out_features),
+            "weight_bits": str(self.weight_bits),
+            "activation_bits": str(self.activation_bits),
+            "group_size": "" if self.group_size is None else str(self.group_size),
+            "bias": "1" if self.bias is not None else "0",
+        }
+        save_file(tensors, os.fspath(path), metadata=meta)
+
+    @classmethod
+    def load_safetensors(
+        cls, path: str | os.PathLike[str], *, device: torch.device | str = "cpu"
+    ) -> BitplaneLinear:
+        """Rebuild a layer written by :meth:`save_safetensors`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        device : torch.device or str
+            Where to place the buffers (default CPU).
+
+        Raises
+        ------
+        ValueError
+            If the file was not written by :meth:`save_safetensors`, or its tensors
+            do not match its metadata.
+        """
+        from safetensors import safe_open
+
+        with safe_open(os.fspath(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        if meta.get("format") != _SAFETENSORS_FORMAT:
+            raise ValueError(f"path {os.fspath(path)!r} does not hold a BitplaneLinear checkpoint")
+        if meta.get("version") != _SAFETENSORS_VERSION:
+            raise ValueError(f"unsupported BitplaneLinear checkpoint version {meta.get('version')}")
+        has_bias = meta["bias"] == "1"
+        layer = cls(
+            int(meta["in_features"]),
+            int(meta["out_features"]),
+            weight_bits=int(meta["weight_bits"]),
+            activation_bits=int(meta["activation_bits"]),
+            group_size=int(meta["group_size"]) if meta["group_size"] else None,
+            bias=has_bias,
+            device=device,
+            dtype=tensors["bias"].dtype if has_bias and "bias" in tensors else None,
+        )
+        try:
+            layer.load_state_dict(tensors, strict=True)
+        except RuntimeError as exc:
+            raise ValueError(f"checkpoint tensors do not match its metadata: {exc}") from exc
+        return layer
+
+
+def _describe(x: object) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"a tensor of dtype {x.dtype}"
+    return type(x).__name__

@@ -1,0 +1,94 @@
+"""Compile-only checks of gpu/kernels/bitplane.cu with nvcc (no GPU needed).
+
+Also checks, without a GPU, that importing ``gpu.bitplane`` does not import cupy and
+that the precision dispatch rule is what the module documents.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gpu.bitplane import KERNEL_PATH, recommended_path
+
+NVCC = shutil.which("nvcc")
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc (the CUDA toolkit compiler) is not on PATH")
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_kernels_compile_to_cubin(arch: str, tmp_path: Path) -> None:
+    assert NVCC is not None
+    cubin = tmp_path / f"bitplane_{arch}.cubin"
+    proc = subprocess.run(
+        [NVCC, "-std=c++17", f"-arch={arch}", "-cubin", "-o", str(cubin), str(KERNEL_PATH)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert cubin.stat().st_size > 0
+    data = cubin.read_bytes()
+    assert b"bitplane_gemm_popc" in data
+    assert b"bitplane_gemm_mma" in data
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc (the CUDA toolkit compiler) is not on PATH")
+def test_mma_instruction_is_emitted_for_sm80(tmp_path: Path) -> None:
+    assert NVCC is not None
+    ptx = tmp_path / "bitplane.ptx"
+    proc = subprocess.run(
+        [NVCC, "-std=c++17", "-arch=sm_80", "-ptx", "-o", str(ptx), str(KERNEL_PATH)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc" in ptx.read_text()
+
+
+def test_import_does_not_import_cupy() -> None:
+    code = "import sys, gpu.bitplane; print('cupy' in sys.modules)"
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+
+
+def test_recommended_path() -> None:
+    assert recommended_path(1, 1, 75) == "portable"
+    assert recommended_path(8, 8, 80) == "mma"
+    assert recommended_path(2, 2, 90) == "mma"
+    assert recommended_path(1, 4, 90) == "mma"
+    assert recommended_path(1, 5, 90) == "int8"
+    with pytest.raises(ValueError, match="bits_x"):
+        recommended_path(0, 1, 80)
+    with pytest.raises(ValueError, match="bits_w"):
+        recommended_path(1, 9, 80)
+
+
+def test_missing_cupy_or_device_is_a_runtime_error() -> None:
+    from gpu import bitplane
+
+    try:
+        import cupy
+
+        has_device = cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        has_device = False
+    if has_device:
+        pytest.skip("a CUDA device is present; the error path is not reachable")
+    import numpy as np
+
+    from numlib.bitplane import pack
+
+    P = pack(np.zeros((2, 3), dtype=np.uint8), 1)
+    with pytest.raises(RuntimeError, match=r"cupy|CUDA device"):
+        bitplane.packed_matmul_gpu(P, P)
+    with pytest.raises(RuntimeError, match=r"cupy|CUDA device"):
+        bitplane.int8_matmul_gpu(np.zeros((2, 4), np.int8), np.zeros((2, 4), np.int8))

@@ -1,0 +1,297 @@
+"""BitplaneLinear against the numpy oracle numlib.bitplane."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from learned.bitplane_linear import (
+    BitplaneLinear,
+    bitplane_product,
+    pack_codes,
+    quantize_activations,
+)
+from numlib import bitplane
+
+bits_st = st.integers(1, 8)
+seed_st = st.integers(0, 2**32 - 1)
+
+
+def _linear(k: int, n: int, *, bias: bool = True, seed: int = 0) -> torch.nn.Linear:
+    torch.manual_seed(seed)
+    return torch.nn.Linear(k, n, bias=bias)
+
+
+def _reference(lin: torch.nn.Linear, x: torch.Tensor, wb: int, ab: int, gs: int | None):
+    """Independent float64 reference: numlib's quantisers, dequantise, numpy matmul."""
+    w = lin.weight.detach().double().numpy()
+    if gs is None:
+        qw = bitplane.quantize(w, wb)
+    else:
+        qw = bitplane.quantize(w, wb, granularity="group", group_size=gs)
+    x2 = x.detach().reshape(-1, lin.in_features).double().numpy()
+    qx = bitplane.quantize(x2, ab)
+    y = bitplane.dequantize(qx) @ bitplane.dequantize(qw).T
+    if lin.bias is not None:
+        y = y + lin.bias.detach().double().numpy()
+    return y.reshape(*x.shape[:-1], lin.out_features), qw
+
+
+# --------------------------------------------------------------------------- integer kernel
+
+
+@given(a=bits_st, b=bits_st, m=st.integers(1, 6), n=st.integers(1, 6), seed=seed_st)
+def test_product_equals_numlib_packed_matmul(a: int, b: int, m: int, n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(1, 200))
+    if k % 32 == 0:
+        k += 1  # the padding path is the interesting one
+    X = rng.integers(0, 1 << a, (m, k))
+    W = rng.integers(0, 1 << b, (n, k))
+    px, pw = bitplane.pack(X, a), bitplane.pack(W, b)
+    xw = pack_codes(torch.from_numpy(X), a, k)
+    ww = pack_codes(torch.from_numpy(W), b, k)
+    # Same packed layout as numlib, word for word.
+    assert np.array_equal(xw[:, :, 0].numpy().astype(np.uint32), px.words)
+    assert np.array_equal(ww[:, :, 0].numpy().astype(np.uint32), pw.words)
+    got = bitplane_product(xw, ww, a, b, k)[..., 0].numpy()
+    assert got.dtype == np.int64
+    assert np.array_equal(got, bitplane.packed_matmul(px, pw))
+    assert np.array_equal(got, bitplane.decode(X, a) @ bitplane.decode(W, b).T)
+    # int32 storage words (uint32 bit patterns) give the same product.
+    w32 = torch.from_numpy(pw.words[:, :, None, :].view(np.int32))
+    assert np.array_equal(bitplane_product(xw, w32, a, b, k)[..., 0].numpy(), got)
+
+
+@given(a=bits_st, b=bits_st, groups=st.integers(1, 4), gs=st.integers(1, 70), seed=seed_st)
+def test_grouped_product_matches_per_group_oracle(
+    a: int, b: int, groups: int, gs: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    k = groups * gs
+    X = rng.integers(0, 1 << a, (3, k))
+    W = rng.integers(0, 1 << b, (4, k))
+    got = bitplane_product(
+        pack_codes(torch.from_numpy(X), a, gs), pack_codes(torch.from_numpy(W), b, gs), a, b, gs
+    ).numpy()
+    for g in range(groups):
+        cols = slice(g * gs, (g + 1) * gs)
+        assert np.array_equal(got[..., g], bitplane.bitplane_matmul(X[:, cols], W[:, cols], a, b))
+
+
+def test_product_extreme_codes_many_words() -> None:
+    # All-ones / all-zeros codes at 8 bits over > 31 * 64 columns: exercises the sign
+    # bit of every int64 word, the word-chunk loop and the largest magnitudes.
+    k = 31 * 64 * 2 + 5
+    for cx, cw in ((255, 255), (0, 255), (0, 0), (255, 0)):
+        X = np.full((2, k), cx)
+        W = np.full((3, k), cw)
+        got = bitplane_product(
+            pack_codes(torch.from_numpy(X), 8, k), pack_codes(torch.from_numpy(W), 8, k), 8, 8, k
+        )[..., 0].numpy()
+        assert np.array_equal(got, bitplane.decode(X, 8) @ bitplane.decode(W, 8).T)
+
+
+# --------------------------------------------------------------------------- activation quantiser
+
+
+@given(
+    bits=bits_st, m=st.integers(1, 5), k=st.integers(1, 40), seed=seed_st, mode=st.integers(0, 3)
+)
+def test_activation_quantiser_bit_identical_to_numlib(
+    bits: int, m: int, k: int, seed: int, mode: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    if mode == 1:  # integers hit the ties (even y) of the odd rounding rule
+        x = rng.integers(-8, 9, (m, k)).astype(np.float32)
+    elif mode == 2:  # an all-zero row
+        x[0] = 0.0
+    elif mode == 3:
+        x = (x * 1e-30).astype(np.float32)
+    codes, scales = quantize_activations(torch.from_numpy(x), bits)
+    q = bitplane.quantize(x.astype(np.float64), bits)
+    assert np.array_equal(codes.numpy(), q.codes.astype(np.int64))
+    assert np.array_equal(scales.numpy(), q.scales)  # bit for bit, not approximately
+
+
+# --------------------------------------------------------------------------- the layer
+
+
+@pytest.mark.parametrize(
+    ("wb", "ab", "gs", "bias"),
+    [(4, 4, None, True), (3, 5, 25, True), (1, 1, None, False), (8, 2, 50, False), (2, 8, 1, True)],
+)
+def test_layer_equals_float64_reference(wb: int, ab: int, gs: int | None, bias: bool) -> None:
+    k, n = 100, 7  # k not a multiple of 32
+    lin = _linear(k, n, bias=bias, seed=wb * 10 + ab)
+    layer = BitplaneLinear.from_linear(lin, weight_bits=wb, activation_bits=ab, group_size=gs)
+    x = torch.randn(4, 3, k)
+    ref, qw = _reference(lin, x, wb, ab, gs)
+    with torch.no_grad():
+        y = layer(x)
+    assert y.dtype == torch.float32 and y.shape == (4, 3, n)
+    np.testing.assert_allclose(y.numpy(), ref, rtol=2e-6, atol=2e-6 * np.abs(ref).max())
+    # Stored codes are numlib's, and the words are numlib's packed layout.
+    assert np.array_equal(layer.weight_codes().numpy(), qw.codes)
+    np.testing.assert_array_equal(layer.weight_scales.numpy(), qw.scales)
+    if gs is None:
+        words = layer.weight_words[:, :, 0].numpy().view(np.uint32)
+        assert np.array_equal(words, bitplane.pack(qw.codes, wb).words)
+    np.testing.assert_allclose(layer.dequantized_weight().numpy(), bitplane.dequantize(qw))
+
+
+def test_float64_input_matches_quantized_matmul() -> None:
+    lin = _linear(70, 9, seed=3).double()
+    layer = BitplaneLinear.from_linear(lin, weight_bits=5, activation_bits=6, group_size=35)
+    x = torch.randn(6, 70, dtype=torch.float64)
+    qx = bitplane.quantize(x.numpy(), 6)
+    qw = bitplane.quantize(lin.weight.detach().numpy(), 5, granularity="group", group_size=35)
+    ref = bitplane.quantized_matmul(qx, qw) + lin.bias.detach().numpy()
+    with torch.no_grad():
+        y = layer(x)
+    assert y.dtype == torch.float64 and layer.bias is not None and layer.bias.dtype == torch.float64
+    np.testing.assert_allclose(y.numpy(), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_eight_bit_close_to_linear_and_one_bit_runs() -> None:
+    lin = _linear(512, 256, seed=1)
+    x = torch.randn(32, 512)
+    with torch.no_grad():
+        y0 = lin(x)
+        y8 = BitplaneLinear.from_linear(lin, weight_bits=8, activation_bits=8)(x)
+        rel = float((y8 - y0).norm() / y0.norm())
+        assert rel < 2e-2
+        y8g = BitplaneLinear.from_linear(lin, weight_bits=8, activation_bits=8, group_size=64)(x)
+        assert float((y8g - y0).norm() / y0.norm()) < 2e-2
+        layer1 = BitplaneLinear.from_linear(lin, weight_bits=1, activation_bits=1)
+        y1 = layer1(x)
+    ref, _ = _reference(lin, x, 1, 1, None)
+    assert torch.isfinite(y1).all()
+    np.testing.assert_allclose(y1.numpy(), ref, rtol=2e-6, atol=2e-6 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("shape", [(37,), (2, 3, 4, 37), (0, 37), (5, 0, 37)])
+def test_batch_shapes(shape: tuple[int, ...]) -> None:
+    lin = _linear(37, 6)
+    layer = BitplaneLinear.from_linear(lin, weight_bits=3, activation_bits=4)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        y = layer(x)
+        flat = layer(x.reshape(-1, 37))
+    assert y.shape == (*shape[:-1], 6)
+    assert torch.equal(y.reshape(-1, 6), flat)
+
+
+def test_zero_input_gives_bias() -> None:
+    lin = _linear(40, 5)
+    layer = BitplaneLinear.from_linear(lin, weight_bits=2, activation_bits=2)
+    with torch.no_grad():
+        y = layer(torch.zeros(3, 40))
+    assert torch.equal(y, lin.bias.detach().expand(3, 5))
+
+
+def test_original_linear_not_modified() -> None:
+    for dtype in (torch.float32, torch.float64):
+        lin = _linear(64, 8).to(dtype)
+        w0, b0 = lin.weight.detach().clone(), lin.bias.detach().clone()
+        BitplaneLinear.from_linear(lin, weight_bits=4, activation_bits=4, group_size=16)
+        assert torch.equal(lin.weight, w0) and torch.equal(lin.bias, b0)
+        assert lin.weight.requires_grad
+
+
+@pytest.mark.parametrize(("gs", "bias"), [(None, True), (20, False)])
+def test_state_dict_and_safetensors_round_trip(tmp_path, gs: int | None, bias: bool) -> None:
+    lin = _linear(60, 11, bias=bias, seed=7)
+    layer = BitplaneLinear.from_linear(lin, weight_bits=3, activation_bits=5, group_size=gs)
+    x = torch.randn(2, 4, 60)
+    with torch.no_grad():
+        y = layer(x)
+        # state_dict into a fresh, zero-initialised module of the same configuration
+        fresh = BitplaneLinear(60, 11, weight_bits=3, activation_bits=5, group_size=gs, bias=bias)
+        fresh.load_state_dict(layer.state_dict())
+        assert torch.equal(fresh(x), y)
+        path = tmp_path / "layer.safetensors"
+        layer.save_safetensors(path)
+        loaded = BitplaneLinear.load_safetensors(path)
+        assert torch.equal(loaded(x), y)
+    assert repr(loaded) == repr(layer)
+    assert f"weight_bits=3, activation_bits=5, group_size={gs}, bias={bias}" in repr(layer)
+    for name, t in layer.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], t)
+        assert loaded.state_dict()[name].dtype == t.dtype
+    assert list(layer.parameters()) == []
+    assert path.read_bytes()[8:10] == b'{"'  # safetensors: u64 header size, JSON header
+
+
+def test_load_rejects_foreign_file(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    path = tmp_path / "other.safetensors"
+    save_file({"weight": torch.zeros(2, 2)}, str(path))
+    with pytest.raises(ValueError, match="BitplaneLinear checkpoint"):
+        BitplaneLinear.load_safetensors(path)
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+
+@pytest.mark.parametrize("name", ["weight_bits", "activation_bits"])
+@pytest.mark.parametrize(("value", "exc"), [(0, ValueError), (9, ValueError), (True, TypeError)])
+def test_bad_bits(name: str, value: object, exc: type[Exception]) -> None:
+    kwargs = {"weight_bits": 4, "activation_bits": 4, name: value}
+    with pytest.raises(exc, match=name):
+        BitplaneLinear.from_linear(_linear(8, 2), **kwargs)
+    with pytest.raises(exc, match=name):
+        BitplaneLinear(8, 2, **kwargs)
+
+
+def test_bad_construction_arguments() -> None:
+    with pytest.raises(ValueError, match="group_size"):
+        BitplaneLinear.from_linear(_linear(10, 2), weight_bits=2, activation_bits=2, group_size=3)
+    with pytest.raises(ValueError, match="group_size"):
+        BitplaneLinear(10, 2, weight_bits=2, activation_bits=2, group_size=0)
+    with pytest.raises(TypeError, match="bits"):
+        BitplaneLinear(10, 2, weight_bits=2.0, activation_bits=2)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="in_features"):
+        BitplaneLinear(0, 2, weight_bits=2, activation_bits=2)
+    with pytest.raises(TypeError, match="linear"):
+        BitplaneLinear.from_linear(torch.nn.Conv1d(2, 2, 1), weight_bits=2, activation_bits=2)  # type: ignore[arg-type]
+    lin = _linear(4, 2)
+    with torch.no_grad():
+        lin.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="weight"):
+        BitplaneLinear.from_linear(lin, weight_bits=2, activation_bits=2)
+
+
+def test_bad_forward_inputs() -> None:
+    layer = BitplaneLinear.from_linear(_linear(8, 3), weight_bits=2, activation_bits=2)
+    with torch.no_grad():
+        with pytest.raises(ValueError, match="in_features=8"):
+            layer(torch.randn(4, 9))
+        with pytest.raises(ValueError, match="in_features=8"):
+            layer(torch.tensor(1.0))
+        with pytest.raises(TypeError, match="x must be a floating-point"):
+            layer(torch.ones(4, 8, dtype=torch.int64))
+        with pytest.raises(TypeError, match="x must be a floating-point"):
+            layer(np.ones((4, 8), dtype=np.float32))  # type: ignore[arg-type]
+        bad = torch.randn(4, 8)
+        bad[1, 2] = float("inf")
+        with pytest.raises(ValueError, match="x must be finite"):
+            layer(bad)
+
+
+def test_inference_only() -> None:
+    layer = BitplaneLinear.from_linear(_linear(8, 3), weight_bits=2, activation_bits=2)
+    x = torch.randn(4, 8, requires_grad=True)
+    with pytest.raises(RuntimeError, match="inference-only"):
+        layer(x)
+    with torch.no_grad():
+        y = layer(x)
+    with torch.inference_mode():
+        assert torch.equal(layer(x), y)
+    assert not y.requires_grad
+    assert torch.equal(layer(x.detach()), y)  # grad enabled but nothing to differentiate
