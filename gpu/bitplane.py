@@ -35,18 +35,18 @@ device, sm_80 for the MMA kernel) before any work.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+from numlib.bitplane_pack import PackedPlanes
 
 if TYPE_CHECKING:  # pragma: no cover
     import cupy
 
 __all__ = [
     "KERNEL_PATH",
-    "DevicePackedPlanes",
     "compute_capability",
     "int8_matmul_gpu",
     "packed_matmul_gpu",
@@ -169,39 +169,7 @@ def recommended_path(bits_x: int, bits_w: int, cc: int) -> Literal["portable", "
 # --------------------------------------------------------------------------- device planes
 
 
-@dataclass(frozen=True)
-class DevicePackedPlanes:
-    """A :class:`numlib.bitplane.PackedPlanes` whose arrays live on a CUDA device.
-
-    Same layout: element ``(r, c)`` of plane ``i`` is bit ``c % 32`` (LSB first) of
-    ``words[i, r, c // 32]``, zero padding up to a multiple of 32.
-
-    Attributes
-    ----------
-    words : cupy.ndarray
-        uint32, C-contiguous, shape ``(bits, rows, ceil(k / 32))``.
-    k : int
-        Length of the reduction dimension before padding.
-    popcounts : cupy.ndarray
-        int64, C-contiguous, shape ``(bits, rows)``.
-    """
-
-    words: cupy.ndarray
-    k: int
-    popcounts: cupy.ndarray
-
-    @property
-    def bits(self) -> int:
-        """Number of planes."""
-        return int(self.words.shape[0])
-
-    @property
-    def rows(self) -> int:
-        """Rows of the packed matrix."""
-        return int(self.words.shape[1])
-
-
-def to_device(packed: Any) -> DevicePackedPlanes:
+def to_device(packed: Any) -> PackedPlanes:
     """Copy a packed-planes object (``words``, ``k``, ``popcounts``) to the current device.
 
     Arrays already on the device are made C-contiguous with the expected dtypes
@@ -209,12 +177,12 @@ def to_device(packed: Any) -> DevicePackedPlanes:
 
     Parameters
     ----------
-    packed : numlib.bitplane.PackedPlanes or DevicePackedPlanes
+    packed : numlib.bitplane_pack.PackedPlanes
         Anything with ``words`` (uint32, 3-D), ``k`` and ``popcounts`` (2-D).
 
     Returns
     -------
-    DevicePackedPlanes
+    PackedPlanes
 
     Raises
     ------
@@ -244,15 +212,15 @@ def to_device(packed: Any) -> DevicePackedPlanes:
         raise ValueError(
             f"packed.words must hold ceil(k / 32) words per row for k={k}, got {words.shape[2]}"
         )
-    return DevicePackedPlanes(
+    return PackedPlanes(
         cupy.ascontiguousarray(cupy.asarray(words, dtype=cupy.uint32)),
         k,
         cupy.ascontiguousarray(cupy.asarray(popcounts, dtype=cupy.int64)),
     )
 
 
-def to_host(packed: DevicePackedPlanes) -> Any:
-    """Copy device planes back to a :class:`numlib.bitplane.PackedPlanes` (numpy arrays).
+def to_host(packed: PackedPlanes) -> Any:
+    """Copy device planes back to host numpy arrays in a :class:`PackedPlanes`.
 
     Raises
     ------
@@ -260,8 +228,6 @@ def to_host(packed: DevicePackedPlanes) -> Any:
         If cupy or a CUDA device is missing.
     """
     cupy = _cupy()
-    from numlib.bitplane_pack import PackedPlanes
-
     return PackedPlanes(cupy.asnumpy(packed.words), int(packed.k), cupy.asnumpy(packed.popcounts))
 
 
@@ -288,7 +254,7 @@ def packed_matmul_gpu(
 
     Parameters
     ----------
-    X, W : DevicePackedPlanes or numlib.bitplane.PackedPlanes
+    X, W : numlib.bitplane_pack.PackedPlanes
         Packed ``m x k`` and ``n x k`` codes (``a`` and ``b`` planes, 1..8 each); host
         planes are copied to the device first (:func:`to_device`).
     encoding : {"bipolar", "unsigned", "twos"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -44,9 +45,11 @@ class PackedPlanes:
         of the AND identity), computed once when packing.
     """
 
-    words: np.ndarray
+    # numpy arrays on the host; gpu.bitplane.to_device gives the same record with
+    # cupy arrays, so the kernels read exactly this layout.
+    words: Any
     k: int
-    popcounts: np.ndarray
+    popcounts: Any
 
     @property
     def bits(self) -> int:
