@@ -63,7 +63,7 @@ def test_to_numpy_round_trips():
 def test_import_numlib_pulls_in_no_heavy_dependency():
     code = (
         "import sys, numlib, numlib.backend, numlib.validate, numlib.linop, numlib.result\n"
-        "import numlib.kron, numlib.bitplane\n"
+        "import numlib.kron, numlib.bitplane, numlib.diag, numlib.hippo\n"
         "heavy = {'torch', 'cupy', 'petsc4py', 'array_api_compat', 'matplotlib'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"
     )
