@@ -12,7 +12,19 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = frozenset(
-    {"backend", "bitplane", "bitplane_pack", "diag", "hippo", "kron", "linop", "result", "validate"}
+    {
+        "backend",
+        "bitplane",
+        "bitplane_pack",
+        "diag",
+        "hippo",
+        "kron",
+        "linop",
+        "lstsq",
+        "result",
+        "sketch",
+        "validate",
+    }
 )
 
 __all__ = sorted(_SUBMODULES)

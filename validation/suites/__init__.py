@@ -1,5 +1,5 @@
 """Benchmark suites; importing this package registers every case."""
 
-from validation.suites import bitplane, kron, krylov, ptd, recycle
+from validation.suites import bitplane, kron, krylov, ptd, recycle, sketch
 
-__all__ = ["bitplane", "kron", "krylov", "ptd", "recycle"]
+__all__ = ["bitplane", "kron", "krylov", "ptd", "recycle", "sketch"]

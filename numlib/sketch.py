@@ -1,0 +1,473 @@
+"""Sketching operators and sketch-and-solve least squares.
+
+Every sketch is an ``m x n`` random matrix ``S`` (``m << n``) with one interface,
+:class:`SketchOperator`: ``shape``, ``apply(A)`` (``S @ A`` for an ``n x d`` or
+length-``n`` array, without forming ``S``) and ``matrix()`` (the dense ``S``, for
+tests at small sizes). The four kinds:
+
+=====================  ==========================  =============================
+class                  cost of ``S @ A``           arrays accepted by ``apply``
+=====================  ==========================  =============================
+:class:`GaussianSketch`  ``O(m n d)`` (BLAS)        numpy, torch, cupy (generic)
+:class:`SRHTSketch`      ``O(n d log n)`` (DCT-II)  numpy only
+:class:`CountSketch`     ``O(n d)``                 numpy (scipy.sparse), torch
+:class:`SparseSignSketch` ``O(s n d)``              numpy only (scipy.sparse)
+=====================  ==========================  =============================
+
+References
+----------
+Clarkson, Woodruff. Low rank approximation and regression in input sparsity time.
+STOC 2013 (CountSketch).
+Nelson, Nguyen. OSNAP: faster numerical linear algebra algorithms via sparser
+subspace embeddings. FOCS 2013 (sparse sign).
+Tropp. Improved analysis of the subsampled randomized Hadamard transform. 2011.
+Avron, Maymounkov, Toledo. Blendenpik. SIAM J. Sci. Comput. 2010 (DCT mixing).
+Song, Ye, Yin, Zhang. A nearly-optimal bound for fast regression with l-infinity
+guarantee. ICML 2023.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.fft
+import scipy.linalg
+import scipy.sparse as sp
+
+from numlib.backend import array_namespace, is_floating
+from numlib.validate import (
+    as_generator,
+    check_operator,
+    check_positive_int,
+    check_vector,
+)
+
+__all__ = [
+    "SKETCHES",
+    "CountSketch",
+    "GaussianSketch",
+    "SRHTSketch",
+    "SketchOperator",
+    "SketchSolveResult",
+    "SparseSignSketch",
+    "make_sketch",
+    "sketch_and_solve",
+    "sketch_size",
+]
+
+
+def _check_open_unit(value: float, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not (0.0 < value < 1.0):
+        raise ValueError(f"{name} must lie in the open interval (0, 1), got {value}")
+    return value
+
+
+class SketchOperator(ABC):
+    """An ``m x n`` random sketching matrix ``S``, applied without being formed.
+
+    Parameters
+    ----------
+    m : int
+        Sketch size (rows of ``S``), ``>= 1``.
+    n : int
+        Input dimension (columns of ``S``; rows of the matrices it is applied to).
+    rng : int, numpy.random.Generator or None
+        Randomness; the same seed gives the same ``S``. All random draws happen in
+        the constructor, so ``apply`` is deterministic and repeated calls use the
+        same ``S``.
+    """
+
+    kind: str = ""
+
+    def __init__(self, m: int, n: int, *, rng: int | np.random.Generator | None) -> None:
+        self.m = check_positive_int(m, "m")
+        self.n = check_positive_int(n, "n")
+        self._rng = as_generator(rng)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(m, n)``."""
+        return (self.m, self.n)
+
+    def _check_input(self, A: Any) -> None:
+        shape = getattr(A, "shape", None)
+        if shape is None or not hasattr(A, "dtype"):
+            raise TypeError(f"A must be an array, got {type(A).__name__}")
+        if len(shape) not in (1, 2):
+            raise ValueError(f"A must be 1-D or 2-D, got shape {tuple(shape)}")
+        if int(shape[0]) != self.n:
+            raise ValueError(f"A must have {self.n} rows (the sketch's n), got {int(shape[0])}")
+        if not is_floating(A):
+            raise TypeError(f"A must have a floating-point dtype, got {A.dtype}")
+
+    def apply(self, A: Any) -> Any:
+        """Return ``S @ A`` for ``A`` of shape ``(n, d)`` or ``(n,)``; ``A`` is not modified."""
+        self._check_input(A)
+        return self._apply(A)
+
+    @abstractmethod
+    def _apply(self, A: Any) -> Any: ...
+
+    def matrix(self) -> np.ndarray:
+        """Return ``S`` as a dense ``(m, n)`` numpy array (for tests; ``O(m n)`` memory)."""
+        return np.asarray(self._apply(np.eye(self.n)))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(m={self.m}, n={self.n})"
+
+
+class GaussianSketch(SketchOperator):
+    """Dense Gaussian sketch ``S = G / sqrt(m)``, ``G`` with i.i.d. N(0, 1) entries.
+
+    ``E[S^T S] = I``. For any ``d``-dimensional subspace with orthonormal basis
+    ``Q``, the singular values of ``S Q`` lie in ``1 ± (sqrt(d) + t) / sqrt(m)`` with
+    probability ``>= 1 - 2 exp(-t^2 / 2)`` (Gordon; Davidson-Szarek), which gives the
+    ``l2`` count of :func:`sketch_size`. A dense sketch, so the l-infinity guarantee
+    of Song et al. (ICML 2023) applies.
+
+    ``apply`` is array-generic: ``G`` is drawn in numpy (float64) and moved to the
+    input's library, device and dtype, so torch or cupy inputs stay there. ``G`` is
+    stored: ``8 m n`` bytes.
+    """
+
+    kind = "gaussian"
+
+    def __init__(self, m: int, n: int, *, rng: int | np.random.Generator | None) -> None:
+        super().__init__(m, n, rng=rng)
+        self._G = self._rng.standard_normal((self.m, self.n)) / math.sqrt(self.m)
+
+    def _apply(self, A: Any) -> Any:
+        if isinstance(A, np.ndarray):
+            return self._G.astype(np.result_type(A.dtype, np.float32), copy=False) @ A
+        xp = array_namespace(A)
+        device = getattr(A, "device", None)
+        G = xp.asarray(self._G, device=device) if device is not None else xp.asarray(self._G)
+        return xp.astype(G, A.dtype) @ A
+
+    def matrix(self) -> np.ndarray:
+        """Return a copy of the stored dense ``S``."""
+        return self._G.copy()
+
+
+class SRHTSketch(SketchOperator):
+    """Subsampled randomized trigonometric transform (SRDCT): ``S = sqrt(n/m) P F D``.
+
+    ``D`` is a diagonal of random signs, ``F`` the orthonormal DCT-II
+    (``scipy.fft.dct(..., norm="ortho")``, a real orthogonal transform that plays the
+    Hadamard matrix's role, as in Blendenpik) and ``P`` samples ``m`` of the ``n``
+    rows uniformly without replacement. ``S @ A`` costs ``O(n d log n)``, ``S^T S``
+    has expectation ``I``, and ``m <= n`` is required. The DCT is used, not a
+    Walsh-Hadamard transform, so ``n`` need not be a power of two. A dense sketch:
+    the l-infinity guarantee of Song et al. applies.
+
+    Tropp (2011) proves the subspace embedding for
+    ``m >= C eps^-2 (sqrt(d) + sqrt(8 ln(n/delta)))^2 ln(d/delta)``; in practice the
+    Gaussian count suffices (checked empirically by the tests).
+
+    numpy only (``scipy.fft``); other arrays raise ``TypeError``.
+    """
+
+    kind = "srht"
+
+    def __init__(self, m: int, n: int, *, rng: int | np.random.Generator | None) -> None:
+        super().__init__(m, n, rng=rng)
+        if self.m > self.n:
+            raise ValueError(f"m must be <= n for an SRHT sketch, got m={self.m} > n={self.n}")
+        self._signs = self._rng.choice(np.array([-1.0, 1.0]), size=self.n)
+        self._rows = np.sort(self._rng.choice(self.n, size=self.m, replace=False))
+        self._scale = math.sqrt(self.n / self.m)
+
+    def _apply(self, A: Any) -> Any:
+        if not isinstance(A, np.ndarray):
+            raise TypeError(f"SRHTSketch.apply takes numpy arrays, got {type(A).__name__}")
+        signs = self._signs if A.ndim == 1 else self._signs[:, None]
+        mixed = scipy.fft.dct(signs * A, type=2, norm="ortho", axis=0, workers=-1)
+        return self._scale * mixed[self._rows]
+
+
+class CountSketch(SketchOperator):
+    """CountSketch (Clarkson-Woodruff): one ``±1`` per column of ``S`` in a random row.
+
+    Row ``i`` of ``A`` is added, with random sign ``sigma(i)``, to row ``h(i)`` of
+    ``S A``; ``O(nnz(A))`` work. A subspace embedding needs
+    ``m = O(d^2 / (eps^2 delta))`` (see :func:`sketch_size`). A *sparse* sketch: it
+    does **not** give the l-infinity guarantee of Song et al. (ICML 2023).
+
+    ``apply`` accepts numpy (through a scipy.sparse product) and torch (through
+    ``index_add``); other arrays raise ``TypeError``.
+    """
+
+    kind = "countsketch"
+
+    def __init__(self, m: int, n: int, *, rng: int | np.random.Generator | None) -> None:
+        super().__init__(m, n, rng=rng)
+        self._rows = self._rng.integers(0, self.m, size=self.n)
+        self._signs = self._rng.choice(np.array([-1.0, 1.0]), size=self.n)
+        self._S = sp.csr_array(
+            (self._signs, (self._rows, np.arange(self.n))), shape=(self.m, self.n)
+        )
+
+    def _apply(self, A: Any) -> Any:
+        if isinstance(A, np.ndarray):
+            return np.asarray(self._S.astype(np.result_type(A.dtype, np.float32)) @ A)
+        xp = array_namespace(A)
+        if hasattr(A, "index_add") and hasattr(A, "new_zeros"):  # torch
+            import torch
+
+            idx = torch.as_tensor(self._rows, device=A.device)
+            signs = torch.as_tensor(self._signs, device=A.device, dtype=A.dtype)
+            signed = A * (signs if A.ndim == 1 else signs[:, None])
+            out = A.new_zeros((self.m, *A.shape[1:]))
+            return out.index_add(0, idx, signed)
+        raise TypeError(f"CountSketch.apply takes numpy or torch arrays, got {xp.__name__}")
+
+
+class SparseSignSketch(SketchOperator):
+    """Sparse sign sketch (OSNAP, block construction): ``s`` nonzeros per column.
+
+    The ``m`` rows are split into ``s`` nearly equal blocks; each column of ``S`` has
+    one entry ``±1/sqrt(s)`` in a uniformly random row of each block (so the ``s``
+    rows are distinct). ``O(s nnz(A))`` work. Nelson-Nguyen (2013) prove an
+    embedding for ``m = O(d^{1+g} log(d) / eps^2)``, ``s = O(1/(g eps))`` without
+    sharp constants; ``s = 8`` with ``m`` a small multiple of ``d`` works in practice
+    (Tropp et al.), and the second-moment bound of :class:`CountSketch` holds as well.
+    A sparse sketch: no l-infinity guarantee.
+
+    numpy only (scipy.sparse); other arrays raise ``TypeError``.
+
+    Parameters
+    ----------
+    s : int
+        Nonzeros per column, ``1 <= s <= m``; default ``min(8, m)``.
+    """
+
+    kind = "sparse_sign"
+
+    def __init__(
+        self, m: int, n: int, *, rng: int | np.random.Generator | None, s: int | None = None
+    ) -> None:
+        super().__init__(m, n, rng=rng)
+        s = min(8, self.m) if s is None else check_positive_int(s, "s")
+        if s > self.m:
+            raise ValueError(f"s must be <= m, got s={s} > m={self.m}")
+        self.s = s
+        bounds = np.linspace(0, self.m, s + 1).astype(np.int64)
+        starts, widths = bounds[:-1], np.diff(bounds)
+        offs = (self._rng.random((self.n, s)) * widths).astype(np.int64)
+        rows = (starts + offs).ravel()
+        cols = np.repeat(np.arange(self.n), s)
+        vals = self._rng.choice(np.array([-1.0, 1.0]), size=self.n * s) / math.sqrt(s)
+        self._S = sp.csr_array((vals, (rows, cols)), shape=(self.m, self.n))
+
+    def _apply(self, A: Any) -> Any:
+        if not isinstance(A, np.ndarray):
+            raise TypeError(f"SparseSignSketch.apply takes numpy arrays, got {type(A).__name__}")
+        return np.asarray(self._S.astype(np.result_type(A.dtype, np.float32)) @ A)
+
+
+SKETCHES: dict[str, type[SketchOperator]] = {
+    "gaussian": GaussianSketch,
+    "srht": SRHTSketch,
+    "countsketch": CountSketch,
+    "sparse_sign": SparseSignSketch,
+}
+DENSE_SKETCHES = ("gaussian", "srht")
+
+
+def make_sketch(
+    kind: str, m: int, n: int, *, rng: int | np.random.Generator | None
+) -> SketchOperator:
+    """Construct the sketch named ``kind`` (a key of :data:`SKETCHES`)."""
+    if kind not in SKETCHES:
+        raise ValueError(f"sketch must be one of {sorted(SKETCHES)}, got {kind!r}")
+    return SKETCHES[kind](m, n, rng=rng)
+
+
+def sketch_size(
+    d: int,
+    eps: float,
+    delta: float = 0.01,
+    kind: str = "l2",
+    *,
+    sketch: str = "gaussian",
+    n: int | None = None,
+    constant: float = 1.0,
+) -> int:
+    """Return the sketch rows ``m`` for a target distortion ``eps`` and failure ``delta``.
+
+    ``kind="l2"`` (oblivious subspace embedding: every ``y = A x`` has
+    ``(1-eps)||y|| <= ||S y|| <= (1+eps)||y||`` with probability ``>= 1 - delta``):
+
+    - ``gaussian``, ``srht``, ``sparse_sign``:
+      ``m = constant * (sqrt(d) + sqrt(2 ln(2/delta)))^2 / eps^2``
+      (``<= 2 constant (d + 2 ln(2/delta)) / eps^2``). For Gaussian this is the
+      Gordon / Davidson-Szarek bound with constant 1 (rigorous). For SRHT the proof
+      (Tropp 2011) needs an extra ``ln(d/delta)`` factor and larger constants, and for
+      sparse sign Nelson-Nguyen give no sharp constants; the same count is used for
+      both because it works in practice (the tests check it over many seeds).
+    - ``countsketch``: ``m = constant * (d^2 + d) / (eps^2 delta)``, rigorous: the
+      variance of the CountSketch inner-product estimator gives
+      ``E||Q^T S^T S Q - I||_F^2 <= (d^2 + d) / m`` and Markov's inequality finishes.
+
+    ``kind="linf"`` (Song, Ye, Yin, Zhang, ICML 2023, dense sketches only):
+    ``m = constant * d * ln(n/delta)^3 / eps^2``, which needs ``n``. The paper's
+    constant is unspecified; measured in this project (ANCHORS.md), ``m ~ 5 d / eps^2``
+    already meets the l-infinity bound for Gaussian and SRHT sketches, far below the
+    formula with constant 1.
+
+    Parameters
+    ----------
+    d : int
+        Dimension of the subspace (columns of ``A``).
+    eps, delta : float
+        Distortion and failure probability, both in ``(0, 1)``.
+    kind : {"l2", "linf"}
+    sketch : str
+        Sketch family (a key of :data:`SKETCHES`), used for ``kind="l2"``.
+    n : int, optional
+        Rows of ``A``; required for ``kind="linf"``.
+    constant : float
+        Multiplies the formula.
+
+    Returns
+    -------
+    int
+        ``ceil`` of the formula, at least ``d``.
+    """
+    d = check_positive_int(d, "d")
+    eps = _check_open_unit(eps, "eps")
+    delta = _check_open_unit(delta, "delta")
+    if not (isinstance(constant, int | float) and constant > 0 and math.isfinite(constant)):
+        raise ValueError(f"constant must be a finite number > 0, got {constant!r}")
+    if sketch not in SKETCHES:
+        raise ValueError(f"sketch must be one of {sorted(SKETCHES)}, got {sketch!r}")
+    if kind == "l2":
+        if sketch == "countsketch":
+            m = constant * (d * d + d) / (eps * eps * delta)
+        else:
+            m = constant * (math.sqrt(d) + math.sqrt(2 * math.log(2 / delta))) ** 2 / eps**2
+    elif kind == "linf":
+        if n is None:
+            raise ValueError("n is required for kind='linf'")
+        n = check_positive_int(n, "n")
+        m = constant * d * math.log(n / delta) ** 3 / eps**2
+    else:
+        raise ValueError(f"kind must be 'l2' or 'linf', got {kind!r}")
+    return max(d, math.ceil(m))
+
+
+@dataclass(frozen=True)
+class SketchSolveResult:
+    """Outcome of :func:`sketch_and_solve`.
+
+    Attributes
+    ----------
+    x : numpy.ndarray
+        ``argmin_x ||S (A x - b)||``.
+    m : int
+        Sketch rows used.
+    sketch : str
+        Sketch kind.
+    sketched_residual_norm : float
+        ``||S (A x - b)||`` (an estimate of the true residual within ``1 ± eps``).
+    rank : int
+        Numerical rank of ``S A``.
+    """
+
+    x: np.ndarray
+    m: int
+    sketch: str
+    sketched_residual_norm: float
+    rank: int
+
+
+def _check_lstsq_inputs(A: Any, b: Any) -> tuple[int, int]:
+    n, d = check_operator(A, "A", square=False)
+    if not isinstance(A, np.ndarray) or not isinstance(b, np.ndarray):
+        raise TypeError("A and b must be numpy arrays (this routine uses LAPACK)")
+    check_vector(b, "b", size=n)
+    return n, d
+
+
+def sketch_and_solve(
+    A: np.ndarray,
+    b: np.ndarray,
+    *,
+    eps: float,
+    delta: float = 0.01,
+    sketch: str = "gaussian",
+    m: int | None = None,
+    rng: int | np.random.Generator | None,
+) -> SketchSolveResult:
+    """Sketched least squares: ``x' = argmin_x ||S (A x - b)||``.
+
+    ``S`` is one draw of the sketch ``sketch`` with ``m`` rows, applied once to
+    ``[A, b]``; the small ``m x d`` problem is solved by LAPACK (``gelsd``).
+
+    Guarantees (``x*`` the exact least-squares solution):
+
+    - **l2** (any oblivious subspace embedding with distortion ``e`` for the
+      ``d+1``-dimensional span of ``[A, b]``):
+      ``||A x' - b|| <= (1 + e)/(1 - e) ||A x* - b||`` (Sarlós 2006; Woodruff 2014).
+      The default ``m`` is :func:`sketch_size` at ``e = eps/3`` (``kind="l2"``), and
+      ``(1 + eps/3)/(1 - eps/3) <= 1 + eps`` for ``eps <= 1``, so
+      ``||A x' - b|| <= (1 + eps) ||A x* - b||`` with probability ``>= 1 - delta``.
+    - **l-infinity** (Song, Ye, Yin, Zhang, ICML 2023), dense sketches only
+      (``"gaussian"``, ``"srht"``), with ``m = O(eps^-2 d log^3(n/delta))``
+      (:func:`sketch_size` ``kind="linf"``):
+      ``||x' - x*||_inf <= eps / sqrt(d) * ||A x* - b|| * ||A^+||``. CountSketch and
+      sparse sketches do **not** give it (coherent rows defeat them).
+
+    Parameters
+    ----------
+    A : numpy.ndarray, shape (n, d)
+    b : numpy.ndarray, shape (n,)
+    eps : float
+        Target distortion in ``(0, 1)``; sets ``m`` when ``m`` is not given.
+    delta : float
+        Failure probability in ``(0, 1)``.
+    sketch : {"gaussian", "srht", "countsketch", "sparse_sign"}
+    m : int, optional
+        Sketch rows, ``>= d``; default ``sketch_size(d + 1, eps / 3, delta, "l2",
+        sketch=sketch)``, capped at ``n`` for SRHT (``m = n`` is then an exact
+        orthogonal transform).
+    rng : int, numpy.random.Generator or None
+        Randomness (required keyword, explicit as every randomized routine).
+
+    Returns
+    -------
+    SketchSolveResult
+
+    Raises
+    ------
+    TypeError
+        Non-numpy or integer inputs.
+    ValueError
+        Shape mismatch, NaN/Inf, ``eps`` or ``delta`` outside ``(0, 1)``, ``m < d``,
+        unknown ``sketch``.
+    """
+    n, d = _check_lstsq_inputs(A, b)
+    eps = _check_open_unit(eps, "eps")
+    delta = _check_open_unit(delta, "delta")
+    if sketch not in SKETCHES:
+        raise ValueError(f"sketch must be one of {sorted(SKETCHES)}, got {sketch!r}")
+    if m is None:
+        m = sketch_size(d + 1, eps / 3, delta, "l2", sketch=sketch)
+        if sketch == "srht":
+            m = min(m, n)
+    else:
+        m = check_positive_int(m, "m")
+        if m < d:
+            raise ValueError(f"m must be >= d = {d} (columns of A), got {m}")
+    S = make_sketch(sketch, m, n, rng=rng)
+    SAb = S.apply(np.column_stack([A, b]))
+    x, _, rank, _ = scipy.linalg.lstsq(SAb[:, :d], SAb[:, d], lapack_driver="gelsd")
+    res = float(np.linalg.norm(SAb[:, :d] @ x - SAb[:, d]))
+    return SketchSolveResult(x=x, m=m, sketch=sketch, sketched_residual_norm=res, rank=int(rank))

@@ -1,0 +1,192 @@
+"""Tests of numlib.sketch: subspace embeddings and sketch-and-solve.
+
+Seed-fraction logic used throughout: each property is checked for 30 independent
+seeds. The sketch sizes come from ``sketch_size`` at failure probability
+``delta = 0.01``, so the number of failing seeds is dominated by Binomial(30, 0.01);
+requiring at least 27 successes fails with probability
+``P(Bin(30, 0.01) >= 4) <= C(30, 4) 0.01^4 ~ 2.7e-4`` per example, even if the bounds
+were tight (they are not, in practice almost all seeds pass).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from numlib.sketch import (
+    SKETCHES,
+    CountSketch,
+    GaussianSketch,
+    SparseSignSketch,
+    SRHTSketch,
+    make_sketch,
+    sketch_and_solve,
+    sketch_size,
+)
+
+SEEDS = 30
+MIN_OK = 27
+DELTA = 0.01
+FEW = settings(max_examples=4, deadline=None)
+
+
+def _basis(n: int, d: int, seed: int, coherent: bool = False) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((n, d))
+    if coherent:
+        A[:d] *= 1e3  # a few dominant rows: high leverage, defeats sparse sketches
+    return A
+
+
+@pytest.mark.parametrize("kind", sorted(SKETCHES))
+def test_matrix_matches_apply_and_is_reproducible(kind: str) -> None:
+    S1 = make_sketch(kind, 8, 20, rng=3)
+    S2 = make_sketch(kind, 8, 20, rng=3)
+    A = np.random.default_rng(0).standard_normal((20, 3))
+    A0 = A.copy()
+    np.testing.assert_allclose(S1.apply(A), S1.matrix() @ A, atol=1e-12)
+    np.testing.assert_array_equal(S1.apply(A), S2.apply(A))
+    np.testing.assert_allclose(S1.apply(A[:, 0]), S1.matrix() @ A[:, 0], atol=1e-12)
+    np.testing.assert_array_equal(A, A0)
+    assert S1.shape == (8, 20)
+
+
+@pytest.mark.parametrize("kind", sorted(SKETCHES))
+def test_isotropic_on_average(kind: str) -> None:
+    # E[S^T S] = I: averaged over draws the Gram matrix approaches the identity.
+    n, m, draws = 16, 8, 600
+    acc = np.zeros((n, n))
+    for seed in range(draws):
+        M = make_sketch(kind, m, n, rng=seed).matrix()
+        acc += M.T @ M
+    np.testing.assert_allclose(acc / draws, np.eye(n), atol=0.2)
+
+
+def test_torch_inputs_stay_torch() -> None:
+    torch = pytest.importorskip("torch")
+    A = np.random.default_rng(1).standard_normal((50, 4))
+    for S in (GaussianSketch(10, 50, rng=0), CountSketch(10, 50, rng=0)):
+        out = S.apply(torch.from_numpy(A))
+        assert isinstance(out, torch.Tensor)
+        np.testing.assert_allclose(out.numpy(), S.apply(A), atol=1e-12)
+    with pytest.raises(TypeError):
+        SRHTSketch(10, 50, rng=0).apply(torch.from_numpy(A))
+
+
+@FEW
+@given(
+    kind=st.sampled_from(sorted(SKETCHES)),
+    n=st.integers(300, 2000),
+    d=st.integers(1, 20),
+    seed=st.integers(0, 2**31),
+)
+def test_subspace_embedding(kind: str, n: int, d: int, seed: int) -> None:
+    eps = 0.5
+    if kind == "countsketch":
+        d = min(d, 4)  # m = (d^2 + d)/(eps^2 delta) grows quadratically
+    m = sketch_size(d, eps, DELTA, sketch=kind)
+    if kind == "srht":
+        assert m <= n
+    Q, _ = np.linalg.qr(_basis(n, d, seed))
+    ok = 0
+    for s in range(SEEDS):
+        sv = np.linalg.svd(make_sketch(kind, m, n, rng=seed + s).apply(Q), compute_uv=False)
+        ok += bool(sv.min() >= 1 - eps and sv.max() <= 1 + eps)
+    assert ok >= MIN_OK, f"{kind}: {ok}/{SEEDS} seeds embedded (m={m})"
+
+
+def _lstsq_problem(n: int, d: int, seed: int, coherent: bool = False):
+    rng = np.random.default_rng(seed + 1)
+    A = _basis(n, d, seed, coherent)
+    b = A @ rng.standard_normal(d) + rng.standard_normal(n)
+    return A, b
+
+
+@FEW
+@given(
+    kind=st.sampled_from(sorted(SKETCHES)),
+    n=st.integers(200, 2000),
+    d=st.integers(1, 8),
+    seed=st.integers(0, 2**31),
+)
+def test_sketch_and_solve_residual_within_1_plus_eps(kind, n, d, seed) -> None:
+    eps = 0.5
+    if kind == "countsketch":
+        d = min(d, 2)
+    A, b = _lstsq_problem(n, d, seed)
+    A0, b0 = A.copy(), b.copy()
+    opt = np.linalg.norm(A @ np.linalg.lstsq(A, b, rcond=None)[0] - b)
+    ok = 0
+    for s in range(SEEDS):
+        res = sketch_and_solve(A, b, eps=eps, delta=DELTA, sketch=kind, rng=seed + s)
+        ok += bool(np.linalg.norm(A @ res.x - b) <= (1 + eps) * opt)
+    assert ok >= MIN_OK
+    np.testing.assert_array_equal(A, A0)
+    np.testing.assert_array_equal(b, b0)
+
+
+@FEW
+@given(
+    kind=st.sampled_from(["gaussian", "srht"]),
+    n=st.integers(500, 2000),
+    d=st.integers(2, 8),
+    seed=st.integers(0, 2**31),
+)
+def test_linf_guarantee_dense_sketches_coherent(kind, n, d, seed) -> None:
+    # m ~ 5 d / eps^2 (ANCHORS.md measurement), far below the paper's formula.
+    eps = 0.5
+    m = int(np.ceil(5 * d / eps**2))
+    A, b = _lstsq_problem(n, d, seed, coherent=True)
+    x_star = np.linalg.lstsq(A, b, rcond=None)[0]
+    sv = np.linalg.svd(A, compute_uv=False)
+    bound = eps / np.sqrt(d) * np.linalg.norm(A @ x_star - b) / sv[-1]
+    ok = 0
+    for s in range(SEEDS):
+        x = sketch_and_solve(A, b, eps=eps, sketch=kind, m=m, rng=seed + s).x
+        ok += bool(np.max(np.abs(x - x_star)) <= bound)
+    assert ok >= MIN_OK
+
+
+def test_sketch_size_formulas() -> None:
+    # Gaussian: (sqrt(d) + sqrt(2 ln(2/delta)))^2 / eps^2
+    assert sketch_size(10, 0.5, 0.01) == int(
+        np.ceil((np.sqrt(10) + np.sqrt(2 * np.log(200))) ** 2 / 0.25)
+    )
+    assert sketch_size(3, 0.5, 0.01, sketch="countsketch") == int(np.ceil(12 / (0.25 * 0.01)))
+    assert sketch_size(4, 0.1, 0.01, "linf", n=1000, constant=0.5) == int(
+        np.ceil(0.5 * 4 * np.log(1e5) ** 3 / 0.01)
+    )
+    assert sketch_size(5, 0.9, 0.5) >= 5
+
+
+def test_bad_inputs_name_the_argument() -> None:
+    A = np.ones((20, 3))
+    b = np.ones(20)
+    with pytest.raises(ValueError, match="eps"):
+        sketch_and_solve(A, b, eps=1.5, rng=0)
+    with pytest.raises(ValueError, match="eps"):
+        sketch_and_solve(A, b, eps=0.0, rng=0)
+    with pytest.raises(ValueError, match="delta"):
+        sketch_and_solve(A, b, eps=0.5, delta=1.0, rng=0)
+    with pytest.raises(ValueError, match="m must be >= d"):
+        sketch_and_solve(A, b, eps=0.5, m=2, rng=0)
+    with pytest.raises(ValueError, match="b must have length"):
+        sketch_and_solve(A, np.ones(19), eps=0.5, rng=0)
+    bad = A.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="A contains NaN"):
+        sketch_and_solve(bad, b, eps=0.5, rng=0)
+    with pytest.raises(ValueError, match="sketch"):
+        sketch_and_solve(A, b, eps=0.5, sketch="nope", rng=0)
+    with pytest.raises(ValueError, match="m must be <= n"):
+        SRHTSketch(30, 20, rng=0)
+    with pytest.raises(ValueError, match="s must be <= m"):
+        SparseSignSketch(4, 20, rng=0, s=5)
+    with pytest.raises(ValueError, match="rows"):
+        GaussianSketch(4, 20, rng=0).apply(np.ones((19, 2)))
+    with pytest.raises(TypeError, match="rng"):
+        GaussianSketch(4, 20, rng="x")
+    with pytest.raises(ValueError, match="n is required"):
+        sketch_size(3, 0.5, 0.1, "linf")
