@@ -16,6 +16,7 @@ _SUBMODULES = frozenset(
         "backend",
         "bitplane",
         "bitplane_pack",
+        "completion",
         "diag",
         "hippo",
         "kron",

@@ -1,0 +1,163 @@
+"""Tests for numlib.completion: recovery vs the planted matrix, lstsq reference, errors."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from numlib.completion import _exact_update, _Grouped, complete
+from numlib.result import ConvergenceWarning
+
+
+def planted(m, n, k, frac, seed):
+    r = np.random.default_rng(seed)
+    M = r.standard_normal((m, k)) @ r.standard_normal((n, k)).T
+    i, j = np.nonzero(r.random((m, n)) < frac)
+    return M, sp.coo_array((M[i, j], (i, j)), shape=(m, n))
+
+
+def rel(res, M):
+    return np.linalg.norm(res.U @ res.V.T - M) / np.linalg.norm(M)
+
+
+@pytest.mark.parametrize("method", ["exact", "robust"])
+@pytest.mark.parametrize(("k", "frac", "seed"), [(3, 0.2, 0), (5, 0.3, 1), (4, 0.25, 2)])
+def test_recovers_planted(method, k, frac, seed):
+    M, obs = planted(300, 250, k, frac, seed)
+    res = complete(obs, k, method=method, rng=seed)
+    assert res.converged
+    assert rel(res, M) <= 1e-6
+    assert res.U.shape == (300, k) and res.V.shape == (250, k)
+    assert res.train_error_history[-1] <= 1e-8
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    st.integers(1, 4),
+    st.integers(0, 12),
+    st.floats(0.0, 1.0),
+    st.integers(0, 2**31 - 1),
+)
+def test_exact_row_solve_equals_lstsq(k, extra, ridge_on, seed):
+    r = np.random.default_rng(seed)
+    nrows, ncols = 6, 20
+    F = r.standard_normal((ncols, k))
+    mask = r.random((nrows, ncols)) < (k + extra) / ncols
+    rows, cols = np.nonzero(mask)
+    vals = r.standard_normal(rows.size)
+    ridge = 0.3 if ridge_on > 0.5 else 0.0
+    got = _exact_update(_Grouped(rows, cols, vals, nrows), F, ridge)
+    for i in range(nrows):
+        A = F[cols[rows == i]]
+        b = vals[rows == i]
+        if ridge:
+            A = np.vstack([A, np.sqrt(ridge) * np.eye(k)])
+            b = np.concatenate([b, np.zeros(k)])
+        ref = np.linalg.lstsq(A, b, rcond=None)[0] if A.shape[0] else np.zeros(k)
+        np.testing.assert_allclose(got[i], ref, rtol=1e-7, atol=1e-9)
+
+
+def test_input_unmodified_and_csr_and_tuple_agree():
+    _, obs = planted(60, 50, 2, 0.5, 3)
+    csr = obs.tocsr()
+    before = (csr.data.copy(), csr.indices.copy(), csr.indptr.copy())
+    coo_before = (obs.row.copy(), obs.col.copy(), obs.data.copy())
+    r1 = complete(csr, 2, method="exact", rng=5)
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(before, (csr.data, csr.indices, csr.indptr), strict=True)
+    )
+    r2 = complete(obs, 2, method="exact", rng=5)
+    assert all(
+        np.array_equal(a, b) for a, b in zip(coo_before, (obs.row, obs.col, obs.data), strict=True)
+    )
+    r3 = complete((obs.row, obs.col, obs.data, obs.shape), 2, method="exact", rng=5)
+    np.testing.assert_allclose(r1.U @ r1.V.T, r2.U @ r2.V.T, atol=1e-10)
+    np.testing.assert_allclose(r2.U @ r2.V.T, r3.U @ r3.V.T, atol=1e-10)
+
+
+@pytest.mark.parametrize("method", ["exact", "robust"])
+def test_same_rng_same_result(method):
+    _, obs = planted(120, 100, 3, 0.3, 4)
+    a = complete(obs, 3, method=method, rng=11, validation_fraction=0.1)
+    b = complete(obs, 3, method=method, rng=11, validation_fraction=0.1)
+    np.testing.assert_array_equal(a.U, b.U)
+    np.testing.assert_array_equal(a.V, b.V)
+    np.testing.assert_array_equal(a.validation_error_history, b.validation_error_history)
+
+
+def test_validation_and_mask():
+    M, obs = planted(150, 120, 3, 0.4, 6)
+    res = complete(obs, 3, method="robust", rng=0, validation_fraction=0.1)
+    assert res.converged and res.info["n_validation"] > 0
+    assert res.validation_error_history[-1] <= 1e-8
+    mask = sp.coo_array((np.ones(obs.nnz), (obs.row, obs.col)), shape=obs.shape)
+    res2 = complete(obs, 3, mask=mask, method="exact", rng=0)
+    assert rel(res2, M) <= 1e-6
+
+
+def test_nonconvergence_warns():
+    _, obs = planted(100, 80, 3, 0.3, 7)
+    with pytest.warns(ConvergenceWarning):
+        res = complete(obs, 3, method="exact", max_sweeps=1, tol=1e-14, rng=0)
+    assert not res.converged and res.sweeps == 1
+
+
+def test_explicit_zeros_are_observations():
+    M, obs = planted(80, 70, 2, 0.5, 8)
+    M[0, :] = 0.0  # row 0 observed as explicit zeros
+    i, j = obs.row, obs.col
+    O0 = sp.coo_array((M[i, j], (i, j)), shape=M.shape)
+    assert O0.nnz == i.size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        res = complete(O0, 2, method="exact", rng=0, max_sweeps=100)
+    np.testing.assert_allclose((res.U @ res.V.T)[0], 0.0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "word"),
+    [
+        ({"rank": 0}, ValueError, "rank"),
+        ({"rank": 50}, ValueError, "rank"),
+        ({"rank": 2.0}, TypeError, "rank"),
+        ({"method": "fast"}, ValueError, "method"),
+        ({"tol": -1.0}, ValueError, "tol"),
+        ({"ridge": np.nan}, ValueError, "ridge"),
+        ({"validation_fraction": 1.0}, ValueError, "validation_fraction"),
+        ({"sketch_rows_factor": 0.5}, ValueError, "sketch_rows_factor"),
+        ({"max_sweeps": 0}, ValueError, "max_sweeps"),
+        ({"rng": "x"}, TypeError, "rng"),
+        ({"mask": np.ones((40, 30))}, TypeError, "mask"),
+    ],
+)
+def test_bad_parameters(kwargs, exc, word):
+    _, obs = planted(40, 30, 2, 0.5, 9)
+    args = {"rank": 2, **kwargs}
+    with pytest.raises(exc, match=word):
+        complete(obs, args.pop("rank"), **args)
+
+
+def test_bad_observations():
+    with pytest.raises(ValueError, match="rows"):
+        complete((np.array([0, 5]), np.array([0, 1]), np.array([1.0, 2.0]), (5, 4)), 1)
+    with pytest.raises(ValueError, match="cols"):
+        complete((np.array([0, 1]), np.array([0, -1]), np.array([1.0, 2.0]), (5, 4)), 1)
+    with pytest.raises(ValueError, match="duplicate"):
+        complete((np.array([0, 0]), np.array([1, 1]), np.array([1.0, 2.0]), (5, 4)), 1)
+    dup = sp.coo_array((np.array([1.0, 2.0]), (np.array([2, 2]), np.array([3, 3]))), shape=(5, 4))
+    with pytest.raises(ValueError, match="duplicate"):
+        complete(dup, 1)
+    with pytest.raises(ValueError, match="NaN"):
+        complete(sp.coo_array(np.array([[np.nan, 1.0], [1.0, 2.0], [0.0, 3.0]])), 1)
+    with pytest.raises(ValueError, match="no observed"):
+        complete(sp.csr_array((5, 4)), 1)
+    with pytest.raises(TypeError, match="observed"):
+        complete(np.ones((5, 4)), 1)
+    with pytest.raises(TypeError, match="observed"):
+        complete(sp.coo_array(np.ones((5, 4), dtype=complex)), 1)
