@@ -1,5 +1,13 @@
 """Benchmark suites; importing this package registers every case."""
 
-from validation.suites import bitplane, completion, kron, krylov, ptd, recycle, sketch
+from validation.suites import (
+    bitplane,
+    completion,
+    kron,
+    krylov,
+    ptd,
+    recycle,
+    sketch,
+)
 
 __all__ = ["bitplane", "completion", "kron", "krylov", "ptd", "recycle", "sketch"]
