@@ -5,9 +5,19 @@ from validation.suites import (
     completion,
     kron,
     krylov,
+    lowrank,
     ptd,
     recycle,
     sketch,
 )
 
-__all__ = ["bitplane", "completion", "kron", "krylov", "ptd", "recycle", "sketch"]
+__all__ = [
+    "bitplane",
+    "completion",
+    "kron",
+    "krylov",
+    "lowrank",
+    "ptd",
+    "recycle",
+    "sketch",
+]

@@ -1,0 +1,412 @@
+"""Tests of numlib.lowrank and numlib.nystrom against dense references.
+
+Seed-fraction logic for the randomized SVD: each bound is checked over ``SEEDS``
+independent seeds. The Frobenius check uses HMT Theorem 10.7 with ``t = 2, u = 4``,
+failure probability ``<= 2 * 2^-p + e^-8 <= 0.032`` for ``p >= 6``; requiring 27 of 30
+fails with probability ``P(Bin(30, 0.032) >= 4) < 0.02`` even if the bound were tight.
+The spectral check with power iterations uses the expectation bound of HMT Corollary
+10.10 with Markov's inequality at factor 10 (failure <= 0.1 per seed); requiring 24 of 30
+fails with probability ``P(Bin(30, 0.1) >= 7) < 0.03``. In practice every seed passes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import scipy.fft
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.sparse.linalg import aslinearoperator
+
+from numlib._arrays import small_lapack_threads
+from numlib.calibration import whiten
+from numlib.lowrank import (
+    choose_rank,
+    dct_basis,
+    dct_project,
+    randomized_svd,
+    weighted_svd,
+    whitened_svd,
+)
+from numlib.nystrom import cr_approximation, nystrom, ridge_leverage_scores
+
+SEEDS = 30
+FEW = settings(max_examples=6, deadline=None)
+
+
+@pytest.fixture(autouse=True)
+def _one_blas_thread():
+    # Small LAPACK calls with a multi-threaded OpenBLAS on a loaded 2-core machine are
+    # 10-100x slower than single-threaded ones; the results are the same.
+    with small_lapack_threads():
+        yield
+
+
+def _planted(m: int, n: int, decay: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    d = min(m, n)
+    U, _ = np.linalg.qr(rng.standard_normal((m, d)))
+    V, _ = np.linalg.qr(rng.standard_normal((n, d)))
+    s = np.arange(1, d + 1, dtype=float) ** -decay
+    return (U * s) @ V.T, s
+
+
+@FEW
+@given(
+    shape=st.sampled_from([(60, 40), (40, 70), (80, 80)]),
+    k=st.integers(1, 10),
+    p=st.integers(6, 10),
+    decay=st.sampled_from([0.0, 0.5, 1.0, 2.0]),
+)
+def test_rsvd_frobenius_error_within_hmt_bound(shape, k: int, p: int, decay: float) -> None:
+    A, s = _planted(*shape, decay, seed=k + 7 * p)
+    tau = math.sqrt(np.sum(s[k:] ** 2))
+    t, u = 2.0, 4.0
+    proj = (1 + t * math.sqrt(3 * k / (p + 1))) * tau + u * t * math.e * math.sqrt(k + p) / (
+        p + 1
+    ) * s[k]
+    bound = math.sqrt(proj**2 + tau**2)
+    ok = 0
+    for seed in range(SEEDS):
+        U, sv, Vt = randomized_svd(A, k, oversample=p, power_iters=0, rng=seed)
+        ok += np.linalg.norm(A - (U * sv) @ Vt) <= bound * (1 + 1e-12)
+        assert np.linalg.norm(A - (U * sv) @ Vt) >= tau * (1 - 1e-10)  # never beats SVD
+    assert ok >= 27
+
+
+@FEW
+@given(
+    k=st.integers(1, 8),
+    q=st.integers(1, 3),
+    decay=st.sampled_from([0.0, 0.5, 1.0]),
+)
+def test_rsvd_spectral_error_with_power_iterations(k: int, q: int, decay: float) -> None:
+    A, s = _planted(70, 50, decay, seed=k + q)
+    p = 5
+    tail = np.sqrt(np.sum(s[k:] ** (2 * (2 * q + 1))))
+    expected = (
+        (1 + math.sqrt(k / (p - 1))) * s[k] ** (2 * q + 1) + math.e * math.sqrt(k + p) / p * tail
+    ) ** (1 / (2 * q + 1))
+    ok = 0
+    for seed in range(SEEDS):
+        U, sv, Vt = randomized_svd(A, k, oversample=p, power_iters=q, rng=seed)
+        err = np.linalg.norm(A - (U * sv) @ Vt, 2)
+        ok += err <= 10 * expected + s[k]
+    assert ok >= 24
+
+
+def test_rsvd_exact_on_exact_rank_and_same_across_input_kinds() -> None:
+    A, _ = _planted(50, 30, 1.0, seed=0)
+    A = A[:, :5] @ np.random.default_rng(1).standard_normal((5, 30))  # rank 5
+    A0 = A.copy()
+    U, s, Vt = randomized_svd(A, 5, rng=3)
+    np.testing.assert_allclose((U * s) @ Vt, A, atol=1e-12 * np.abs(A).max() * 50)
+    np.testing.assert_allclose(U.T @ U, np.eye(5), atol=1e-12)
+    np.testing.assert_allclose(s, np.linalg.svd(A, compute_uv=False)[:5], rtol=1e-10)
+    for other in (sp.csr_matrix(A), aslinearoperator(A)):
+        _, s2, _ = randomized_svd(other, 5, rng=3)
+        np.testing.assert_allclose(s2, s, rtol=1e-12)
+    _, s3, _ = randomized_svd(A, 5, rng=3)
+    np.testing.assert_array_equal(s3, s)
+    np.testing.assert_array_equal(A, A0)
+
+
+def test_rsvd_torch_matches_numpy() -> None:
+    torch = pytest.importorskip("torch")
+    A, _ = _planted(40, 30, 1.0, seed=2)
+    U, s, Vt = randomized_svd(torch.from_numpy(A), 4, rng=5)
+    Un, sn, Vtn = randomized_svd(A, 4, rng=5)
+    assert isinstance(U, torch.Tensor)
+    np.testing.assert_allclose((U * s @ Vt).numpy(), (Un * sn) @ Vtn, atol=1e-12)
+
+
+def test_rsvd_bad_input() -> None:
+    A = np.ones((5, 4))
+    for rank in (0, 5, -1):
+        with pytest.raises(ValueError, match="rank"):
+            randomized_svd(A, rank)
+    with pytest.raises(TypeError, match="rank"):
+        randomized_svd(A, 2.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="NaN"):
+        randomized_svd(np.full((3, 3), np.nan), 1)
+    with pytest.raises(ValueError, match="2-D"):
+        randomized_svd(np.ones(3), 1)
+    with pytest.raises(TypeError, match="floating"):
+        randomized_svd(np.ones((3, 3), dtype=int), 1)
+    with pytest.raises(ValueError, match="oversample"):
+        randomized_svd(A, 1, oversample=-1)
+    with pytest.raises(TypeError, match="rng"):
+        randomized_svd(A, 1, rng="seed")  # type: ignore[arg-type]
+
+
+def _weighted_err(W, X, r, c) -> float:
+    return float(np.linalg.norm(r[:, None] * (W - X) * c[None, :]))
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    m=st.integers(2, 12),
+    n=st.integers(2, 12),
+    k=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+    cols=st.booleans(),
+)
+def test_weighted_svd_beats_random_alternatives(m: int, n: int, k: int, seed: int, cols: bool):
+    k = min(k, m, n)
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((m, n))
+    r = rng.uniform(0.1, 10, m)
+    c = rng.uniform(0.1, 10, n) if cols else np.ones(n)
+    f = weighted_svd(W, row_weights=r, col_weights=c if cols else None, rank=k)
+    X = f.matrix()
+    best = _weighted_err(W, X, r, c)
+    assert np.linalg.matrix_rank(X) <= k
+    scale = float(np.linalg.norm(W) * r.max() * c.max())
+    assert best == pytest.approx(np.sqrt(np.sum(f.spectrum[k:] ** 2)), rel=1e-9, abs=1e-12 * scale)
+    plain = weighted_svd(W, rank=k).matrix()
+    assert best <= _weighted_err(W, plain, r, c) * (1 + 1e-12) + 1e-12 * scale
+    for _ in range(20):
+        eps = rng.choice([1e-3, 1e-1, 10.0])
+        L = f.left + eps * rng.standard_normal(f.left.shape)
+        R = f.right + eps * rng.standard_normal(f.right.shape)
+        assert best <= _weighted_err(W, L @ R, r, c) * (1 + 1e-12) + 1e-12 * scale
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    m=st.integers(2, 10),
+    n=st.integers(2, 10),
+    k=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+    samples=st.sampled_from([3, 50]),
+)
+def test_whitened_svd_minimises_output_error(m: int, n: int, k: int, seed: int, samples: int):
+    k = min(k, m, n)
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((m, n))
+    X = rng.standard_normal((samples, n)) * rng.uniform(0.01, 10, n)  # anisotropic inputs
+    C = X.T @ X / samples
+    f = whitened_svd(W, C, rank=k)
+    Cu = f.info["whitening"].covariance
+
+    def out_err(A: np.ndarray) -> float:
+        D = W - A
+        return float(np.sqrt(max(np.trace(D @ Cu @ D.T), 0.0)))
+
+    best = out_err(f.matrix())
+    scale = float(np.linalg.norm(W) * np.sqrt(np.abs(Cu).max()))
+    assert best == pytest.approx(np.sqrt(np.sum(f.spectrum[k:] ** 2)), rel=1e-6, abs=1e-7 * scale)
+    assert best <= out_err(weighted_svd(W, rank=k).matrix()) * (1 + 1e-9) + 1e-7 * scale
+    for _ in range(20):
+        eps = rng.choice([1e-3, 1e-1, 10.0])
+        L = f.left + eps * rng.standard_normal(f.left.shape)
+        R = f.right + eps * rng.standard_normal(f.right.shape)
+        assert best <= out_err(L @ R) * (1 + 1e-9) + 1e-7 * scale
+
+
+def test_full_rank_is_exact_and_whitening_can_be_reused() -> None:
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((6, 9))
+    C = np.cov(rng.standard_normal((40, 9)).T)
+    for f in (
+        weighted_svd(W, rank=6, split="left"),
+        whitened_svd(W, C, rank=6, split="right"),
+        whitened_svd(W, whitening=whiten(C, method="sqrt"), energy=1.0),
+        dct_project(W, 9),
+    ):
+        np.testing.assert_allclose(f.matrix(), W, atol=1e-10)
+        assert f.energy == pytest.approx(1.0)
+
+
+def test_torch_factorisations_match_numpy() -> None:
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    W = rng.standard_normal((7, 5))
+    C = np.cov(rng.standard_normal((30, 5)).T)
+    pairs = [
+        (weighted_svd(torch.from_numpy(W), rank=2), weighted_svd(W, rank=2)),
+        (
+            whitened_svd(torch.from_numpy(W), torch.from_numpy(C), rank=2),
+            whitened_svd(W, C, rank=2),
+        ),
+        (dct_project(torch.from_numpy(W), 3), dct_project(W, 3)),
+    ]
+    for ft, fn in pairs:
+        assert isinstance(ft.left, torch.Tensor)
+        np.testing.assert_allclose(ft.matrix().numpy(), fn.matrix(), atol=1e-10)
+    K = C @ C
+    nt, nn = nystrom(torch.from_numpy(K), 3), nystrom(K, 3)
+    np.testing.assert_array_equal(nt.index, nn.index)
+    np.testing.assert_allclose(nt.matrix().numpy(), nn.matrix(), atol=1e-10)
+    A, B = torch.from_numpy(W), torch.from_numpy(C)
+    cr = cr_approximation(A, B, 4, rng=0)
+    assert isinstance(cr.matrix(A, B), torch.Tensor)
+    np.testing.assert_allclose(cr.matrix(A, B).numpy(), cr.matrix(W, C), atol=1e-12)
+
+
+def test_choose_rank_against_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    s = np.sort(rng.uniform(0, 1, 40))[::-1]
+    for energy in (0.1, 0.5, 0.9, 0.99, 1.0):
+        k = choose_rank(s, (40, 60), energy=energy)
+        kept = np.cumsum(s**2) / np.sum(s**2)
+        assert kept[k - 1] >= energy - 1e-12 and (k == 1 or kept[k - 2] < energy)
+    for ratio in (0.05, 0.3, 0.7):
+        k = choose_rank(s, (40, 60), param_ratio=ratio, multiple_of=4)
+        assert k % 4 == 0 and (k * 100 <= ratio * 2400 or k == 4)  # 4: the documented floor
+        assert (k + 4) * 100 > ratio * 2400 or k == 40
+    assert choose_rank(s, (40, 60), energy=0.5, multiple_of=8) % 8 == 0
+
+
+def test_rank_selection_bad_input() -> None:
+    W = np.ones((4, 3))
+    for ratio in (0.0, 1.0, 1.5, -0.2):
+        with pytest.raises(ValueError, match="param_ratio"):
+            weighted_svd(W, param_ratio=ratio)
+    with pytest.raises(ValueError, match="energy"):
+        weighted_svd(W, energy=0.0)
+    with pytest.raises(ValueError, match="exactly one"):
+        weighted_svd(W, rank=1, energy=0.5)
+    with pytest.raises(ValueError, match="exactly one"):
+        weighted_svd(W)
+    with pytest.raises(ValueError, match="rank"):
+        weighted_svd(W, rank=0)
+    with pytest.raises(ValueError, match="rank"):
+        weighted_svd(W, rank=4)
+    with pytest.raises(ValueError, match="row_weights"):
+        weighted_svd(W, row_weights=np.array([1.0, 0.0, 1.0, 1.0]), rank=1)
+    with pytest.raises(ValueError, match="col_weights"):
+        weighted_svd(W, col_weights=np.ones(4), rank=1)
+    with pytest.raises(ValueError, match="C must be"):
+        whitened_svd(W, np.eye(4), rank=1)
+    with pytest.raises(ValueError, match="exactly one of C"):
+        whitened_svd(W, rank=1)
+    with pytest.raises(ValueError, match="split"):
+        weighted_svd(W, rank=1, split="middle")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 16])
+def test_dct_basis_matches_scipy(n: int) -> None:
+    ref = scipy.fft.idct(np.eye(n), norm="ortho", axis=0)  # column j: basis vector j
+    np.testing.assert_allclose(dct_basis(n), ref, atol=1e-13)
+    np.testing.assert_allclose(dct_basis(n, 1), ref[:, :1], atol=1e-13)
+
+
+@settings(max_examples=15, deadline=None)
+@given(m=st.integers(1, 6), n=st.integers(2, 7), k=st.integers(1, 4), seed=st.integers(0, 999))
+def test_dct_energy_selection_is_optimal_over_subsets(m: int, n: int, k: int, seed: int):
+    k = min(k, n)
+    W = np.random.default_rng(seed).standard_normal((m, n))
+    D = dct_basis(n)
+    f = dct_project(W, k)
+    err = np.linalg.norm(W - f.matrix())
+    best = min(
+        np.linalg.norm(W - W @ D[:, list(S)] @ D[:, list(S)].T)
+        for S in itertools.combinations(range(n), k)
+    )
+    assert err == pytest.approx(best, rel=1e-9, abs=1e-12)
+    assert err >= np.sqrt(np.sum(np.linalg.svd(W, compute_uv=False)[k:] ** 2)) - 1e-10
+    low = dct_project(W, k, select="lowest")
+    np.testing.assert_allclose(low.right, D[:, :k].T, atol=1e-12)
+
+
+def test_ridge_leverage_scores_against_definition() -> None:
+    X = np.random.default_rng(0).standard_normal((8, 12))
+    K = X.T @ X
+    for lam in (1e-3, 1.0, 30.0):
+        ref = np.diag(K @ np.linalg.inv(K + lam * np.eye(12)))
+        tau = ridge_leverage_scores(K, lam)
+        np.testing.assert_allclose(tau, ref, atol=1e-10)
+        ev = np.linalg.eigvalsh(K)
+        assert tau.sum() == pytest.approx(
+            np.sum(np.clip(ev, 0, None) / (np.clip(ev, 0, None) + lam))
+        )
+    P = X.T @ np.linalg.pinv(X.T)  # projector onto range(K)
+    np.testing.assert_allclose(ridge_leverage_scores(K, 0.0), np.diag(P), atol=1e-10)
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    n=st.integers(3, 20),
+    k=st.integers(1, 6),
+    seed=st.integers(0, 2**16),
+    select=st.sampled_from(["top", "sample"]),
+)
+def test_nystrom_against_dense_reference(n: int, k: int, seed: int, select: str) -> None:
+    k = min(k, n)
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n + 3, n)) * np.logspace(0, -2, n)
+    K = X.T @ X
+    a = nystrom(K, k, select=select, rng=seed)  # type: ignore[arg-type]
+    S = a.index
+    assert len(S) == k == len(set(S.tolist()))
+    ref = K[:, S] @ np.linalg.pinv(K[np.ix_(S, S)], rcond=1e-13, hermitian=True) @ K[S, :]
+    np.testing.assert_allclose(a.matrix(), ref, atol=1e-8 * np.abs(K).max())
+    E = K - a.matrix()
+    assert np.linalg.eigvalsh((E + E.T) / 2).min() >= -1e-8 * np.abs(K).max()  # Schur complement
+    lam = np.sort(np.linalg.eigvalsh(K))[::-1]
+    assert np.trace(E) >= np.sum(lam[k:]) - 1e-8 * lam[0]
+
+
+def test_nystrom_exact_on_rank_k_and_sampling_guarantee() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((4, 30))
+    K = X.T @ X
+    np.testing.assert_allclose(nystrom(K, 4).matrix(), K, atol=1e-9)
+    # Ridge-leverage sampling: ||K - Khat||_2 <= ridge w.h.p. once k >> d_eff.
+    Y = rng.standard_normal((100, 100)) * np.logspace(0, -6, 100)
+    K = Y.T @ Y
+    lam = 0.1 * np.linalg.eigvalsh(K).max()
+    d_eff = ridge_leverage_scores(K, lam).sum()
+    k = int(np.ceil(2 * d_eff * np.log(d_eff + 2)))
+    assert k < 80
+    ok = sum(
+        np.linalg.norm(K - nystrom(K, k, select="sample", ridge=lam, rng=s).matrix(), 2) <= lam
+        for s in range(SEEDS)
+    )
+    assert ok >= 27
+
+
+def test_cr_unbiased_within_dkm_bound_and_exact_top() -> None:
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((10, 40)) * np.logspace(0, -1, 40)
+    B = rng.standard_normal((40, 8))
+    k = 10
+    bound = np.linalg.norm(A) ** 2 * np.linalg.norm(B) ** 2 / k
+    draws = [cr_approximation(A, B, k, rng=s) for s in range(400)]
+    mats = np.stack([d.matrix(A, B) for d in draws])
+    errs = np.sum((mats - A @ B) ** 2, axis=(1, 2))
+    assert errs.mean() <= bound * 1.15  # E||AB - CR||_F^2 <= bound; 400 draws
+    np.testing.assert_allclose(mats.mean(axis=0), A @ B, atol=0.25 * np.sqrt(bound))
+    a = np.linalg.norm(A, axis=0) * np.linalg.norm(B, axis=1)
+    np.testing.assert_allclose(draws[0].probabilities, a / a.sum())
+    exact = cr_approximation(A, B, 40, select="top")
+    np.testing.assert_allclose(exact.matrix(A, B), A @ B, atol=1e-12)
+    top = cr_approximation(A, B, 5, select="top", scores=np.arange(40.0))
+    np.testing.assert_array_equal(top.index, np.arange(35, 40))
+
+
+def test_cr_and_nystrom_bad_input() -> None:
+    A, B = np.ones((3, 4)), np.ones((4, 2))
+    with pytest.raises(ValueError, match="conformable"):
+        cr_approximation(A, np.ones((3, 2)), 2)
+    with pytest.raises(ValueError, match="k"):
+        cr_approximation(A, B, 0)
+    with pytest.raises(ValueError, match="k"):
+        cr_approximation(A, B, 5, select="top")
+    with pytest.raises(ValueError, match="scores"):
+        cr_approximation(A, B, 2, scores=-np.ones(4))
+    with pytest.raises(ValueError, match="all zero"):
+        cr_approximation(np.zeros((3, 4)), B, 2)
+    with pytest.raises(ValueError, match="symmetric"):
+        nystrom(np.triu(np.ones((3, 3))), 1)
+    with pytest.raises(ValueError, match="k"):
+        nystrom(np.eye(3), 4)
+    with pytest.raises(ValueError, match="select"):
+        nystrom(np.eye(3), 1, select="best")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ridge"):
+        ridge_leverage_scores(np.eye(3), -1.0)
