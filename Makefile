@@ -4,9 +4,9 @@
 #   make test     the whole test suite (CI runs this with HYPOTHESIS_PROFILE=ci)
 #   make bench    the default benchmark suite (numlib-bench), results in bench-results/
 #
-# petsc4py is compiled against Debian's PETSc (petsc-dev, 3.18): ~3 minutes once,
-# then pip's wheel cache makes later installs fast. Point PETSC_DIR elsewhere to
-# use another PETSc 3.18 build.
+# petsc4py is compiled against Debian's PETSc (petsc-dev, 3.18) and mpi4py against
+# its OpenMPI (mpicc): ~3 minutes each once, then pip's wheel cache makes later
+# installs fast. Point PETSC_DIR elsewhere to use another PETSc 3.18 build.
 
 PYTHON     ?= python3
 VENV       := .venv
@@ -40,8 +40,9 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q $(BUILD_PINS)
 	PETSC_DIR=$(PETSC_DIR) $(PIP) install -q --no-build-isolation petsc4py==3.18.5
+	MPICC=mpicc $(PIP) install -q --no-binary mpi4py mpi4py==4.1.2
 	$(PIP) install -q -e '.[dev,petsc]'
-	$(PY) -c "import numlib, solvers, validation; from petsc4py import PETSc"
+	$(PY) -c "import numlib, solvers, validation; from petsc4py import PETSc; from mpi4py import MPI"
 	touch $(STAMP)
 
 .PHONY: petsc-system

@@ -1,0 +1,275 @@
+"""solvers.petsc on one rank: conversions, the distributed array namespace, solve, python KSP.
+
+References are independent: scipy.sparse products, numpy QR, scipy's sparse LU.
+The same code under ``mpiexec -n 2`` is tested in test_petsc_mpi.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("petsc4py", reason="petsc4py (numlib[petsc]) is not installed")
+
+from petsc4py import PETSc
+
+from numlib.result import ConvergenceWarning
+from solvers.arnoldi import orthogonalize
+from solvers.gcrodr import gcrodr
+from solvers.petsc import (
+    DistributedRows,
+    DistributedVector,
+    Layout,
+    PetscOperator,
+    as_distributed,
+    gather_vec,
+    ownership,
+    preconditioner,
+    solve,
+    to_petsc_mat,
+    to_petsc_vec,
+    to_vec,
+)
+from solvers.petsc.ksp import GCRODR, set_numlib_ksp
+from solvers.problems import darcy
+
+
+@st.composite
+def sparse_systems(draw):
+    """Random sparse, strictly diagonally dominant (so nonsingular) matrices and vectors."""
+    n = draw(st.integers(1, 80))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    A = sp.random_array((n, n), density=draw(st.floats(0.0, 0.3)), rng=rng, format="csr")
+    A = A - A.mean() * (A != 0)
+    A = A + sp.diags_array(abs(A).sum(axis=1) + 1.0)
+    return sp.csr_array(A), rng.standard_normal(n)
+
+
+def _layout(n: int) -> Layout:
+    return Layout(PETSc.COMM_SELF, [0, n])
+
+
+@settings(max_examples=25)
+@given(sparse_systems())
+def test_matrix_conversion_keeps_every_entry(system):
+    A, x = system
+    mat = to_petsc_mat(A)
+    indptr, indices, data = mat.getValuesCSR()
+    rebuilt = sp.csr_array((data, indices, indptr), shape=A.shape)
+    assert abs(rebuilt - A).max() == 0.0 if A.nnz else rebuilt.nnz == 0
+    op = PetscOperator(mat)
+    np.testing.assert_allclose(op.matvec(x), A @ x, rtol=1e-13, atol=1e-13)
+
+
+@settings(max_examples=25)
+@given(sparse_systems())
+def test_vector_round_trip_is_exact_and_leaves_input_alone(system):
+    _, x = system
+    before = x.copy()
+    vec = to_petsc_vec(x)
+    np.testing.assert_array_equal(gather_vec(vec), x)
+    np.testing.assert_array_equal(gather_vec(to_vec(as_distributed(vec))), x)
+    np.testing.assert_array_equal(x, before)
+
+
+def test_ownership_is_petsc_default_split():
+    vec = PETSc.Vec().createMPI((PETSc.DECIDE, 17), comm=PETSc.COMM_WORLD)
+    assert ownership(17) == vec.getOwnershipRange()
+
+
+@settings(max_examples=30)
+@given(st.integers(1, 40), st.integers(1, 8), st.integers(0, 2**32 - 1))
+def test_block_operations_match_numpy(n, k, seed):
+    rng = np.random.default_rng(seed)
+    rows_np, w_np = rng.standard_normal((k, n)), rng.standard_normal(n)
+    layout = _layout(n)
+    rows = DistributedRows(rows_np.copy(), layout)
+    w = DistributedVector(w_np.copy(), layout)
+    np.testing.assert_allclose(rows @ w, rows_np @ w_np, rtol=1e-12, atol=1e-12)
+    c = rng.standard_normal(k)
+    np.testing.assert_allclose((c @ rows).local, c @ rows_np, rtol=1e-12, atol=1e-12)
+    gram = rows @ layout.matrix_transpose(rows)
+    np.testing.assert_allclose(gram, rows_np @ rows_np.T, rtol=1e-12, atol=1e-12)
+    # Arnoldi's Gram-Schmidt runs unchanged on the distributed block.
+    h_np, norm_np = orthogonalize(np, rows_np, k, w_np.copy())
+    h, norm = orthogonalize(layout, rows, k, w)
+    np.testing.assert_allclose(h, h_np, rtol=1e-10, atol=1e-10)
+    assert norm == pytest.approx(norm_np, rel=1e-10, abs=1e-10)
+
+
+@settings(max_examples=30)
+@given(st.integers(1, 40), st.integers(1, 8), st.integers(0, 2**32 - 1))
+def test_tsqr_is_a_qr_factorisation(n, k, seed):
+    k = min(k, n)
+    rows_np = np.random.default_rng(seed).standard_normal((k, n))
+    layout = _layout(n)
+    Q, R = layout.linalg.qr(layout.matrix_transpose(DistributedRows(rows_np, layout)))
+    q = layout.matrix_transpose(Q).local.T
+    assert q.shape == (n, k) and R.shape == (k, k)
+    np.testing.assert_allclose(q.T @ q, np.eye(k), atol=1e-12)
+    np.testing.assert_allclose(q @ R, rows_np.T, atol=1e-12 * max(1.0, abs(rows_np).max()))
+    np.testing.assert_allclose(np.tril(R, -1), 0.0, atol=0.0)
+
+
+def test_arrays_of_different_layouts_do_not_mix():
+    a = DistributedVector(np.ones(3), _layout(3))
+    b = DistributedVector(np.ones(4), _layout(4))
+    with pytest.raises(ValueError, match="laid out"):
+        a + b
+    with pytest.raises(ValueError, match="local must have shape"):
+        DistributedVector(np.ones(2), _layout(3))
+
+
+@pytest.mark.parametrize("method", ["gcrodr", "gmres", "cg"])
+def test_solve_meets_tolerance_against_sparse_lu(method):
+    system = darcy(16, rng=3)
+    A = to_petsc_mat(system.A)
+    b = to_petsc_vec(system.b, like=A)
+    result = solve(A, b, method=method, rtol=1e-10, m=30, k=10, restart=30)
+    x = gather_vec(result.x)
+    exact = spla.spsolve(sp.csc_array(system.A), system.b)
+    assert result.converged
+    assert np.linalg.norm(system.A @ x - system.b) <= 1e-10 * np.linalg.norm(system.b) * 1.01
+    # ||x - x*|| <= ||A^-1|| ||r||, with ||A^-1|| = 1 / lambda_min for this SPD matrix.
+    inverse_norm = 1.0 / np.linalg.eigvalsh(system.A.toarray())[0]
+    assert np.linalg.norm(x - exact) <= inverse_norm * 1e-10 * np.linalg.norm(system.b) * 1.01
+
+
+def test_gcrodr_on_petsc_takes_the_serial_iterations_and_recycles():
+    systems = [darcy(24, rng=seed) for seed in (0, 1)]
+    serial, petsc_run, recycle_serial, recycle_petsc = [], [], None, None
+    for system in systems:
+        ref = gcrodr(system.A, system.b, rtol=1e-9, m=30, k=10, recycle=recycle_serial)
+        recycle_serial = ref.info["recycle"]
+        A = to_petsc_mat(system.A)
+        b = to_petsc_vec(system.b, like=A)
+        ours = solve(A, b, rtol=1e-9, m=30, k=10, recycle=recycle_petsc)
+        recycle_petsc = ours.info["recycle"]
+        serial.append(ref.iterations)
+        petsc_run.append(ours.iterations)
+        np.testing.assert_allclose(gather_vec(ours.x), ref.x, rtol=1e-6, atol=1e-9)
+    assert petsc_run == serial
+    assert petsc_run[1] < petsc_run[0]
+
+
+@pytest.mark.parametrize("pc_type", ["ilu", "bjacobi", "asm", "gamg", "jacobi"])
+def test_petsc_preconditioners_apply_on_the_right(pc_type):
+    system = darcy(24, rng=4)
+    A = to_petsc_mat(system.A)
+    b = to_petsc_vec(system.b, like=A)
+    plain = solve(A, b, rtol=1e-9, m=30, k=10)
+    result = solve(A, b, M=preconditioner(A, pc_type), rtol=1e-9, m=30, k=10)
+    x = gather_vec(result.x)
+    assert result.converged and result.iterations < plain.iterations
+    assert np.linalg.norm(system.A @ x - system.b) <= 1e-9 * np.linalg.norm(system.b) * 1.01
+
+
+def test_non_convergence_is_reported():
+    system = darcy(24, rng=5)
+    A = to_petsc_mat(system.A)
+    with pytest.warns(ConvergenceWarning):
+        result = solve(A, to_petsc_vec(system.b, like=A), rtol=1e-12, maxiter=5)
+    assert not result.converged and result.iterations == 5
+
+
+def test_bad_input_is_refused_before_work():
+    system = darcy(8, rng=0)
+    A = to_petsc_mat(system.A)
+    b = to_petsc_vec(system.b, like=A)
+    with pytest.raises(ValueError, match="method must be one of"):
+        solve(A, b, method="bicg")
+    with pytest.raises(TypeError, match=r"b must be a petsc4py\.PETSc\.Vec"):
+        solve(A, system.b)
+    with pytest.raises(ValueError, match="laid out"):
+        solve(A, to_petsc_vec(np.ones(10)))
+    bad = system.b.copy()
+    bad[3] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        solve(A, to_petsc_vec(bad))
+    other = to_petsc_mat(darcy(9, rng=0).A)
+    with pytest.raises(ValueError, match="M is laid out"):
+        solve(A, b, M=preconditioner(other, "jacobi"))
+    with pytest.raises(ValueError, match="k must be < m"):
+        solve(A, b, m=5, k=5)
+    with pytest.raises(TypeError, match=r"scipy\.sparse matrix or a numpy array"):
+        to_petsc_mat([[1.0]])
+    with pytest.raises(ValueError, match="square"):
+        to_petsc_mat(np.ones((2, 3)))
+    with pytest.raises(TypeError, match="complex"):
+        to_petsc_vec(np.ones(3, dtype=complex))
+
+
+def _ksp(pc_type: str, **tolerances) -> tuple[PETSc.KSP, GCRODR]:
+    ksp = PETSc.KSP().create()
+    context = set_numlib_ksp(ksp, "gcrodr", m=30, k=10)
+    ksp.getPC().setType(pc_type)
+    ksp.setTolerances(**tolerances)
+    return ksp, context
+
+
+@pytest.mark.parametrize("pc_type", ["none", "gamg", "bjacobi", "asm"])
+def test_ksp_python_converges_with_petsc_preconditioners(pc_type):
+    ksp, context = _ksp(pc_type, rtol=1e-9)
+    iterations = []
+    for seed in range(3):
+        system = darcy(24, rng=seed)
+        A = to_petsc_mat(system.A)
+        x = A.createVecLeft()
+        ksp.setOperators(A)
+        ksp.solve(to_petsc_vec(system.b, like=A), x)
+        residual = np.linalg.norm(system.A @ gather_vec(x) - system.b)
+        assert ksp.getConvergedReason() == PETSc.KSP.ConvergedReason.CONVERGED_RTOL
+        assert residual <= 1e-9 * np.linalg.norm(system.b) * 1.01
+        assert ksp.getResidualNorm() == pytest.approx(residual, rel=1e-6)
+        iterations.append(ksp.getIterationNumber())
+    assert context.recycle is not None
+    assert iterations[-1] < iterations[0]  # the space was carried across operators
+
+
+def test_ksp_python_reports_iteration_limit_and_reset_drops_space():
+    ksp, context = _ksp("none", rtol=1e-12, max_it=7)
+    system = darcy(24, rng=0)
+    A = to_petsc_mat(system.A)
+    ksp.setOperators(A)
+    ksp.solve(to_petsc_vec(system.b, like=A), A.createVecLeft())
+    assert ksp.getConvergedReason() == PETSc.KSP.ConvergedReason.DIVERGED_MAX_IT
+    assert ksp.getIterationNumber() == 7
+    assert context.recycle is not None
+    ksp.reset()
+    assert context.recycle is None
+
+
+def test_ksp_python_honours_nonzero_initial_guess():
+    system = darcy(16, rng=1)
+    exact = spla.spsolve(sp.csc_array(system.A), system.b)
+    ksp, _ = _ksp("jacobi", rtol=1e-8)
+    A = to_petsc_mat(system.A)
+    ksp.setOperators(A)
+    ksp.setInitialGuessNonzero(True)
+    x = to_petsc_vec(exact, like=A)
+    ksp.solve(to_petsc_vec(system.b, like=A), x)
+    assert ksp.getIterationNumber() == 0 and ksp.getConvergedReason() > 0
+
+
+def test_missing_petsc4py_names_the_extra(monkeypatch):
+    from solvers.petsc import _require
+
+    monkeypatch.setitem(sys.modules, "petsc4py", None)
+    with pytest.raises(ImportError, match=r"pip install numlib\[petsc\]"):
+        _require.petsc()
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    with pytest.raises(ImportError, match=r"pip install numlib\[petsc\]"):
+        _require.mpi()
+
+
+def test_numlib_and_solvers_never_import_petsc4py():
+    code = "import sys, numlib, solvers, solvers.recycle; print('petsc4py' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
