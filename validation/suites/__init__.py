@@ -3,6 +3,7 @@
 from validation.suites import (
     bitplane,
     completion,
+    gp_pde,
     kron,
     krylov,
     lowrank,
@@ -15,6 +16,7 @@ from validation.suites import (
 __all__ = [
     "bitplane",
     "completion",
+    "gp_pde",
     "kron",
     "krylov",
     "lowrank",
