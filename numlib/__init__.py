@@ -26,6 +26,8 @@ _SUBMODULES = frozenset(
         "lstsq",
         "monarch",
         "nystrom",
+        "pseudospectra",
+        "ptd_optimize",
         "result",
         "sketch",
         "spectra",

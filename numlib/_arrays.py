@@ -12,11 +12,22 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from numlib.backend import array_namespace, is_floating
 from numlib.validate import check_finite
 
-__all__ = ["check_dense", "check_rank", "device_kw", "like", "small_lapack_threads"]
+__all__ = [
+    "SMALL_LAPACK_MAX_N",
+    "check_dense",
+    "check_rank",
+    "device_kw",
+    "like",
+    "small_lapack_threads",
+]
+
+#: Matrix order up to which :func:`small_lapack_threads` pins BLAS to one thread.
+SMALL_LAPACK_MAX_N = 256
 
 
 def check_dense(A: Any, name: str, *, square: bool = False, ndim: int = 2) -> tuple[int, ...]:
@@ -78,16 +89,21 @@ def device_kw(A: Any) -> dict[str, Any]:
     return {} if isinstance(A, np.ndarray) or device is None else {"device": device}
 
 
-def small_lapack_threads() -> contextlib.AbstractContextManager[Any]:
-    """Context limiting numpy's BLAS/LAPACK to one thread, when threadpoolctl is installed.
+def small_lapack_threads(n: int | None = None) -> contextlib.AbstractContextManager[Any]:
+    """Context limiting numpy's BLAS/LAPACK to one thread for many small factorisations.
 
-    Batched LAPACK calls on many small matrices (numpy's ``linalg`` gufuncs) run one small
-    factorisation after another; a multi-threaded OpenBLAS spins up its pool for each and
-    is 10-30x slower than a single thread on a shared machine (measured: 4096 SVDs of
-    64 x 64, 81 s vs 2.6 s on 2 cores). Without threadpoolctl this is a no-op.
+    Batched LAPACK calls on many small matrices (numpy's ``linalg`` gufuncs, the PTD
+    optimiser's ``geev`` per step, a pseudospectrum grid) run one small factorisation
+    after another; a multi-threaded OpenBLAS wakes its pool for each and was 10-30x
+    slower than one thread on a shared 2-core machine (4096 SVDs of 64 x 64: 81 s vs
+    2.6 s; one ``geev`` plus gradient at n = 64: 117 ms vs 4 ms).
+
+    Parameters
+    ----------
+    n : int, optional
+        Order of the matrices; above :data:`SMALL_LAPACK_MAX_N` the limit is not applied,
+        because large factorisations do gain from threads.
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
+    if n is not None and n > SMALL_LAPACK_MAX_N:
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")

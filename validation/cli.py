@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import validation.suites  # noqa: F401  (importing it registers every case)
 from validation.machine import describe_machine
 from validation.plots import residual_plots, speedup_plot
-from validation.registry import DEFAULT_SUITES, SIZES, Case, Record, cases, suites
+from validation.registry import DEFAULT_SUITES, SIZES, Case, Record, cases, plotters, suites
 from validation.report import write_json, write_markdown
 from validation.table import rich_table
 
@@ -143,6 +143,22 @@ def _run_cases(
     return records, failed
 
 
+def _suite_plots(
+    run_suites: Sequence[str], records: Sequence[Record], out: Path, console: Console
+) -> list[Path]:
+    """Draw each suite's own plots; a failing plot is reported, never fatal."""
+    written: list[Path] = []
+    for suite in run_suites:
+        ours = [r for r in records if r.suite == suite and r.skipped is None]
+        for draw in plotters(suite):
+            try:
+                written += draw(ours, out)
+            except Exception:
+                console.print(f"[red]plot {draw.__name__} of suite {suite} failed[/red]")
+                console.print_exception()
+    return written
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``numlib-bench`` with ``argv`` (default ``sys.argv[1:]``).
 
@@ -178,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     speedup = speedup_plot(records, out)
     if speedup is not None:
         plots.append(speedup)
+    plots += _suite_plots(run_suites, records, out, console)
     write_markdown(
         out / "report.md", machine, records, size=args.size, repeat=args.repeat, plots=plots
     )

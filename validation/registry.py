@@ -9,8 +9,9 @@ Suites register their cases when :mod:`validation.suites` is imported.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,9 +21,12 @@ __all__ = [
     "SIZES",
     "Case",
     "CaseFunction",
+    "PlotFunction",
     "Record",
     "case",
     "cases",
+    "plot",
+    "plotters",
     "suites",
 ]
 
@@ -198,3 +202,29 @@ def suites() -> list[str]:
 def cases(suite: str) -> list[Case]:
     """Return the cases of ``suite``, in registration order."""
     return [c for (s, _), c in _REGISTRY.items() if s == suite]
+
+
+PlotFunction = Callable[[Sequence[Record], Path], "list[Path]"]
+
+_PLOTTERS: dict[str, list[PlotFunction]] = {}
+
+
+def plot(suite: str) -> Callable[[PlotFunction], PlotFunction]:
+    """Register the decorated function as a plot of ``suite``'s records.
+
+    The CLI calls ``func(records, out_dir)`` with the records of ``suite`` from one run
+    (after ``results.json`` is written, so a failing plot cannot lose numbers); it
+    returns the paths of the files it wrote (an empty list when the records do not
+    suffice).
+    """
+
+    def register(func: PlotFunction) -> PlotFunction:
+        _PLOTTERS.setdefault(suite, []).append(func)
+        return func
+
+    return register
+
+
+def plotters(suite: str) -> list[PlotFunction]:
+    """Return the plot functions registered for ``suite``, in registration order."""
+    return list(_PLOTTERS.get(suite, []))

@@ -1,4 +1,4 @@
-"""Benchmark suites; importing this package registers every case."""
+"""Benchmark suites; importing this package registers every case and suite plot."""
 
 from validation.suites import (
     bitplane,
@@ -9,6 +9,7 @@ from validation.suites import (
     lowrank,
     petsc,
     ptd,
+    ptd_plot,
     recycle,
     sketch,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "lowrank",
     "petsc",
     "ptd",
+    "ptd_plot",
     "recycle",
     "sketch",
 ]

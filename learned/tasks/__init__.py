@@ -1,0 +1,1 @@
+"""Demo tasks: data generators, models and training loops for learned layers."""
