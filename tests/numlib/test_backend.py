@@ -65,7 +65,7 @@ def test_import_numlib_pulls_in_no_heavy_dependency():
         "import sys, numlib, numlib.backend, numlib.validate, numlib.linop, numlib.result\n"
         "import numlib.kron, numlib.bitplane, numlib.diag, numlib.hippo\n"
         "import numlib.sketch, numlib.lstsq, numlib.completion\n"
-        "import numlib.lowrank, numlib.nystrom, numlib.monarch\n"
+        "import numlib.lowrank, numlib.nystrom, numlib.monarch, numlib.attention\n"
         "import numlib.calibration, numlib.spectra, numlib.ptd_optimize, numlib.pseudospectra\n"
         "heavy = {'torch', 'cupy', 'petsc4py', 'array_api_compat', 'matplotlib'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"

@@ -1,6 +1,7 @@
 """Benchmark suites; importing this package registers every case and suite plot."""
 
 from validation.suites import (
+    attention,
     bitplane,
     completion,
     gp_pde,
@@ -15,6 +16,7 @@ from validation.suites import (
 )
 
 __all__ = [
+    "attention",
     "bitplane",
     "completion",
     "gp_pde",
