@@ -36,6 +36,7 @@ from solvers.problems.finite_difference import (
     poisson2d,
     poisson3d,
 )
+from solvers.problems.obstacles import poisson_obstacles
 from solvers.problems.system import Field, LinearSystem
 
 __all__ = [
@@ -48,4 +49,5 @@ __all__ = [
     "helmholtz",
     "poisson2d",
     "poisson3d",
+    "poisson_obstacles",
 ]

@@ -1,0 +1,91 @@
+"""Saving and loading DCDM networks as safetensors; the models shipped in the repository.
+
+A model file holds the network's tensors and, in the safetensors metadata, its
+:class:`~learned.dcdm.network.DCDMConfig` as JSON, so that loading needs nothing
+else (and never unpickles anything).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from learned.dcdm.network import DCDMConfig, DCDMNet
+
+__all__ = ["MODELS_DIR", "load_model", "model_metadata", "pretrained", "save_model"]
+
+FORMAT = "numlib.learned.DCDMNet"
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+"""Folder of the shipped models, ``dcdm2d.safetensors`` and ``dcdm3d.safetensors``."""
+
+
+def save_model(net: DCDMNet, path: str | Path, *, metadata: dict[str, Any] | None = None) -> None:
+    """Write ``net``'s weights and configuration to a safetensors file.
+
+    ``metadata`` (JSON-ready values) is stored next to the configuration, e.g. the
+    training command. The file is written atomically (temporary file, rename).
+    """
+    if not isinstance(net, DCDMNet):
+        raise TypeError(f"net must be a DCDMNet, got {type(net).__name__}")
+    path = Path(path)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
+    meta = {"format": FORMAT, "config": json.dumps(net.config.to_dict())}
+    for key, value in (metadata or {}).items():
+        meta[key] = json.dumps(value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    save_file(tensors, str(partial), metadata=meta)
+    partial.replace(path)
+
+
+def load_model(path: str | Path) -> DCDMNet:
+    """Load a network written by :func:`save_model` (in eval mode, on the CPU).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file is not a DCDM model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no DCDM model at {path}")
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata() or {}
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a DCDM model (format {meta.get('format')!r})")
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    config = DCDMConfig(**json.loads(meta["config"]))
+    net = DCDMNet.from_config(config)
+    net.load_state_dict(tensors)
+    return net.eval()
+
+
+def pretrained(dim: int) -> DCDMNet:
+    """Load the shipped model for 2-D (``dim=2``) or 3-D (``dim=3``) Poisson problems.
+
+    Trained on 32² (2-D) or 16³ (3-D) grids with and without obstacles; the
+    training commands and times are in ``learned/models/dcdm<dim>d.json``. The
+    networks are multilevel and fully convolutional, so they apply to any grid.
+
+    Examples
+    --------
+    >>> net = pretrained(2)
+    >>> net.config.dim, net.config.levels is None
+    (2, True)
+    """
+    if dim not in (2, 3):
+        raise ValueError(f"dim must be 2 or 3, got {dim!r}")
+    return load_model(MODELS_DIR / f"dcdm{dim}d.safetensors")
+
+
+def model_metadata(path: str | Path) -> dict[str, Any]:
+    """Return the JSON metadata stored in a model file (configuration included)."""
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata() or {}
+    return {key: json.loads(value) for key, value in meta.items() if key != "format"}

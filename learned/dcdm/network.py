@@ -1,0 +1,264 @@
+"""The DCDM network: a convolutional approximation of ``r -> c A^{-1} r`` on a grid.
+
+Kaneda et al. (ICML 2023) use a 3-D CNN of 16 channels, 3x3x3 kernels, ReLU and
+additive residual skips, with *one* average-pooling level, upsampling and a
+full-resolution skip, and a pointwise linear output. That network is
+``DCDMNet(dim, levels=1)`` here.
+
+Why a multilevel default. ``A^{-1}`` of a Laplacian is global: a residual at one
+node changes the solution everywhere. A network whose receptive field is a fixed
+number of nodes (one pooling level: a few dozen nodes) can only approximate a
+*local* inverse, so on finer grids the low-frequency error it cannot see costs
+iterations that grow with the grid, as for any one-level preconditioner. The
+default, ``levels=None``, therefore recurses like a multigrid V-cycle: the same
+(weight-shared) blocks are applied on every level of a pooling pyramid that goes
+down to a grid of at most ``coarsest`` nodes per axis, so the receptive field
+always spans the whole domain, the network applies to any grid size, and the
+number of levels grows with ``log2 n``. Each coarse correction is multiplied by a
+learned gain initialised to ``4 = (2h)²/h²``, the factor by which the inverse of a
+Laplacian rediscretised on a twice coarser grid grows.
+
+Initialisation. Trained from random weights, the network starts far rougher than
+``A^{-1} r`` and the scale-invariant loss gives it little signal (on a CPU budget
+it stayed at the loss of a useless direction). So with ``init="bpx"`` (default)
+the weights start as the BPX multilevel preconditioner of Bramble, Pasciak and Xu,
+``q = Σ_l 4^l (I^l R^l) r`` (``R`` = average pooling, ``I`` = linear interpolation),
+which is spectrally equivalent to ``A^{-1}`` up to logarithmic factors on these
+Poisson problems: the lift splits ``r`` into pairs of channels ``(r)_+, (-r)_-``
+(so the ReLUs pass it unchanged), the second convolution of every residual
+block starts at zero (each block is the identity), and the projection recombines
+the pairs with random positive weights that sum to one (they break the symmetry
+between pairs). Training then improves on BPX. ``init="random"`` keeps PyTorch's
+default initialisation, as in the paper.
+
+The convolutions have no bias, so the network is positively homogeneous,
+``f(c r) = c f(r)`` for ``c > 0``: together with the scale-invariant loss this makes
+the direction independent of the residual's scale, as the method requires. The
+network also reads the operator: ``geometry`` (:meth:`GridStencil.geometry`: the
+active mask, the scaled diagonal and couplings) enters the first convolution, so
+it can tell closed walls and obstacles (Neumann) from open walls (Dirichlet),
+which the residual alone cannot show; and the mask multiplies the features
+after every block, so decoupled solid nodes stay out of the computation. With a
+geometry input the network is positively homogeneous in ``r`` only when the
+geometry weights are zero; the solver and the training always feed unit-norm
+residuals, so this costs nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from learned.dcdm.stencil import GridStencil
+
+__all__ = ["DCDMConfig", "DCDMNet"]
+
+
+@dataclass(frozen=True)
+class DCDMConfig:
+    """Hyper-parameters of :class:`DCDMNet` (stored with every saved model).
+
+    Attributes
+    ----------
+    dim : int
+        Grid dimension, 2 or 3.
+    channels : int
+        Feature channels (16 in the paper).
+    blocks : int
+        Residual blocks (two convolutions each) per stack.
+    levels : int or None
+        Pooling levels; 1 is the paper's network, None recurses down to ``coarsest``.
+    coarsest : int
+        With ``levels=None``, stop pooling once an axis has at most this many nodes.
+    init : {"bpx", "random"}
+        Initial weights (see the module docstring).
+    """
+
+    dim: int
+    channels: int = 16
+    blocks: int = 2
+    levels: int | None = None
+    coarsest: int = 4
+    init: str = "bpx"
+
+    def __post_init__(self) -> None:
+        for name in ("dim", "channels", "blocks", "coarsest"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if self.dim not in (2, 3):
+            raise ValueError(f"dim must be 2 or 3, got {self.dim}")
+        if self.channels < 1 or self.blocks < 1 or self.coarsest < 1:
+            raise ValueError("channels, blocks and coarsest must be >= 1")
+        if self.levels is not None and (
+            isinstance(self.levels, bool) or not isinstance(self.levels, int) or self.levels < 1
+        ):
+            raise ValueError(f"levels must be a positive int or None, got {self.levels!r}")
+        if self.init not in ("bpx", "random"):
+            raise ValueError(f"init must be 'bpx' or 'random', got {self.init!r}")
+        if self.init == "bpx" and self.channels < 2:
+            raise ValueError("init='bpx' needs channels >= 2")
+
+    def to_dict(self) -> dict[str, int | None]:
+        """Return the fields as a JSON-ready dict."""
+        return asdict(self)
+
+
+class _ResidualStack(nn.Sequential):
+    """``blocks`` residual blocks ``x + conv(relu(conv(x)))``, each followed by a ReLU."""
+
+    def __init__(self, conv: type[nn.Module], channels: int, blocks: int) -> None:
+        super().__init__(
+            *[
+                nn.ModuleList(
+                    [
+                        conv(channels, channels, 3, padding=1, bias=False),
+                        conv(channels, channels, 3, padding=1, bias=False),
+                    ]
+                )
+                for _ in range(blocks)
+            ]
+        )
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        for first, second in self:
+            x = F.relu(x + second(F.relu(first(x)))) * mask
+        return x
+
+
+class DCDMNet(nn.Module):
+    """Convolutional network mapping a residual to a search direction.
+
+    Input and output have shape ``(B, 1, *grid)``; any grid with at least one node
+    per axis works (pooling rounds odd sizes up, upsampling returns to the exact
+    size). With ``levels=1`` this is the network of Kaneda et al. (2023); the
+    default multilevel form is explained in the module docstring.
+
+    Parameters
+    ----------
+    dim : {2, 3}
+        Grid dimension.
+    channels, blocks, levels, coarsest, init
+        See :class:`DCDMConfig`.
+
+    Examples
+    --------
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> net = DCDMNet(2)
+    >>> r = torch.randn(3, 1, 20, 12)
+    >>> q = net(r)
+    >>> q.shape
+    torch.Size([3, 1, 20, 12])
+    >>> bool(torch.allclose(net(2.5 * r), 2.5 * q, atol=1e-5))  # positively homogeneous
+    True
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        channels: int = 16,
+        blocks: int = 2,
+        levels: int | None = None,
+        coarsest: int = 4,
+        init: str = "bpx",
+    ) -> None:
+        super().__init__()
+        self.config = DCDMConfig(dim, channels, blocks, levels, coarsest, init)
+        conv = nn.Conv2d if dim == 2 else nn.Conv3d
+        self.lift = conv(1, channels, 3, padding=1, bias=False)
+        self.geometry_lift = conv(2 + dim, channels, 3, padding=1, bias=False)
+        # One stack per role; shared by every level of the pyramid when levels=None.
+        self.down = _ResidualStack(conv, channels, blocks)
+        self.bottom = _ResidualStack(conv, channels, blocks)
+        self.up = _ResidualStack(conv, channels, blocks)
+        self.project = conv(channels, 1, 1, bias=False)
+        self.coarse_gain = nn.Parameter(torch.tensor(4.0))
+        self._pool = F.avg_pool2d if dim == 2 else F.avg_pool3d
+        self._maxpool = F.max_pool2d if dim == 2 else F.max_pool3d
+        self._interp = "bilinear" if dim == 2 else "trilinear"
+        if init == "bpx":
+            self._init_bpx()
+
+    @torch.no_grad()
+    def _init_bpx(self) -> None:
+        pairs = self.config.channels // 2
+        centre = (0, *([1] * self.config.dim))
+        self.lift.weight.mul_(0.1)  # a small random part, to break symmetry
+        self.geometry_lift.weight.zero_()
+        weights = torch.rand(pairs) + 0.5
+        weights /= weights.sum()
+        self.project.weight.zero_()
+        for j in range(pairs):
+            self.lift.weight[(2 * j, *centre)] += 1.0
+            self.lift.weight[(2 * j + 1, *centre)] -= 1.0
+            self.project.weight[(0, 2 * j, *([0] * self.config.dim))] = weights[j]
+            self.project.weight[(0, 2 * j + 1, *([0] * self.config.dim))] = -weights[j]
+        for stack in (self.down, self.bottom, self.up):
+            for _, second in stack:
+                second.weight.zero_()
+
+    @classmethod
+    def from_config(cls, config: DCDMConfig) -> DCDMNet:
+        """Build an (untrained) network from its configuration."""
+        return cls(
+            config.dim,
+            channels=config.channels,
+            blocks=config.blocks,
+            levels=config.levels,
+            coarsest=config.coarsest,
+            init=config.init,
+        )
+
+    def depth(self, grid_shape: tuple[int, ...]) -> int:
+        """Return the number of pooling levels used on ``grid_shape``."""
+        if self.config.levels is not None:
+            return self.config.levels
+        smallest = min(grid_shape)
+        return max(1, math.ceil(math.log2(max(smallest, 1) / self.config.coarsest)))
+
+    def forward(self, r: torch.Tensor, geometry: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the search direction for the residuals ``r`` of shape ``(B, 1, *grid)``.
+
+        ``geometry`` (shape ``(B or 1, 2 + d, *grid)``, :meth:`GridStencil.geometry`)
+        describes the operator; None means the Dirichlet box of constant coefficients.
+        Features and output are zero where its mask channel is 0.
+        """
+        d = self.config.dim
+        if r.ndim != d + 2 or r.shape[1] != 1:
+            raise ValueError(
+                f"r must have shape (batch, 1, {', '.join(['n'] * d)}) for a {d}-D model, "
+                f"got {tuple(r.shape)}"
+            )
+        if geometry is None:
+            box = GridStencil.box_geometry(tuple(r.shape[2:]))
+            geometry = torch.as_tensor(box, dtype=r.dtype, device=r.device).unsqueeze(0)
+        elif (
+            geometry.ndim != d + 2
+            or geometry.shape[1] != 2 + d
+            or geometry.shape[2:] != r.shape[2:]
+        ):
+            raise ValueError(
+                f"geometry must have shape (batch, {2 + d}, *{tuple(r.shape[2:])}), "
+                f"got {tuple(geometry.shape)}"
+            )
+        mask = geometry[:, :1]
+        x = (self.lift(r) + self.geometry_lift(geometry)) * mask
+        y = self._level(x, mask, self.depth(tuple(r.shape[2:])))
+        return self.project(y) * mask
+
+    def _level(self, x: torch.Tensor, mask: torch.Tensor, remaining: int) -> torch.Tensor:
+        if remaining == 0 or min(x.shape[2:]) < 2:
+            return self.bottom(x, mask)
+        y = self.down(x, mask)
+        coarse = self._pool(y, 2, ceil_mode=True)
+        coarse_mask = self._maxpool(mask, 2, ceil_mode=True)
+        z = self._level(coarse, coarse_mask, remaining - 1)
+        z = F.interpolate(z, size=y.shape[2:], mode=self._interp, align_corners=False)
+        y = y + self.coarse_gain * z * mask
+        return self.up(y, mask)

@@ -1,0 +1,296 @@
+"""DCDM: stencil operator, loss, network, Ritz vectors and the safeguarded solver."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from learned.dcdm import DCDMNet, GridStencil, apply_stencil, dcdm_loss, dcdm_solve
+from learned.dcdm.ritz import lanczos_ritz
+from numlib.result import ConvergenceWarning
+from solvers.problems import poisson2d
+from solvers.problems.obstacles import poisson_obstacles
+
+torch.set_num_threads(1)
+
+
+def _random_net(dim: int, seed: int = 0, **kwargs) -> DCDMNet:
+    torch.manual_seed(seed)
+    return DCDMNet(dim, channels=4, blocks=1, init="random", **kwargs).eval()
+
+
+@st.composite
+def obstacle_problems(draw):
+    dim = draw(st.sampled_from([2, 3]))
+    n = draw(st.integers(4, 12 if dim == 2 else 6))
+    seed = draw(st.integers(0, 2**16))
+    closed = draw(st.sets(st.sampled_from(["x-", "y+"])))
+    return poisson_obstacles(n, dim, obstacles=3, neumann=sorted(closed), rng=seed)
+
+
+# --------------------------------------------------------------------------- stencil
+
+
+@settings(max_examples=25)
+@given(obstacle_problems(), st.integers(1, 3))
+def test_apply_stencil_equals_sparse_product(system, batch):
+    coeffs = GridStencil.from_matrix(system.A, system.grid_shape).to_tensor(torch.float64)
+    u = torch.randn(batch, 1, *system.grid_shape, dtype=torch.float64)
+    got = apply_stencil(coeffs, u).reshape(batch, -1).numpy()
+    expected = (system.A @ u.reshape(batch, -1).numpy().T).T
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * abs(expected).max())
+
+
+def test_stencil_active_mask_marks_solid_nodes():
+    system = poisson_obstacles(16, 2, obstacles=4, rng=2)
+    stencil = GridStencil.from_matrix(system.A, system.grid_shape)
+    np.testing.assert_array_equal(stencil.active, ~system.params["solid"])
+    geometry = stencil.geometry()
+    assert geometry.shape == (4, 16, 16)
+    box = GridStencil.from_matrix(poisson2d(16).A, (16, 16)).geometry()
+    np.testing.assert_allclose(box, GridStencil.box_geometry((16, 16)))
+
+
+def test_stencil_rejects_other_matrices():
+    A = poisson2d(6).A.tolil()
+    A[0, 7] = A[7, 0] = -1.0  # a diagonal neighbour: not a 5-point stencil
+    with pytest.raises(ValueError, match="outside the nearest-neighbour stencil"):
+        GridStencil.from_matrix(A.tocsr(), (6, 6))
+    with pytest.raises(ValueError, match="must be 30 x 30"):
+        GridStencil.from_matrix(poisson2d(6).A, (6, 5))
+    with pytest.raises(TypeError, match=r"scipy\.sparse"):
+        GridStencil.from_matrix(np.eye(4), (2, 2))
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def _loss_reference(A: np.ndarray, q: np.ndarray, b: np.ndarray) -> float:
+    x = q * (q @ b) / (q @ A @ q)
+    return float(np.sum((b - A @ x) ** 2))
+
+
+@settings(max_examples=25)
+@given(
+    obstacle_problems(),
+    st.floats(1e-3, 1e3) | st.floats(-1e3, -1e-3),
+    st.integers(0, 2**16),
+)
+def test_loss_is_scale_invariant_and_matches_dense_reference(system, c, seed):
+    gen = np.random.default_rng(seed)
+    shape = (2, 1, *system.grid_shape)
+    b = torch.as_tensor(gen.standard_normal(shape))
+    q = torch.as_tensor(gen.standard_normal(shape))
+    coeffs = GridStencil.from_matrix(system.A, system.grid_shape).to_tensor(torch.float64)
+    loss = dcdm_loss(q, b, coeffs)
+    scaled = dcdm_loss(c * q, b, coeffs)
+    assert float(abs(scaled - loss)) <= 1e-12 * float(loss)
+    A = system.A.toarray()
+    expected = np.mean(
+        [_loss_reference(A, q[i].numpy().ravel(), b[i].numpy().ravel()) for i in range(2)]
+    )
+    assert float(loss) == pytest.approx(expected, rel=1e-10)
+
+
+def test_loss_vanishes_at_the_solution():
+    system = poisson_obstacles(12, 2, obstacles=2, rng=0, neumann=("y-",))
+    b = np.random.default_rng(1).standard_normal(144) * ~system.params["solid"].ravel()
+    x = sp.linalg.spsolve(system.A.tocsc(), b)
+    coeffs = GridStencil.from_matrix(system.A, system.grid_shape).to_tensor(torch.float64)
+    to_t = lambda v: torch.as_tensor(v.reshape(1, 1, 12, 12))  # noqa: E731
+    assert float(dcdm_loss(to_t(-7.0 * x), to_t(b), coeffs)) < 1e-20 * float(b @ b)
+
+
+# --------------------------------------------------------------------------- network
+
+
+@pytest.mark.parametrize("shape", [(9, 13), (16, 16), (5, 6, 7), (8, 8, 8)])
+@pytest.mark.parametrize("levels", [1, None])
+def test_network_keeps_the_grid_and_is_homogeneous_at_init(shape, levels):
+    torch.manual_seed(3)
+    net = DCDMNet(len(shape), levels=levels).double()
+    r = torch.randn(2, 1, *shape, dtype=torch.float64)
+    q = net(r)
+    assert q.shape == r.shape
+    # bias-free, and the geometry weights start at zero: f(c r) = c f(r), c > 0
+    torch.testing.assert_close(net(3.0 * r), 3.0 * q, rtol=1e-12, atol=1e-14)
+
+
+def test_network_output_is_zero_on_solid_nodes():
+    system = poisson_obstacles(16, 2, obstacles=4, rng=5)
+    geometry = torch.as_tensor(
+        GridStencil.from_matrix(system.A, (16, 16)).geometry()[None], dtype=torch.float32
+    )
+    q = _random_net(2)(torch.randn(1, 1, 16, 16), geometry)
+    assert torch.all(q[0, 0][torch.as_tensor(system.params["solid"])] == 0)
+
+
+def test_network_rejects_wrong_shapes():
+    net = _random_net(2)
+    with pytest.raises(ValueError, match="2-D model"):
+        net(torch.randn(1, 1, 4, 4, 4))
+    with pytest.raises(ValueError, match="geometry must have shape"):
+        net(torch.randn(1, 1, 8, 8), torch.ones(1, 4, 8, 9))
+
+
+# --------------------------------------------------------------------------- Ritz
+
+
+def test_partial_lanczos_gives_orthonormal_accurate_extreme_ritz_pairs():
+    A = poisson2d(20).A
+    basis = lanczos_ritz(A, 120, rng=4)
+    V = basis.vectors
+    np.testing.assert_allclose(V @ V.T, np.eye(V.shape[0]), atol=1e-10)
+    exact = np.linalg.eigvalsh(A.toarray())
+    # The largest and smallest Ritz values converge first (Kaniel-Paige).
+    assert basis.values[-1] == pytest.approx(exact[-1], rel=1e-10)
+    assert basis.values[0] == pytest.approx(exact[0], rel=1e-6)
+    assert np.linalg.norm(A @ V[0] - basis.values[0] * V[0]) < 1e-4 * exact[-1]
+
+
+# --------------------------------------------------------------------------- solver
+
+
+@st.composite
+def spd_systems(draw):
+    rows = draw(st.integers(2, 7))
+    cols = draw(st.integers(2, 7))
+    n = rows * cols
+    seed = draw(st.integers(0, 2**32 - 1))
+    log_cond = draw(st.floats(0.0, 4.0))
+    gen = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(gen.standard_normal((n, n)))
+    eigenvalues = np.logspace(0, log_cond, n)
+    A = (Q * eigenvalues) @ Q.T
+    A = 0.5 * (A + A.T)
+    b = gen.standard_normal(n)
+    return A, b, (rows, cols), seed
+
+
+@settings(max_examples=30)
+@given(spd_systems(), st.sampled_from(["dense", "sparse"]), st.integers(1, 3))
+def test_converges_on_any_spd_system_with_a_random_network(problem, kind, k):
+    A, b, shape, seed = problem
+    A_in = sp.csr_array(A) if kind == "sparse" else A
+    net = _random_net(2, seed=seed % 1000)
+    b_before = b.copy()
+    # The guarantee is convergence, not a rate: a bad network may spend up to
+    # ``N`` iterations per halving of the residual before PCG takes over.
+    result = dcdm_solve(A_in, b, net, grid_shape=shape, rtol=1e-8, k=k, maxiter=50 * len(b))
+    assert result.converged
+    assert np.linalg.norm(b - A @ result.x) <= 1e-8 * np.linalg.norm(b) * (1 + 1e-9)
+    info = result.info
+    assert info["network_steps"] + info["fallback_steps"] == result.iterations
+    np.testing.assert_array_equal(b, b_before)
+
+
+def test_useless_network_falls_back_and_still_converges():
+    net = _random_net(2)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()  # the network's direction is 0: never a descent direction
+    system = poisson2d(12)
+    result = dcdm_solve(system.A, system.b, net, rtol=1e-10)
+    assert result.converged
+    assert result.info["network_steps"] == 0
+    assert result.info["rejected"]["non-descent"] == result.iterations
+
+
+def test_stalling_network_is_switched_off():
+    # A random network on a Poisson problem proposes descent directions that make
+    # little progress; the second safeguard layer hands over to Jacobi-PCG.
+    system = poisson2d(24)
+    result = dcdm_solve(system.A, system.b, _random_net(2, seed=1), rtol=1e-10, stall_window=5)
+    assert result.converged
+    assert result.info["network_disabled_at"] is not None
+
+
+def test_bpx_initialised_network_solves_poisson_without_fallback():
+    torch.manual_seed(0)
+    net = DCDMNet(2)
+    system = poisson2d(32)
+    x0 = np.zeros_like(system.b)
+    result = dcdm_solve(system.A, system.b, net, x0=x0, rtol=1e-8)
+    assert result.converged and result.info["fallback_steps"] == 0
+    exact = sp.linalg.spsolve(system.A.tocsc(), system.b)
+    assert np.linalg.norm(result.x - exact) <= 1e-6 * np.linalg.norm(exact)
+    assert not x0.any()
+
+
+def test_obstacle_system_converges_with_solid_nodes_untouched():
+    system = poisson_obstacles(20, 2, obstacles=4, neumann=("x-",), rng=3)
+    torch.manual_seed(0)
+    result = dcdm_solve(system.A, system.b, DCDMNet(2), rtol=1e-8)
+    assert result.converged
+    assert np.all(result.x[system.params["solid"].ravel()] == 0)
+
+
+def test_iteration_limit_warns():
+    system = poisson2d(16)
+    with pytest.warns(ConvergenceWarning, match="dcdm did not converge"):
+        result = dcdm_solve(system.A, system.b, _random_net(2), rtol=1e-12, maxiter=2)
+    assert not result.converged and result.iterations == 2
+
+
+def test_zero_right_hand_side_returns_zero():
+    system = poisson2d(8)
+    result = dcdm_solve(system.A, np.zeros(64), _random_net(2))
+    assert result.converged and result.iterations == 0 and not result.x.any()
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda net: dcdm_solve(np.ones((4, 5)), np.ones(4), net), ValueError, "square"),
+        (lambda net: dcdm_solve(np.eye(16), np.ones(15), net), ValueError, "16 x 16"),
+        (lambda net: dcdm_solve(np.eye(15), np.ones(15), net), ValueError, "not a square"),
+        (
+            lambda net: dcdm_solve(np.eye(16), np.ones(16), net, grid_shape=(2, 2, 4)),
+            ValueError,
+            "model's dimension 2",
+        ),
+        (
+            lambda net: dcdm_solve(np.eye(16), np.ones(16), net, grid_shape=(4, 5)),
+            ValueError,
+            "20 nodes",
+        ),
+        (
+            lambda net: dcdm_solve(np.eye(4), np.array([1.0, np.nan, 0, 0]), net),
+            ValueError,
+            "b contains NaN",
+        ),
+        (lambda net: dcdm_solve(np.eye(4), np.ones(4), net, k=0), ValueError, "k must be >= 1"),
+        (lambda net: dcdm_solve(np.eye(4), np.ones(4), "net"), TypeError, "DCDMNet"),
+        (lambda net: dcdm_solve(np.eye(4), [1.0] * 4, net), TypeError, "numpy array"),
+        (
+            lambda net: dcdm_solve(-np.eye(4), np.ones(4), net),
+            ValueError,
+            "not positive definite",
+        ),
+    ],
+)
+def test_bad_input_is_rejected(call, error, match):
+    with pytest.raises(error, match=match):
+        call(_random_net(2))
+
+
+def test_non_finite_weights_are_rejected():
+    net = _random_net(2)
+    with torch.no_grad():
+        net.project.weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="non-finite weights"):
+        dcdm_solve(np.eye(4), np.ones(4), net)
+
+
+def test_warnings_are_errors_here():
+    # pyproject turns ConvergenceWarning into an error; a converged solve emits none.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        system = poisson2d(8)
+        assert dcdm_solve(system.A, system.b, _random_net(2), rtol=1e-8).converged

@@ -1,0 +1,135 @@
+"""DCDM training: determinism, safetensors checkpoints, resume, model files, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from learned.dcdm import load_model, save_model
+from learned.dcdm.data import RitzDataset, training_operators
+from learned.dcdm.io import model_metadata, pretrained
+from learned.dcdm.module import read_checkpoint
+from learned.dcdm.network import DCDMNet
+from learned.dcdm.ritz import lanczos_ritz
+from learned.dcdm.train import TrainConfig, fit, main
+
+TINY = TrainConfig(
+    dim=2,
+    grid=8,
+    steps=6,
+    batch_size=2,
+    operators=2,
+    ritz_steps=12,
+    pool=64,
+    channels=4,
+    blocks=1,
+)
+
+
+def _state(net: DCDMNet) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in net.state_dict().items()}
+
+
+def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_training_is_deterministic_under_a_seed(tmp_path):
+    first, summary = fit(TINY, tmp_path / "a", progress=False)
+    second, _ = fit(TINY, tmp_path / "b", progress=False)
+    _assert_same(_state(first), _state(second))
+    assert summary["completed_steps"] == 6
+    torch.manual_seed(0)
+    untrained = DCDMNet(2, channels=4, blocks=1)
+    assert not torch.equal(first.project.weight, untrained.project.weight)
+
+
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
+    straight, _ = fit(TINY, tmp_path / "data", progress=False)
+    checkpoint = tmp_path / "run.ckpt.safetensors"
+    _, partial = fit(TINY, tmp_path / "data", checkpoint=checkpoint, stop_after=3, progress=False)
+    assert partial["completed_steps"] == 3
+    tensors, meta = read_checkpoint(checkpoint)
+    assert meta["completed_steps"] == 3 and any(k.startswith("adam.") for k in tensors)
+    resumed, summary = fit(
+        TINY, tmp_path / "data", checkpoint=checkpoint, resume=True, progress=False
+    )
+    assert summary["completed_steps"] == 6
+    _assert_same(_state(straight), _state(resumed))
+
+
+def test_samples_are_normalised_and_depend_only_on_the_index():
+    ops = training_operators(2, 8, 2, seed=0)
+    bases = [lanczos_ritz(op.A, 10, rng=i) for i, op in enumerate(ops)]
+    whole = RitzDataset(bases, (8, 8), seed=1, length=6)
+    tail = RitzDataset(bases, (8, 8), seed=1, length=3, start=3)
+    for i in range(3):
+        b, op = tail[i]
+        b_ref, op_ref = whole[3 + i]
+        assert op == op_ref and torch.equal(b, b_ref)
+        assert float(b.norm()) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_model_files_round_trip(tmp_path):
+    torch.manual_seed(1)
+    net = DCDMNet(3, channels=4, levels=1)
+    path = tmp_path / "m.safetensors"
+    save_model(net, path, metadata={"training": {"steps": 0}})
+    loaded = load_model(path)
+    assert loaded.config == net.config
+    r = torch.randn(1, 1, 6, 6, 6)
+    torch.testing.assert_close(loaded(r), net(r), rtol=0, atol=0)
+    assert model_metadata(path)["training"] == {"steps": 0}
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "missing.safetensors")
+    checkpoint = tmp_path / "c.safetensors"
+    fit(TINY, tmp_path / "data", checkpoint=checkpoint, stop_after=1, progress=False)
+    with pytest.raises(ValueError, match="not a DCDM model"):
+        load_model(checkpoint)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_shipped_models_load_and_record_their_training(dim):
+    net = pretrained(dim)
+    assert net.config.dim == dim
+    record = model_metadata(pretrained.__globals__["MODELS_DIR"] / f"dcdm{dim}d.safetensors")
+    assert record["training"]["commands"][0].startswith("python -m learned.dcdm.train")
+    assert record["training"]["completed_steps"] > 0
+    assert all(np.isfinite(p.detach().numpy()).all() for p in net.parameters())
+
+
+def test_cli_writes_model_and_json(tmp_path, capsys):
+    out = tmp_path / "models" / "tiny"
+    argv = [
+        "--dim",
+        "2",
+        "--grid",
+        "8",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--operators",
+        "2",
+        "--ritz-steps",
+        "10",
+        "--channels",
+        "4",
+        "--blocks",
+        "1",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["commands"] == ["python -m learned.dcdm.train " + " ".join(argv)]
+    assert record["completed_steps"] == 2
+    assert load_model(out.with_suffix(".safetensors")).config.channels == 4
+    assert "wrote" in capsys.readouterr().out

@@ -1,0 +1,1 @@
+"""Baselines written for the benchmark suites where no peer package installs cleanly."""
