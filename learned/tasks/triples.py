@@ -165,10 +165,10 @@ class Config:
     p: int = 31
     n: int = 6
     dim: int = 32
-    heads: int = 1
+    heads: int = 4
     hidden: int = 64
     batch: int = 256
-    steps: int = 3000
+    steps: int = 6000
     lr: float = 3e-3
     test_size: int = 4096
     seed: int = 0
