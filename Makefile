@@ -41,7 +41,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q $(BUILD_PINS)
 	PETSC_DIR=$(PETSC_DIR) $(PIP) install -q --no-build-isolation petsc4py==3.18.5
 	MPICC=mpicc $(PIP) install -q --no-binary mpi4py mpi4py==4.1.2
-	$(PIP) install -q -e '.[dev,petsc]'
+	$(PIP) install -q -e '.[dev,petsc,compress]'
 	$(PY) -c "import numlib, solvers, validation; from petsc4py import PETSc; from mpi4py import MPI"
 	touch $(STAMP)
 

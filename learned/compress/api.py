@@ -1,0 +1,293 @@
+"""``compress(model, recipe, calibration=..., filter_fn=...)``: one entry point for every recipe.
+
+Targets are the modules for which ``filter_fn(module, name)`` is true (default: every
+``nn.Linear``); each is replaced by a real compressed layer
+(:mod:`learned.compress.layers`, :class:`~learned.bitplane_linear.BitplaneLinear`), not a
+mask. With ``recipe.sequential`` (default) and a calibrated method, layers are compressed
+stage by stage in execution order (:func:`~learned.compress.calibrate.execution_stages`),
+each stage calibrated on the model whose earlier layers are already compressed: every
+layer then fits the inputs it will really see, and compensates upstream error.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from learned.compress import prune, quantize
+from learned.compress.calibrate import collect_stats, execution_stages
+from learned.compress.eora import eora_compensate
+from learned.compress.layers import MonarchLinear, NMSparseLinear, SparseLinear
+from learned.compress.lowrank import allocate_ranks, factorize, lowrank_linear
+from learned.compress.recipe import Recipe
+from numlib.calibration import CalibrationStats
+from numlib.monarch import monarch_project
+
+__all__ = ["compress", "compress_linear", "select_targets"]
+
+FilterFn = Callable[[nn.Module, str], bool]
+
+
+def _default_filter(module: nn.Module, name: str) -> bool:
+    return isinstance(module, nn.Linear)
+
+
+def select_targets(model: nn.Module, filter_fn: FilterFn | None = None) -> dict[str, nn.Linear]:
+    """Return the ``nn.Linear`` modules chosen by ``filter_fn(module, name)``, by qualified name.
+
+    Raises
+    ------
+    TypeError
+        If the filter selects a module that is not an ``nn.Linear``.
+    ValueError
+        If nothing is selected.
+    """
+    keep = filter_fn or _default_filter
+    out: dict[str, nn.Linear] = {}
+    for name, module in model.named_modules():
+        if name and keep(module, name):
+            if type(module) is not nn.Linear:
+                raise TypeError(
+                    f"filter_fn selected {name!r}, a {type(module).__name__}; only "
+                    "torch.nn.Linear layers can be compressed"
+                )
+            out[name] = module
+    if not out:
+        raise ValueError("filter_fn selected no nn.Linear module of the model")
+    return out
+
+
+def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def _default_nblocks(m: int, n: int) -> tuple[int, int]:
+    for b in (16, 8, 4, 2):
+        if m % b == 0 and n % b == 0:
+            return (b, b)
+    return (1, 1)
+
+
+def compress_linear(
+    linear: nn.Linear,
+    recipe: Recipe,
+    stats: CalibrationStats | None = None,
+    *,
+    sparsity: float | None = None,
+    rank: int | None = None,
+) -> nn.Module:
+    """Compress one ``nn.Linear`` by ``recipe`` (per-layer ``sparsity`` / ``rank`` override).
+
+    Parameters
+    ----------
+    linear : nn.Linear
+        Not modified.
+    recipe : Recipe
+    stats : CalibrationStats, optional
+        Input statistics (required when ``recipe.needs_calibration``).
+    sparsity, rank : optional
+        This layer's pruning fraction or rank, when allocated across layers.
+
+    Returns
+    -------
+    nn.Module
+        The compressed layer.
+    """
+    if recipe.needs_calibration and stats is None:
+        raise ValueError(f"recipe {recipe.method!r} needs calibration statistics")
+    W = linear.weight.detach()
+    b = None if linear.bias is None else linear.bias.detach()
+    m_out, n_in = W.shape
+    s = recipe.sparsity if sparsity is None else sparsity
+    method = recipe.method
+    layer: nn.Module
+    if method in ("magnitude", "wanda", "sparsegpt", "block"):
+        if method == "magnitude":
+            Wp = prune.magnitude_prune(W, s, pattern=recipe.pattern)
+        elif method == "wanda":
+            assert stats is not None
+            norms = stats.channel_norms()
+            Wp = prune.wanda_prune(W, norms, s, pattern=recipe.pattern)
+        elif method == "sparsegpt":
+            assert stats is not None
+            Wp = prune.sparsegpt_prune(
+                W,
+                stats.second_moment(),
+                s,
+                pattern=recipe.pattern,
+                blocksize=recipe.blocksize,
+                damp=recipe.damp,
+            )
+        else:
+            assert recipe.block is not None and s is not None
+            Wp = prune.block_prune(W, s, recipe.block)
+        if recipe.pattern is not None:
+            layer = NMSparseLinear.from_dense(Wp, b, n=recipe.pattern[0], m=recipe.pattern[1])
+        else:
+            layer = SparseLinear.from_dense(Wp, b)
+    elif method == "lowrank":
+        k = min(rank or recipe.rank or 1, m_out, n_in)
+        C = stats.second_moment() if recipe.kind == "whitened" and stats is not None else None
+        layer = lowrank_linear(factorize(W, recipe.kind, k, C, damp=recipe.damp), b)
+    elif method == "monarch":
+        nblocks = recipe.nblocks or _default_nblocks(m_out, n_in)
+        r = min(recipe.rank or 1, m_out // nblocks[1], n_in // nblocks[0])
+        mon = monarch_project(W.to(torch.float64), nblocks, rank=r)
+        layer = MonarchLinear.from_monarch(mon, b)
+    elif method == "rtn":
+        assert recipe.bits is not None
+        layer = quantize.rtn_quantize(
+            linear,
+            recipe.bits,
+            group_size=recipe.group_size,
+            activation_bits=recipe.activation_bits,
+        )
+    elif method == "gptq":
+        assert recipe.bits is not None and stats is not None
+        layer = quantize.gptq_quantize(
+            linear,
+            stats.second_moment(),
+            recipe.bits,
+            group_size=recipe.group_size,
+            activation_bits=recipe.activation_bits,
+            blocksize=recipe.blocksize,
+            damp=recipe.damp,
+        )
+    else:  # ptq161
+        assert stats is not None
+        layer = quantize.mixed_ptq161(
+            linear,
+            stats.channel_norms(),
+            salient_fraction=recipe.salient_fraction,
+            high_bits=recipe.high_bits,
+            block=recipe.binary_block,
+            activation_bits=recipe.activation_bits,
+        )
+    if recipe.eora_rank is not None:
+        assert stats is not None
+        layer = eora_compensate(linear, layer, stats.second_moment(), recipe.eora_rank)
+    return layer
+
+
+def _plan(
+    model: nn.Module,
+    targets: dict[str, nn.Linear],
+    recipe: Recipe,
+    batches: list[Any] | None,
+) -> dict[str, dict[str, Any]]:
+    """Per-layer overrides: FARMS sparsities or globally allocated ranks."""
+    plan: dict[str, dict[str, Any]] = {name: {} for name in targets}
+    if recipe.sparsity is not None and recipe.allocation == "farms":
+        ratios = prune.farms_ratios([t.weight for t in targets.values()], recipe.sparsity)
+        for name, r in zip(targets, ratios, strict=True):
+            plan[name]["sparsity"] = r
+    if recipe.method == "lowrank" and recipe.param_ratio is not None:
+        spectra = {}
+        if recipe.kind == "whitened":
+            # One-shot statistics of the dense model rank the layers against each other.
+            stats = collect_stats(model, targets, batches)
+        for name, lin in targets.items():
+            C = stats[name].second_moment() if recipe.kind == "whitened" else None
+            k = min(lin.weight.shape)
+            spectra[name] = factorize(lin.weight, recipe.kind, k, C, damp=recipe.damp).spectrum
+        shapes = {name: tuple(lin.weight.shape) for name, lin in targets.items()}
+        ranks = allocate_ranks(spectra, shapes, recipe.param_ratio, multiple_of=recipe.multiple_of)
+        for name, k in ranks.items():
+            plan[name]["rank"] = k
+    return plan
+
+
+def compress(
+    model: nn.Module,
+    recipe: Recipe | dict[str, Any],
+    *,
+    calibration: Iterable[Any] | None = None,
+    filter_fn: FilterFn | None = None,
+    inplace: bool = False,
+) -> nn.Module:
+    """Return ``model`` with its targeted ``nn.Linear`` layers compressed by ``recipe``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any module containing ``nn.Linear`` layers; copied first unless ``inplace``.
+    recipe : Recipe or dict
+        What to do (a dict is passed to :meth:`Recipe.from_dict`).
+    calibration : iterable of batches, optional
+        Model inputs (tensors, tuples of positional arguments, or dicts of keyword
+        arguments), required by calibrated recipes; materialised once.
+    filter_fn : callable, optional
+        ``filter_fn(module, qualified_name) -> bool``; default: every ``nn.Linear``.
+    inplace : bool
+        Modify ``model`` itself.
+
+    Returns
+    -------
+    nn.Module
+        The compressed model, in eval mode, with ``compression_recipe`` (the recipe dict)
+        and ``compressed_layers`` (names) attributes used by
+        :func:`learned.compress.serialize.save_compressed`.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not an ``nn.Module`` or the filter selects a non-Linear module.
+    ValueError
+        For an invalid recipe, an empty selection, or missing or empty calibration for a
+        calibrated recipe (all before any layer is touched).
+
+    Examples
+    --------
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 8))
+    >>> small = compress(net, Recipe("magnitude", pattern=(2, 4)))
+    >>> type(small[0]).__name__, float((small[0].dense_weight() != 0).float().mean())
+    ('NMSparseLinear', 0.5)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(recipe, dict):
+        recipe = Recipe.from_dict(recipe)
+    elif not isinstance(recipe, Recipe):
+        raise TypeError(f"recipe must be a Recipe or a dict, got {type(recipe).__name__}")
+    select_targets(model, filter_fn)  # validate the selection before copying
+    batches = None
+    if recipe.needs_calibration:
+        if calibration is None:
+            raise ValueError(f"calibration is required for recipe {recipe.method!r}")
+        batches = list(calibration)
+        if not batches:
+            raise ValueError("calibration is empty: give at least one batch of model inputs")
+    if not inplace:
+        model = copy.deepcopy(model)
+    was_training = model.training
+    model.eval()
+    targets = select_targets(model, filter_fn)
+    plan = _plan(model, targets, recipe, batches)
+    if not recipe.needs_calibration:
+        for name, lin in targets.items():
+            _set_module(model, name, compress_linear(lin, recipe, **plan[name]))
+    elif recipe.sequential:
+        for stage in execution_stages(model, targets, batches):
+            mods = {name: targets[name] for name in stage}
+            # Earlier stages may already be BitplaneLinear: calibrate through the fast
+            # (float64-equivalent) path rather than the CPU bit-plane emulation.
+            with quantize.dequantized_kernels(model):
+                stats = collect_stats(model, mods, batches, stop_early=True)
+            for name in stage:
+                new = compress_linear(targets[name], recipe, stats[name], **plan[name])
+                _set_module(model, name, new)
+    else:
+        stats = collect_stats(model, targets, batches)
+        for name, lin in targets.items():
+            _set_module(model, name, compress_linear(lin, recipe, stats[name], **plan[name]))
+    model.train(was_training)
+    model.compression_recipe = recipe.to_dict()
+    model.compressed_layers = list(targets)
+    return model

@@ -1,0 +1,441 @@
+"""Compressed replacements for :class:`torch.nn.Linear`: low-rank, Monarch, sparse, N:M.
+
+Every layer stores only its compressed representation (factors, non-zero values and
+indices), never a dense weight plus a mask, and rebuilds from its own state dict and the
+constructor arguments listed by :meth:`config` (which :mod:`learned.compress.serialize`
+writes to JSON). ``y = x W^T + b`` throughout, as in ``nn.Linear``.
+
+These live here rather than in ``learned/layers.py`` because that file is being edited
+concurrently for the attention layers.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from numlib.monarch import Monarch
+
+__all__ = [
+    "SPARSE_MM_MAX_DENSITY",
+    "CompensatedLinear",
+    "LowRankLinear",
+    "MonarchLinear",
+    "NMSparseLinear",
+    "SparseLinear",
+]
+
+
+#: Density (``nnz / (in * out)``) up to which :class:`SparseLinear` multiplies in CSR.
+SPARSE_MM_MAX_DENSITY = 0.1
+
+
+def _check_size(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _bias(layer: nn.Module, out_features: int, bias: bool, dtype: torch.dtype | None) -> None:
+    if bias:
+        layer.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype))
+    else:
+        layer.register_parameter("bias", None)
+
+
+class LowRankLinear(nn.Module):
+    """``y = (x R^T) L^T + b`` with ``L`` (``out x rank``) and ``R`` (``rank x in``).
+
+    Stores ``rank (in + out)`` numbers instead of ``in * out``; a token costs the same
+    number of multiply-adds, so the layer is faster than dense when
+    ``rank < in * out / (in + out)`` (and in practice when ``rank`` is a multiple of 16,
+    which BLAS blocks well).
+
+    Parameters
+    ----------
+    in_features, out_features, rank : int
+    bias : bool
+    dtype : torch.dtype, optional
+
+    Examples
+    --------
+    >>> layer = LowRankLinear(8, 6, 2)
+    >>> layer(torch.randn(3, 8)).shape
+    torch.Size([3, 6])
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        rank: int,
+        *,
+        bias: bool = True,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_features = _check_size(in_features, "in_features")
+        self.out_features = _check_size(out_features, "out_features")
+        self.rank = _check_size(rank, "rank")
+        self.left = nn.Parameter(torch.zeros(out_features, rank, dtype=dtype))
+        self.right = nn.Parameter(torch.zeros(rank, in_features, dtype=dtype))
+        _bias(self, out_features, bias, dtype)
+
+    @classmethod
+    def from_factors(
+        cls,
+        left: torch.Tensor,
+        right: torch.Tensor,
+        bias: torch.Tensor | None,
+        *,
+        dtype: torch.dtype | None = None,
+    ) -> LowRankLinear:
+        """Build from ``W ~ left @ right``, cast to ``dtype`` (default: ``bias``'s or float32)."""
+        if left.ndim != 2 or right.ndim != 2 or left.shape[1] != right.shape[0]:
+            raise ValueError(
+                f"left and right must be (out, k) and (k, in), got {tuple(left.shape)} "
+                f"and {tuple(right.shape)}"
+            )
+        if dtype is None:
+            dtype = bias.dtype if bias is not None else torch.float32
+        out = cls(
+            int(right.shape[1]),
+            int(left.shape[0]),
+            int(left.shape[1]),
+            bias=bias is not None,
+            dtype=dtype,
+        )
+        with torch.no_grad():
+            out.left.copy_(left.to(dtype))
+            out.right.copy_(right.to(dtype))
+            if bias is not None:
+                out.bias.copy_(bias)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the layer to ``x`` of shape ``(..., in_features)``."""
+        return F.linear(F.linear(x, self.right), self.left, self.bias)
+
+    def dense_weight(self) -> torch.Tensor:
+        """Return ``L R``, the ``out x in`` weight the layer applies."""
+        return self.left @ self.right
+
+    def config(self) -> dict[str, Any]:
+        """Return the constructor arguments (JSON-serialisable)."""
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "rank": self.rank,
+            "bias": self.bias is not None,
+        }
+
+    def extra_repr(self) -> str:
+        """Sizes and rank."""
+        return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
+
+
+class MonarchLinear(nn.Module):
+    """``y = M x + b`` with a Monarch ``M = P_out L P R`` (:class:`numlib.monarch.Monarch`).
+
+    ``L`` has shape ``(bo, out / bo, bi r)`` and ``R`` ``(bi, bo r, in / bi)``; the product is
+    two batched matmuls through :meth:`numlib.monarch.Monarch.apply` (Dao et al., ICML 2022),
+    ``r (bo in + bi out)`` parameters and multiply-adds per token.
+
+    Examples
+    --------
+    >>> layer = MonarchLinear(16, 8, (4, 2), rank=1)
+    >>> layer(torch.randn(5, 16)).shape
+    torch.Size([5, 8])
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        nblocks: tuple[int, int],
+        *,
+        rank: int = 1,
+        bias: bool = True,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_features = _check_size(in_features, "in_features")
+        self.out_features = _check_size(out_features, "out_features")
+        bi, bo = (_check_size(int(b), "nblocks") for b in nblocks)
+        if in_features % bi or out_features % bo:
+            raise ValueError(
+                f"nblocks {(bi, bo)} must divide (in_features, out_features) = "
+                f"{(in_features, out_features)}"
+            )
+        self.nblocks = (bi, bo)
+        self.rank = _check_size(rank, "rank")
+        self.L = nn.Parameter(torch.zeros(bo, out_features // bo, bi * rank, dtype=dtype))
+        self.R = nn.Parameter(torch.zeros(bi, bo * rank, in_features // bi, dtype=dtype))
+        _bias(self, out_features, bias, dtype)
+
+    @classmethod
+    def from_monarch(cls, monarch: Monarch, bias: torch.Tensor | None) -> MonarchLinear:
+        """Build from the factors of :func:`numlib.monarch.monarch_project`."""
+        m, n = monarch.shape
+        dtype = bias.dtype if bias is not None else torch.float32
+        out = cls(
+            n, m, monarch.nblocks, rank=monarch.block_rank, bias=bias is not None, dtype=dtype
+        )
+        with torch.no_grad():
+            out.L.copy_(torch.as_tensor(monarch.L).to(dtype))
+            out.R.copy_(torch.as_tensor(monarch.R).to(dtype))
+            if bias is not None:
+                out.bias.copy_(bias)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the layer to ``x`` of shape ``(..., in_features)``."""
+        y = Monarch(self.L, self.R).apply(x)
+        return y if self.bias is None else y + self.bias
+
+    def dense_weight(self) -> torch.Tensor:
+        """Return the dense ``out x in`` Monarch matrix."""
+        return Monarch(self.L, self.R).to_dense()
+
+    def config(self) -> dict[str, Any]:
+        """Return the constructor arguments (JSON-serialisable)."""
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "nblocks": list(self.nblocks),
+            "rank": self.rank,
+            "bias": self.bias is not None,
+        }
+
+    def extra_repr(self) -> str:
+        """Sizes, blocks and block rank."""
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"nblocks={self.nblocks}, rank={self.rank}"
+        )
+
+
+class SparseLinear(nn.Module):
+    """Unstructured (or block) sparse ``y = x W^T + b`` with ``W`` stored in CSR.
+
+    Buffers ``crow_indices`` (``out + 1``), ``col_indices`` (``nnz``) and the parameter
+    ``values`` (``nnz``); the product is ``torch.sparse.mm`` on a CSR tensor, which beats a
+    dense GEMM on CPU only at high sparsity (measure it); memory is ``nnz`` values plus
+    int32 column indices.
+
+    Examples
+    --------
+    >>> w = torch.tensor([[1.0, 0.0, 2.0], [0.0, 0.0, 3.0]])
+    >>> layer = SparseLinear.from_dense(w, None)
+    >>> layer.nnz, torch.allclose(layer(torch.eye(3)), w.T)
+    (3, True)
+    """
+
+    crow_indices: torch.Tensor
+    col_indices: torch.Tensor
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        nnz: int,
+        *,
+        bias: bool = True,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_features = _check_size(in_features, "in_features")
+        self.out_features = _check_size(out_features, "out_features")
+        if isinstance(nnz, bool) or not isinstance(nnz, int) or nnz < 0:
+            raise ValueError(f"nnz must be a non-negative int, got {nnz!r}")
+        self.nnz = nnz
+        self.register_buffer("crow_indices", torch.zeros(out_features + 1, dtype=torch.int32))
+        self.register_buffer("col_indices", torch.zeros(nnz, dtype=torch.int32))
+        self.values = nn.Parameter(torch.zeros(nnz, dtype=dtype))
+        _bias(self, out_features, bias, dtype)
+
+    @classmethod
+    def from_dense(cls, weight: torch.Tensor, bias: torch.Tensor | None) -> SparseLinear:
+        """Keep the non-zeros of ``weight`` (``out x in``)."""
+        with warnings.catch_warnings():
+            # The CSR "beta" notice is about the API's stability, not this use of it.
+            warnings.simplefilter("ignore", UserWarning)
+            csr = weight.detach().to_sparse_csr()
+        out = cls(
+            int(weight.shape[1]),
+            int(weight.shape[0]),
+            int(csr.values().numel()),
+            bias=bias is not None,
+            dtype=weight.dtype,
+        )
+        with torch.no_grad():
+            out.crow_indices.copy_(csr.crow_indices())
+            out.col_indices.copy_(csr.col_indices())
+            out.values.copy_(csr.values())
+            if bias is not None:
+                out.bias.copy_(bias)
+        return out
+
+    def _csr(self) -> torch.Tensor:
+        return torch.sparse_csr_tensor(
+            self.crow_indices,
+            self.col_indices,
+            self.values,
+            (self.out_features, self.in_features),
+            check_invariants=False,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the layer to ``x`` of shape ``(..., in_features)``.
+
+        Above :data:`SPARSE_MM_MAX_DENSITY` the CSR values are scattered into a dense
+        weight for one GEMM: CPU sparse kernels lose to dense BLAS there (measured 2.8x
+        slower at 50%, break-even near 10%, on a 1536 x 384 layer, 1920 tokens, one thread).
+        """
+        if self.nnz > SPARSE_MM_MAX_DENSITY * self.in_features * self.out_features:
+            return F.linear(x, self.dense_weight(), self.bias)
+        lead = x.shape[:-1]
+        y = torch.sparse.mm(self._csr(), x.reshape(-1, self.in_features).T).T
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*lead, self.out_features)
+
+    def dense_weight(self) -> torch.Tensor:
+        """Return the dense ``out x in`` weight (zeros included)."""
+        return self._csr().to_dense()
+
+    def config(self) -> dict[str, Any]:
+        """Return the constructor arguments (JSON-serialisable)."""
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "nnz": self.nnz,
+            "bias": self.bias is not None,
+        }
+
+    def extra_repr(self) -> str:
+        """Sizes and the number of stored non-zeros."""
+        return f"in_features={self.in_features}, out_features={self.out_features}, nnz={self.nnz}"
+
+
+class NMSparseLinear(nn.Module):
+    """N:M sparse ``y = x W^T + b``: ``n`` kept weights in every ``m`` consecutive inputs.
+
+    Stores ``values`` (``out x in n / m``) and uint8 positions ``index`` (within each group
+    of ``m``), i.e. the compressed format of 2:4 sparse tensor cores. CPUs have no N:M
+    kernel, so ``forward`` scatters the values into a dense weight and runs a GEMM:
+    the saving here is memory (``n / m`` of the values plus one byte per kept weight),
+    not time.
+
+    Examples
+    --------
+    >>> w = torch.tensor([[0.0, 2.0, 0.0, -1.0]])
+    >>> layer = NMSparseLinear.from_dense(w, None, n=2, m=4)
+    >>> layer.index.tolist(), torch.equal(layer.dense_weight(), w)
+    ([[[1, 3]]], True)
+    """
+
+    index: torch.Tensor
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        n: int,
+        m: int,
+        bias: bool = True,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_features = _check_size(in_features, "in_features")
+        self.out_features = _check_size(out_features, "out_features")
+        self.n, self.m = _check_size(n, "n"), _check_size(m, "m")
+        if n > m or in_features % m:
+            raise ValueError(f"need n <= m and m | in_features; got {n}:{m}, {in_features}")
+        groups = in_features // m
+        self.values = nn.Parameter(torch.zeros(out_features, groups, n, dtype=dtype))
+        self.register_buffer("index", torch.zeros(out_features, groups, n, dtype=torch.uint8))
+        _bias(self, out_features, bias, dtype)
+
+    @classmethod
+    def from_dense(
+        cls, weight: torch.Tensor, bias: torch.Tensor | None, *, n: int, m: int
+    ) -> NMSparseLinear:
+        """Pack ``weight`` (``out x in``), which must have at most ``n`` non-zeros per group.
+
+        Raises
+        ------
+        ValueError
+            If some group of ``m`` has more than ``n`` non-zeros.
+        """
+        out_f, in_f = (int(s) for s in weight.shape)
+        layer = cls(in_f, out_f, n=n, m=m, bias=bias is not None, dtype=weight.dtype)
+        groups = weight.detach().reshape(out_f, in_f // m, m)
+        if int((groups != 0).sum(-1).max()) > n:
+            raise ValueError(f"weight has more than {n} non-zeros in some group of {m}")
+        # Non-zeros first (stable, so an all-zero slot keeps a valid in-group position).
+        order = torch.argsort((groups == 0).to(torch.int8), dim=-1, stable=True)[..., :n]
+        idx = torch.sort(order, dim=-1).values
+        with torch.no_grad():
+            layer.values.copy_(torch.gather(groups, -1, idx))
+            layer.index.copy_(idx.to(torch.uint8))
+            if bias is not None:
+                layer.bias.copy_(bias)
+        return layer
+
+    def dense_weight(self) -> torch.Tensor:
+        """Return the dense ``out x in`` weight."""
+        w = self.values.new_zeros(self.out_features, self.in_features // self.m, self.m)
+        w = w.scatter(-1, self.index.to(torch.int64), self.values)
+        return w.reshape(self.out_features, self.in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the layer to ``x`` of shape ``(..., in_features)``."""
+        return F.linear(x, self.dense_weight(), self.bias)
+
+    def config(self) -> dict[str, Any]:
+        """Return the constructor arguments (JSON-serialisable)."""
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "n": self.n,
+            "m": self.m,
+            "bias": self.bias is not None,
+        }
+
+    def extra_repr(self) -> str:
+        """Sizes and pattern."""
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"pattern={self.n}:{self.m}"
+        )
+
+
+class CompensatedLinear(nn.Module):
+    """``y = base(x) + correction(x)``: a compressed layer plus a low-rank error term (EoRA).
+
+    Parameters
+    ----------
+    base : nn.Module
+        Any compressed layer with ``in_features`` / ``out_features``.
+    correction : LowRankLinear
+        Without bias.
+    """
+
+    def __init__(self, base: nn.Module, correction: LowRankLinear) -> None:
+        super().__init__()
+        if correction.bias is not None:
+            raise ValueError("correction must have no bias")
+        self.base = base
+        self.correction = correction
+        self.in_features = correction.in_features
+        self.out_features = correction.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply ``base`` and add the low-rank correction."""
+        return self.base(x) + self.correction(x).to(x.dtype)

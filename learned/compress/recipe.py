@@ -1,0 +1,180 @@
+"""The :class:`Recipe`: what to do to each targeted layer, validated up front, JSON-able."""
+
+from __future__ import annotations
+
+import json
+import numbers
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+__all__ = ["METHODS", "Recipe"]
+
+METHODS = (
+    "magnitude",
+    "wanda",
+    "sparsegpt",
+    "block",
+    "lowrank",
+    "monarch",
+    "rtn",
+    "gptq",
+    "ptq161",
+)
+_CALIBRATED = {"wanda", "sparsegpt", "gptq", "ptq161"}
+_PRUNING = {"magnitude", "wanda", "sparsegpt", "block"}
+
+
+def _ratio(value: Any, name: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if not 0.0 < float(value) < 1.0:
+        raise ValueError(f"{name} must lie in (0, 1), got {value}")
+
+
+def _pos_int(value: Any, name: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One compression method and its strength, applied to every targeted layer.
+
+    Parameters
+    ----------
+    method : str
+        One of :data:`METHODS`.
+    sparsity : float, optional
+        Pruning fraction in ``(0, 1)`` (magnitude, wanda, sparsegpt, block).
+    pattern : (int, int), optional
+        N:M pattern ``(n, m)``: keep ``n`` of every ``m`` inputs (instead of ``sparsity``).
+    block : (int, int), optional
+        Tile shape for ``"block"``.
+    allocation : {"uniform", "farms"}
+        Per-layer pruning ratios: the same everywhere, or from FARMS heavy-tail exponents.
+    kind : {"whitened", "svd"}
+        Low-rank factorisation.
+    rank : int, optional
+        Low-rank (per layer, clipped) or Monarch block rank.
+    param_ratio : float, optional
+        Global parameter budget for low-rank, as a fraction of the targeted weights.
+    multiple_of : int
+        Rank granularity for the budget allocation.
+    nblocks : (int, int), optional
+        Monarch ``(bi, bo)``; default ``(b, b)`` with ``b`` the largest of 2, 4, 8, 16
+        dividing both sides, chosen per layer.
+    bits : int, optional
+        Weight bits (1..8) for rtn and gptq.
+    group_size : int, optional
+        Inputs per quantisation scale (None: per output channel).
+    activation_bits : int
+        Activation bits of :class:`~learned.bitplane_linear.BitplaneLinear`.
+    salient_fraction, high_bits, binary_block
+        PTQ1.61-style mixed scheme.
+    eora_rank : int, optional
+        Add an EoRA low-rank compensation of this rank to every compressed layer.
+    sequential : bool
+        Recalibrate stage by stage on the already-compressed model (default); ``False``
+        calibrates once on the dense model (one-shot).
+    damp, blocksize
+        Hessian damping and OBS block width (SparseGPT, GPTQ).
+
+    Raises
+    ------
+    ValueError, TypeError
+        For an unknown method, a missing strength, or values out of range.
+    """
+
+    method: str
+    sparsity: float | None = None
+    pattern: tuple[int, int] | None = None
+    block: tuple[int, int] | None = None
+    allocation: str = "uniform"
+    kind: str = "whitened"
+    rank: int | None = None
+    param_ratio: float | None = None
+    multiple_of: int = 16
+    nblocks: tuple[int, int] | None = None
+    bits: int | None = None
+    group_size: int | None = None
+    activation_bits: int = 8
+    salient_fraction: float = 0.2
+    high_bits: int = 4
+    binary_block: int = 64
+    eora_rank: int | None = None
+    sequential: bool = True
+    damp: float = 0.01
+    blocksize: int = 128
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        for name in ("pattern", "block", "nblocks"):
+            value = getattr(self, name)
+            if value is not None:
+                if len(tuple(value)) != 2:
+                    raise ValueError(f"{name} must be a pair of ints, got {value!r}")
+                for v in value:
+                    _pos_int(v, name)
+                object.__setattr__(self, name, tuple(int(v) for v in value))
+        _ratio(self.sparsity, "sparsity")
+        _ratio(self.param_ratio, "param_ratio")
+        _ratio(self.salient_fraction, "salient_fraction")
+        for name in ("rank", "multiple_of", "group_size", "eora_rank", "blocksize"):
+            _pos_int(getattr(self, name), name)
+        if self.allocation not in ("uniform", "farms"):
+            raise ValueError(f"allocation must be 'uniform' or 'farms', got {self.allocation!r}")
+        m = self.method
+        if m in _PRUNING:
+            if m == "block":
+                if self.sparsity is None or self.block is None:
+                    raise ValueError("method 'block' needs sparsity and block")
+            elif (self.sparsity is None) == (self.pattern is None):
+                raise ValueError(f"method {m!r} needs exactly one of sparsity and pattern")
+            if self.pattern is not None and not self.pattern[0] < self.pattern[1]:
+                raise ValueError(f"pattern must be N:M with N < M, got {self.pattern}")
+        if m == "lowrank":
+            if self.kind not in ("whitened", "svd"):
+                raise ValueError(f"kind must be 'whitened' or 'svd', got {self.kind!r}")
+            if (self.rank is None) == (self.param_ratio is None):
+                raise ValueError("method 'lowrank' needs exactly one of rank and param_ratio")
+        if m in ("rtn", "gptq"):
+            if self.bits is None:
+                raise ValueError(f"method {m!r} needs bits")
+        for name in ("bits", "activation_bits", "high_bits"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 8):
+                raise ValueError(f"{name} must be an int in 1..8, got {v!r}")
+        if self.damp < 0:
+            raise ValueError(f"damp must be >= 0, got {self.damp}")
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether the recipe reads layer-input statistics."""
+        return (
+            self.method in _CALIBRATED
+            or (self.method == "lowrank" and self.kind == "whitened")
+            or self.eora_rank is not None
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fields as a JSON-serialisable dict (pairs as lists)."""
+        out = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        """Inverse of :meth:`to_dict` (unknown keys are an error)."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown recipe fields {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    def to_json(self) -> str:
+        """JSON text of :meth:`to_dict`."""
+        return json.dumps(self.to_dict(), sort_keys=True)

@@ -1,0 +1,374 @@
+"""learned.compress: the compress() entry point, recipes, save/load and bad input.
+
+References are independent: dense torch products of the stored weights, the layer-wise
+objective ``||(W - W') X||`` evaluated directly, and the accuracy of a digits MLP.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from learned.compress import (
+    MixedBitLinear,
+    NMSparseLinear,
+    Recipe,
+    compress,
+    load_compressed,
+    save_compressed,
+)
+from learned.compress.calibrate import execution_stages
+from learned.compress.eora import effective_weight
+from learned.compress.obs import inverse_hessian_factor, obs_sweep
+from learned.compress.quantize import dequantized_kernels
+
+# --------------------------------------------------------------------------- fixtures
+
+
+def _mlp() -> nn.Module:
+    return nn.Sequential(
+        nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 16)
+    )
+
+
+@pytest.fixture(scope="module")
+def digits() -> dict:
+    """An MLP trained for a second on scikit-learn's bundled digits (64 inputs, 10 classes)."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    X = torch.tensor(data.data / 16.0, dtype=torch.float32)
+    y = torch.tensor(data.target)
+    perm = torch.randperm(len(X), generator=torch.Generator().manual_seed(0))
+    X, y = X[perm], y[perm]
+    Xtr, ytr, Xte, yte = X[:1400], y[:1400], X[1400:], y[1400:]
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: threads only add contention
+    net = _mlp()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(100):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(Xtr), ytr).backward()
+        opt.step()
+    torch.set_num_threads(threads)
+    net.eval()
+    calib = [Xtr[i : i + 200] for i in range(0, 600, 200)]
+    return {"net": net, "calib": calib, "Xte": Xte, "yte": yte}
+
+
+def _accuracy(net: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((net(X).argmax(-1) == y).float().mean())
+
+
+RECIPES = {
+    "magnitude": Recipe("magnitude", sparsity=0.5),
+    "wanda": Recipe("wanda", sparsity=0.5),
+    "sparsegpt": Recipe("sparsegpt", sparsity=0.5),
+    "sparsegpt-2:4": Recipe("sparsegpt", pattern=(2, 4)),
+    "wanda-2:4": Recipe("wanda", pattern=(2, 4)),
+    "block": Recipe("block", sparsity=0.5, block=(4, 4)),
+    "lowrank-svd": Recipe("lowrank", kind="svd", rank=16),
+    "lowrank-whitened": Recipe("lowrank", param_ratio=0.5),
+    "monarch": Recipe("monarch", nblocks=(4, 4)),
+    "rtn-4": Recipe("rtn", bits=4, group_size=32),
+    "gptq-4": Recipe("gptq", bits=4, group_size=32),
+    "ptq161": Recipe("ptq161", binary_block=16),
+    "rtn-4-eora": Recipe("rtn", bits=4, eora_rank=8),
+    "farms": Recipe("magnitude", sparsity=0.5, allocation="farms"),
+}
+
+
+# --------------------------------------------------------------------------- whole models
+
+
+def test_zero_strength_leaves_outputs_unchanged(digits: dict) -> None:
+    net, calib, X = digits["net"], digits["calib"], digits["Xte"]
+    with torch.no_grad():
+        ref = net(X)
+    tiny = 1e-9  # rounds to zero pruned weights in every layer
+    for recipe in (
+        Recipe("magnitude", sparsity=tiny),
+        Recipe("wanda", sparsity=tiny),
+        Recipe("sparsegpt", sparsity=tiny),
+        Recipe("lowrank", kind="svd", rank=128),
+        Recipe("lowrank", kind="whitened", rank=128),
+        Recipe("monarch", nblocks=(1, 1), rank=128),
+    ):
+        small = compress(net, recipe, calibration=calib)
+        with torch.no_grad():
+            out = small(X)
+        assert torch.allclose(out, ref, atol=2e-4, rtol=1e-4), recipe.method
+
+
+_HEAVY = {"ptq161", "gptq-4", "rtn-4-eora", "farms"}  # bit-plane emulation / FARMS fits
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in _HEAVY else n for n in RECIPES],
+)
+def test_every_recipe_makes_real_layers_and_reloads_identically(
+    name: str, digits: dict, tmp_path
+) -> None:
+    net, calib, X = digits["net"], digits["calib"], digits["Xte"]
+    small = compress(net, RECIPES[name], calibration=calib)
+    assert not any(type(m) is nn.Linear for m in small.modules())
+    assert all(type(m) is nn.Linear for m in net.modules() if isinstance(m, nn.Linear))
+    save_compressed(small, tmp_path)
+    again = load_compressed(tmp_path, _mlp)  # a fresh, randomly initialised skeleton
+    with torch.no_grad():
+        # A few rows: the CPU bit-plane kernel is an emulation, slow but exact.
+        assert torch.equal(small(X[:8]), again(X[:8]))
+    assert again.compression_recipe == RECIPES[name].to_dict()
+
+
+@pytest.mark.parametrize(
+    ("name", "max_drop"),
+    [
+        ("wanda", 0.03),
+        ("sparsegpt", 0.02),
+        ("sparsegpt-2:4", 0.04),
+        ("lowrank-whitened", 0.03),
+        pytest.param("gptq-4", 0.01, marks=pytest.mark.slow),
+        pytest.param("rtn-4-eora", 0.01, marks=pytest.mark.slow),
+    ],
+)
+def test_digits_accuracy_is_kept(name: str, max_drop: float, digits: dict) -> None:
+    net, calib, X, y = digits["net"], digits["calib"], digits["Xte"], digits["yte"]
+    dense = _accuracy(net, X, y)
+    assert dense > 0.93
+    small = compress(net, RECIPES[name], calibration=calib)
+    with dequantized_kernels(small):
+        assert _accuracy(small, X, y) >= dense - max_drop
+
+
+def test_dequantized_kernels_match_the_bitplane_kernel(digits: dict) -> None:
+    small = compress(digits["net"], RECIPES["ptq161"], calibration=digits["calib"][:1])
+    X = digits["Xte"][:6]
+    with torch.no_grad():
+        exact = small(X)
+        with dequantized_kernels(small):
+            fast = small(X)
+        again = small(X)  # restored on exit
+    assert torch.allclose(fast, exact, rtol=1e-5, atol=1e-5)
+    assert torch.equal(again, exact)
+
+
+def test_calibrated_methods_beat_magnitude_on_digits(digits: dict) -> None:
+    net, calib, X = digits["net"], digits["calib"], digits["Xte"]
+    with torch.no_grad():
+        ref = net(X)
+
+    def err(recipe: Recipe) -> float:
+        with torch.no_grad():
+            return float((compress(net, recipe, calibration=calib)(X) - ref).norm())
+
+    mag = err(Recipe("magnitude", sparsity=0.7))
+    assert err(Recipe("sparsegpt", sparsity=0.7)) < mag
+    assert err(Recipe("lowrank", param_ratio=0.5)) < err(Recipe("lowrank", kind="svd", rank=16))
+
+
+def test_sequential_calibration_groups_layers_reading_the_same_input() -> None:
+    class QKV(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.q, self.k, self.v = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8)
+            self.out = nn.Linear(8, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.out(self.q(x) * self.k(x) + self.v(x))
+
+    model = QKV()
+    targets = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    stages = execution_stages(model, targets, [torch.randn(5, 8)])
+    assert stages == [["q", "k", "v"], ["out"]]
+
+
+def test_filter_fn_selects_layers_and_input_is_not_modified(digits: dict) -> None:
+    net = digits["net"]
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    small = compress(net, Recipe("magnitude", sparsity=0.5), filter_fn=lambda m, n: n == "0")
+    assert type(small[0]).__name__ == "SparseLinear"
+    assert type(small[2]) is nn.Linear and type(small[4]) is nn.Linear
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
+
+
+# --------------------------------------------------------------------------- properties
+
+
+@settings(max_examples=12)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    nm=st.sampled_from([(1, 2), (2, 4), (1, 4), (3, 4), (2, 8), (4, 8)]),
+    method=st.sampled_from(["magnitude", "wanda", "sparsegpt"]),
+    groups=st.integers(1, 6),
+    out=st.integers(1, 12),
+)
+def test_nm_masks_have_exactly_n_per_m(
+    seed: int, nm: tuple[int, int], method: str, groups: int, out: int
+) -> None:
+    n, m = nm
+    gen = torch.Generator().manual_seed(seed)
+    in_f = groups * m * (2 if method == "sparsegpt" else 1)
+    lin = nn.Linear(in_f, out)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(out, in_f, generator=gen))
+    calib = [torch.randn(64, in_f, generator=gen)]
+    small = compress(
+        nn.Sequential(lin), Recipe(method, pattern=(n, m), blocksize=8 * m), calibration=calib
+    )
+    layer = small[0]
+    assert isinstance(layer, NMSparseLinear)
+    W = layer.dense_weight().reshape(out, -1, m)
+    assert torch.all((W != 0).sum(-1) == n)
+
+
+@settings(max_examples=12)
+@given(seed=st.integers(0, 2**31 - 1), sparsity=st.floats(0.05, 0.95))
+def test_unstructured_sparsity_is_exact(seed: int, sparsity: float) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    lin = nn.Linear(32, 24)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(24, 32, generator=gen))
+    calib = [torch.randn(64, 32, generator=gen)]
+    for method in ("magnitude", "wanda", "sparsegpt"):
+        small = compress(nn.Sequential(lin), Recipe(method, sparsity=sparsity), calibration=calib)
+        zeros = int((small[0].dense_weight() == 0).sum())
+        if method == "wanda":  # per output row
+            assert zeros == 24 * round(32 * sparsity)
+        elif method == "magnitude":
+            assert zeros == round(24 * 32 * sparsity)
+        else:  # SparseGPT: per block of 128 columns, here one block
+            assert zeros == round(24 * 32 * sparsity)
+
+
+@settings(max_examples=12)
+@given(seed=st.integers(0, 2**31 - 1), bits=st.integers(2, 6))
+def test_gptq_beats_rtn_on_the_layer_objective(seed: int, bits: int) -> None:
+    # Correlated inputs, the regime where error feedback matters.
+    gen = torch.Generator().manual_seed(seed)
+    mix = torch.randn(48, 48, generator=gen)
+    X = torch.randn(512, 48, generator=gen) @ mix
+    lin = nn.Linear(48, 20)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(20, 48, generator=gen))
+    W = lin.weight.detach().double()
+
+    def err(recipe: Recipe) -> float:
+        layer = compress(nn.Sequential(lin), recipe, calibration=[X])[0]
+        return float(((W - effective_weight(layer)) @ X.double().T).norm())
+
+    assert err(Recipe("gptq", bits=bits, damp=1e-4)) <= err(Recipe("rtn", bits=bits)) * 1.001
+
+
+class _PruneFirst:
+    """OBS rule pruning the first ``k`` columns (the case where the sweep is exact)."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def begin_block(self, W1: torch.Tensor, d: torch.Tensor, start: int) -> None:
+        self.start = start
+
+    def column(self, w: torch.Tensor, j: int, W1: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(w) if self.start + j < self.k else w
+
+
+@settings(max_examples=12)
+@given(seed=st.integers(0, 2**31 - 1), k=st.integers(1, 10), blocksize=st.sampled_from([3, 8, 64]))
+def test_obs_sweep_matches_the_least_squares_reconstruction(
+    seed: int, k: int, blocksize: int
+) -> None:
+    # Pruning a set S of leading columns, the sweep must give the exact minimiser of
+    # ||(W - W') X^T|| with W'_S = 0: W'_F = W_F + W_S X_S^T X_F (X_F^T X_F)^-1.
+    gen = torch.Generator().manual_seed(seed)
+    X = (torch.randn(300, 16, generator=gen) @ torch.randn(16, 16, generator=gen)).double()
+    W = torch.randn(5, 16, generator=gen, dtype=torch.float64)
+    U = inverse_hessian_factor(X.T @ X / 300, damp=0.0)
+    got = obs_sweep(W, U, _PruneFirst(k), blocksize=blocksize)
+    XS, XF = X[:, :k], X[:, k:]
+    ref = W[:, k:] + torch.linalg.solve(XF.T @ XF, XF.T @ XS @ W[:, :k].T).T
+    assert torch.all(got[:, :k] == 0)
+    assert torch.allclose(got[:, k:], ref, rtol=1e-6, atol=1e-6 * float(ref.abs().max()))
+
+
+def test_sparsegpt_beats_magnitude_with_outlier_channels() -> None:
+    # Transformer activations have a few large channels; weighing by them is the point.
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(500, 64, generator=gen)
+    X[:, :4] *= 25.0
+    lin = nn.Linear(64, 32)
+    W = lin.weight.detach().double()
+
+    def err(method: str) -> float:
+        layer = compress(nn.Sequential(lin), Recipe(method, sparsity=0.5), calibration=[X])[0]
+        return float(((W - effective_weight(layer)) @ X.double().T).norm())
+
+    assert err("sparsegpt") < err("wanda") < err("magnitude")
+
+
+def test_eora_reduces_the_output_error() -> None:
+    torch.manual_seed(0)
+    X = torch.randn(300, 64) @ torch.randn(64, 64)
+    lin = nn.Linear(64, 32)
+    base = compress(nn.Sequential(lin), Recipe("rtn", bits=3), calibration=[X])[0]
+    comp = compress(nn.Sequential(lin), Recipe("rtn", bits=3, eora_rank=8), calibration=[X])[0]
+    W = lin.weight.detach().double()
+    e0 = ((W - effective_weight(base)) @ X.double().T).norm()
+    e1 = ((W - effective_weight(comp)) @ X.double().T).norm()
+    assert e1 < 0.9 * e0
+
+
+def test_ptq161_keeps_salient_channels_at_high_precision() -> None:
+    torch.manual_seed(0)
+    X = torch.randn(200, 64)
+    X[:, :8] *= 20.0  # the salient channels
+    lin = nn.Linear(64, 16)
+    layer = compress(nn.Sequential(lin), Recipe("ptq161", binary_block=16), calibration=[X])[0]
+    assert isinstance(layer, MixedBitLinear)
+    assert set(range(8)) <= set(layer.salient.tolist())
+    assert layer.low.weight_bits == 1 and layer.high.weight_bits == 4
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"method": "magnitude", "sparsity": 0.0}, "sparsity"),
+        ({"method": "magnitude", "sparsity": 1.0}, "sparsity"),
+        ({"method": "wanda", "sparsity": -0.5}, "sparsity"),
+        ({"method": "lowrank", "rank": 0}, "rank"),
+        ({"method": "lowrank", "rank": -3}, "rank"),
+        ({"method": "lowrank", "param_ratio": 1.5}, "param_ratio"),
+        ({"method": "rtn", "bits": 9}, "bits"),
+        ({"method": "magnitude"}, "sparsity"),
+        ({"method": "prune-everything"}, "method"),
+        ({"method": "magnitude", "pattern": (4, 4)}, "N:M"),
+    ],
+)
+def test_bad_recipes_are_rejected(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        Recipe(**kwargs)
+
+
+def test_bad_targets_and_calibration_are_rejected() -> None:
+    net = _mlp()
+    with pytest.raises(TypeError, match="ReLU"):
+        compress(net, Recipe("magnitude", sparsity=0.5), filter_fn=lambda m, n: n in ("0", "1"))
+    with pytest.raises(ValueError, match=r"no nn\.Linear"):
+        compress(net, Recipe("magnitude", sparsity=0.5), filter_fn=lambda m, n: False)
+    with pytest.raises(ValueError, match="empty"):
+        compress(net, Recipe("wanda", sparsity=0.5), calibration=[])
+    with pytest.raises(ValueError, match="calibration is required"):
+        compress(net, Recipe("sparsegpt", sparsity=0.5))
+    with pytest.raises(TypeError, match=r"nn\.Module"):
+        compress("not a model", Recipe("magnitude", sparsity=0.5))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="M must divide"):
+        compress(nn.Sequential(nn.Linear(6, 2)), Recipe("magnitude", pattern=(2, 4)))

