@@ -10,12 +10,13 @@ Modules, one idea each:
 
 ``stencil``   the 5/7-point grid operator of a sparse matrix, applied in torch
 ``network``   the convolutional network (the paper's one-pool net and a multilevel one)
-``loss``      the unsupervised, scale-invariant training loss
+``loss``      the scale-invariant training losses: the paper's residual loss, energy-norm ones
 ``ritz``      Lanczos Ritz vectors of the training operators (npz, resumable)
 ``data``      right-hand sides from Ritz vectors; the Lightning DataModule
 ``module``    the LightningModule; safetensors checkpoints and resume
 ``io``        saving and loading models as safetensors; the shipped models
 ``solve``     :func:`dcdm_solve`, with a safeguard that makes it converge on any SPD system
+``select``    checkpoint selection by the solver's iteration count on validation grids
 ``train``     the command line ``python -m learned.dcdm.train``
 """
 

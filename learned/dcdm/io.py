@@ -69,9 +69,12 @@ def load_model(path: str | Path) -> DCDMNet:
 def pretrained(dim: int) -> DCDMNet:
     """Load the shipped model for 2-D (``dim=2``) or 3-D (``dim=3``) Poisson problems.
 
-    Trained on 32² (2-D) or 16³ (3-D) grids with and without obstacles; the
-    training commands and times are in ``learned/models/dcdm<dim>d.json``. The
-    networks are multilevel and fully convolutional, so they apply to any grid.
+    The 2-D model comes from an energy-loss run on 64² grids whose checkpoint
+    selection by solver iterations (:mod:`learned.dcdm.select`) kept step 0, so it
+    is the BPX initialisation; the 3-D model was trained on 16³ grids with the
+    paper's loss. Commands, times and the selection history are in
+    ``learned/models/dcdm<dim>d.json``. The networks are multilevel and fully
+    convolutional, so they apply to any grid.
 
     Examples
     --------

@@ -21,8 +21,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from learned.dcdm.loss import dcdm_loss
+from learned.dcdm.loss import LOSSES, dcdm_loss, energy_loss, unrolled_energy_loss
 from learned.dcdm.network import DCDMConfig, DCDMNet
+from learned.dcdm.stencil import apply_stencil
 
 __all__ = ["DCDMModule", "SafetensorsCheckpoint", "read_checkpoint"]
 
@@ -30,7 +31,12 @@ CHECKPOINT_FORMAT = "numlib.learned.dcdm-checkpoint"
 
 
 class DCDMModule(pl.LightningModule):
-    """Trains a :class:`DCDMNet` on the unsupervised DCDM loss.
+    """Trains a :class:`DCDMNet` on one of the DCDM losses (:mod:`learned.dcdm.loss`).
+
+    With ``loss="residual"`` a sample ``v`` of the data stream is the right-hand
+    side; with ``loss="energy"`` or ``"unrolled"`` it is the solution ``x``, the
+    network sees ``b = A x / ||A x||`` and the loss is the relative ``A``-norm error
+    after one step or after ``unroll`` steps of the solver.
 
     Adam with a cosine learning-rate decay from ``lr`` to ``lr / 10`` over
     ``steps`` optimiser steps (the schedule is a function of the *total* step, so
@@ -49,6 +55,10 @@ class DCDMModule(pl.LightningModule):
         Total optimiser steps of the run.
     seed : int
         Seeds the weight initialisation.
+    loss : {"residual", "energy", "unrolled"}
+        Training loss; "residual" is the paper's.
+    unroll : int
+        Solver steps of the "unrolled" loss.
     """
 
     def __init__(
@@ -60,8 +70,15 @@ class DCDMModule(pl.LightningModule):
         lr: float,
         steps: int,
         seed: int,
+        loss: str = "residual",
+        unroll: int = 4,
     ) -> None:
         super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        if isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1:
+            raise ValueError(f"unroll must be a positive int, got {unroll!r}")
+        self.loss_name, self.unroll = loss, unroll
         torch.manual_seed(seed)
         self.net = DCDMNet.from_config(config)
         self.register_buffer("coefficients", coefficients, persistent=False)
@@ -76,10 +93,23 @@ class DCDMModule(pl.LightningModule):
     LOG_EVERY = 50
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> Any:
-        """One step of the loss on a batch ``(b, op)``."""
-        b, op = batch
-        q = self.net(b, self.geometry[op])
-        loss = dcdm_loss(q, b, self.coefficients[op])
+        """One step of the loss on a batch ``(v, op)`` (``v`` is ``b`` or ``x``, see above)."""
+        v, op = batch
+        coefficients = self.coefficients[op]
+        geometry = self.geometry[op]
+        if self.loss_name == "residual":
+            loss = dcdm_loss(self.net(v, geometry), v, coefficients)
+        else:
+            Av = apply_stencil(coefficients, v)
+            # Both scaled by 1/||A x||: the network is fed unit residuals, as in the solver.
+            scale = Av.flatten(1).norm(dim=1).view(-1, *([1] * (v.ndim - 1)))
+            x, b = v / scale, Av / scale
+            if self.loss_name == "energy":
+                loss = energy_loss(self.net(b, geometry), x, b, coefficients)
+            else:
+                loss = unrolled_energy_loss(
+                    lambda r: self.net(r, geometry), x, b, coefficients, steps=self.unroll
+                )
         self.log("loss", loss, prog_bar=True)
         self._block.append(float(loss.detach()))
         if len(self._block) == self.LOG_EVERY:

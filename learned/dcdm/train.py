@@ -10,6 +10,14 @@ command, configuration, wall time and loss history). The full training state is
 checkpointed to ``<data-dir>/<name>.ckpt.safetensors`` every ``--checkpoint-every``
 steps; ``--resume`` continues from it. Lanczos Ritz bases are cached in
 ``--data-dir`` as npz.
+
+``--loss`` picks the training loss (:mod:`learned.dcdm.loss`; "residual" is the
+paper's, "energy" and "unrolled" are numlib's energy-norm losses) and
+``--select-every N`` evaluates the solver's iteration count on validation grids
+every ``N`` steps (:mod:`learned.dcdm.select`): the exported model is then the best
+network by that count -- possibly the initialisation -- and the JSON records the
+whole evaluation history. The best weights so far live in
+``<data-dir>/<name>.best.safetensors`` and survive a resume.
 """
 
 from __future__ import annotations
@@ -27,8 +35,11 @@ import torch
 
 from learned.dcdm.data import RitzDataModule
 from learned.dcdm.io import save_model
+from learned.dcdm.loss import LOSSES
 from learned.dcdm.module import DCDMModule, SafetensorsCheckpoint
 from learned.dcdm.network import DCDMConfig, DCDMNet
+from learned.dcdm.select import BestIterationsCheckpoint, validation_problems
+from numlib.validate import check_positive_int
 
 __all__ = ["TrainConfig", "fit", "main"]
 
@@ -50,6 +61,9 @@ class TrainConfig:
     blocks: int = 2
     levels: int | None = None
     threads: int = 1
+    loss: str = "residual"
+    unroll: int = 4
+    select_every: int | None = None
 
 
 def fit(
@@ -86,6 +100,10 @@ def fit(
         ``resume``; 0 only loads the checkpoint (to export it).
     progress : bool
         Show Lightning's progress bar.
+
+    With ``config.select_every`` the returned network is the best one by solver
+    iterations on the validation problems (:mod:`learned.dcdm.select`), possibly
+    the initialisation, and the summary holds the selection record.
     """
     torch.set_num_threads(config.threads)
     pl.seed_everything(config.seed, verbose=False)
@@ -110,6 +128,8 @@ def fit(
         lr=config.lr,
         steps=config.steps,
         seed=config.seed,
+        loss=config.loss,
+        unroll=config.unroll,
     )
     if resume and checkpoint is not None and Path(checkpoint).exists():
         module.restore(checkpoint)
@@ -119,6 +139,18 @@ def fit(
     callbacks: list[pl.Callback] = []
     if checkpoint is not None:
         callbacks.append(SafetensorsCheckpoint(checkpoint, every=checkpoint_every))
+    selector = None
+    if config.select_every is not None:
+        if checkpoint is None:
+            raise ValueError("select_every needs a checkpoint (the best weights go next to it)")
+        check_positive_int(config.select_every, "select_every")
+        if not (resume and Path(checkpoint).exists()):
+            _best_path(checkpoint).unlink(missing_ok=True)  # a fresh run: no stale selection
+        systems = validation_problems(config.dim, 2 * config.grid)
+        selector = BestIterationsCheckpoint(
+            _best_path(checkpoint), systems, every=config.select_every
+        )
+        callbacks.append(selector)
     started = time.perf_counter()
     end = config.steps if stop_after is None else min(stop_after, config.steps)
     remaining = end - module.start_step
@@ -137,6 +169,15 @@ def fit(
         )
         trainer.fit(module, datamodule=data)
     elapsed = module.elapsed_s + time.perf_counter() - started
+    net = module.net
+    selection = None
+    if selector is not None:
+        if remaining <= 0 and selector.best is None:
+            selector._evaluate(module)
+        # Ship the best weights by solver iterations, not the last ones.
+        net = DCDMNet.from_config(module.net.config)
+        net.load_state_dict(selector.best_state())
+        selection = selector.summary()
     summary = {
         "steps": config.steps,
         "completed_steps": module.start_step + max(remaining, 0),
@@ -144,7 +185,15 @@ def fit(
         "losses_every_50_steps": [round(x, 5) for x in module.losses],
         "parameters": sum(p.numel() for p in module.net.parameters()),
     }
-    return module.net.eval(), summary
+    if selection is not None:
+        summary["selection"] = selection
+    return net.eval(), summary
+
+
+def _best_path(checkpoint: str | Path) -> Path:
+    checkpoint = Path(checkpoint)
+    stem = checkpoint.name.removesuffix(".safetensors").removesuffix(".ckpt")
+    return checkpoint.with_name(stem + ".best.safetensors")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -165,6 +214,23 @@ def _parser() -> argparse.ArgumentParser:
         "--levels", type=int, default=None, help="pooling levels (1: the paper); default: all"
     )
     parser.add_argument("--threads", type=int, default=defaults.threads)
+    parser.add_argument(
+        "--loss",
+        choices=LOSSES,
+        default=defaults.loss,
+        help="residual: the paper's; energy / unrolled: relative A-norm error after "
+        "one / --unroll solver steps (learned.dcdm.loss)",
+    )
+    parser.add_argument(
+        "--unroll", type=int, default=defaults.unroll, help="solver steps of --loss unrolled"
+    )
+    parser.add_argument(
+        "--select-every",
+        type=int,
+        default=None,
+        help="evaluate solver iterations on validation grids every this many steps "
+        "and ship the best weights (learned.dcdm.select)",
+    )
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="output path without suffix")
     parser.add_argument("--checkpoint-every", type=int, default=100)
@@ -197,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
         blocks=args.blocks,
         levels=args.levels,
         threads=args.threads,
+        loss=args.loss,
+        unroll=args.unroll,
+        select_every=args.select_every,
     )
     checkpoint = args.data_dir / f"{args.out.name}.ckpt.safetensors"
     net, summary = fit(
