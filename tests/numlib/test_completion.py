@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from numlib import completion
 from numlib.completion import _exact_update, _Grouped, complete
 from numlib.result import ConvergenceWarning
 
@@ -130,7 +131,7 @@ def test_explicit_zeros_are_observations():
         ({"tol": -1.0}, ValueError, "tol"),
         ({"ridge": np.nan}, ValueError, "ridge"),
         ({"validation_fraction": 1.0}, ValueError, "validation_fraction"),
-        ({"sketch_rows_factor": 0.5}, ValueError, "sketch_rows_factor"),
+        ({"min_rows_factor": -0.5}, ValueError, "min_rows_factor"),
         ({"max_sweeps": 0}, ValueError, "max_sweeps"),
         ({"rng": "x"}, TypeError, "rng"),
         ({"mask": np.ones((40, 30))}, TypeError, "mask"),
@@ -161,3 +162,53 @@ def test_bad_observations():
         complete(np.ones((5, 4)), 1)
     with pytest.raises(TypeError, match="observed"):
         complete(sp.coo_array(np.ones((5, 4), dtype=complex)), 1)
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    st.integers(2, 6),
+    st.integers(0, 30),
+    st.sampled_from([0.0, 0.3]),
+    st.integers(0, 2**31 - 1),
+)
+def test_robust_row_solve_converges_to_lstsq(k, extra, ridge, seed):
+    # with a tight inner tolerance and enough CG steps, the approximate row update is
+    # the exact least-squares solution (reference: numpy.linalg.lstsq per row)
+    r = np.random.default_rng(seed)
+    nrows, ncols = 8, 60
+    F = r.standard_normal((ncols, k))
+    mask = r.random((nrows, ncols)) < (2 * k + extra) / ncols
+    rows, cols = np.nonzero(mask)
+    vals = r.standard_normal(rows.size)
+    g = _Grouped(rows, cols, vals, nrows)
+    X0 = r.standard_normal((nrows, k))
+    old = completion._INNER_MAXITER
+    completion._INNER_MAXITER = 200
+    try:
+        got, n_cg, _, sq = completion._robust_update(g, F, X0, ridge, k, inner_rtol=1e-12)
+    finally:
+        completion._INNER_MAXITER = old
+    total = 0.0
+    for i in range(nrows):
+        A = F[cols[rows == i]]
+        b = vals[rows == i]
+        if A.shape[0] == 0:
+            continue
+        total += float(np.sum((A @ got[i] - b) ** 2))
+        if ridge:
+            A = np.vstack([A, np.sqrt(ridge) * np.eye(k)])
+            b = np.concatenate([b, np.zeros(k)])
+        ref = np.linalg.lstsq(A, b, rcond=None)[0]
+        np.testing.assert_allclose(got[i], ref, rtol=1e-6, atol=1e-8)
+    assert n_cg == int(np.sum(g.counts > k))
+    assert sq == pytest.approx(total, rel=1e-8, abs=1e-12)
+
+
+def test_robust_takes_few_cg_steps_and_reports_sweep_times():
+    M, obs = planted(400, 300, 4, 0.3, 12)
+    res = complete(obs, 4, method="robust", rng=0)
+    assert res.converged and rel(res, M) <= 1e-6
+    assert len(res.info["sweep_seconds"]) == res.sweeps
+    # sweep 1 solves V exactly; every later half-sweep solves rows by CG in few steps
+    assert max(res.info["inner_iterations"]) <= 10
+    assert min(res.info["cg_rows"]) > 0

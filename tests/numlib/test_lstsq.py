@@ -10,6 +10,7 @@ import scipy.linalg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import numlib.lstsq
 from numlib.lstsq import lstsq
 from numlib.result import ConvergenceWarning
 
@@ -70,14 +71,58 @@ def test_rank_deficient_gives_min_norm_and_rank() -> None:
     np.testing.assert_allclose(res.x, x_ref, rtol=0, atol=1e-8 * np.linalg.norm(x_ref))
 
 
-def test_same_rng_same_answer_and_auto_dispatch() -> None:
+def test_same_rng_same_answer_and_auto_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
     A, b, _, _ = planted(3000, 10, 1e4, 3)
     r1 = lstsq(A, b, method="sketch", rng=5)
     r2 = lstsq(A, b, method="sketch", rng=5)
     np.testing.assert_array_equal(r1.x, r2.x)
-    assert lstsq(A, b, rng=0).method == "sketch"  # n/d = 300 >= AUTO_RATIO
-    small = lstsq(A[:500], b[:500], rng=0)
+    # d = 10 < AUTO_MIN_COLS: LAPACK whatever n / d
+    assert lstsq(A, b, rng=0).method == "lapack"
+    monkeypatch.setattr(numlib.lstsq, "AUTO_MIN_COLS", 10)
+    assert lstsq(A, b, rng=0).method == "sketch"  # n / d = 300 >= AUTO_MIN_RATIO
+    small = lstsq(A[:150], b[:150], rng=0)  # n / d = 15 < AUTO_MIN_RATIO
     assert small.method == "lapack" and small.iterations == 0
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    n=st.integers(1, 700),
+    d=st.integers(1, 40),
+    threads=st.integers(1, 3),
+    seed=st.integers(0, 2**31),
+)
+def test_fused_passes_equal_two_products(n: int, d: int, threads: int, seed: int) -> None:
+    # the one-pass products agree with the two-pass ones (blocks of 8 rows, 1-3 threads)
+    rng = np.random.default_rng(seed)
+    A, b, x = rng.standard_normal((n, d)), rng.standard_normal(n), rng.standard_normal(d)
+    old = numlib.lstsq._BLOCK_BYTES
+    numlib.lstsq._BLOCK_BYTES = 64 * d
+    try:
+        passes = numlib.lstsq._Passes(A, b, threads)
+        q = passes.normal(x)
+        g, rr = passes.gradient(x)
+        passes.close()
+    finally:
+        numlib.lstsq._BLOCK_BYTES = old
+    r = b - A @ x
+    scale = np.linalg.norm(A) ** 2 * np.linalg.norm(x) + np.linalg.norm(A) * np.linalg.norm(b)
+    np.testing.assert_allclose(q, A.T @ (A @ x), rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(g, A.T @ r, rtol=0, atol=1e-12 * scale)
+    assert abs(rr - r @ r) <= 1e-12 * (r @ r + 1.0)
+
+
+def test_consistent_system_and_svd_preconditioner() -> None:
+    A, _, x, _ = planted(2000, 15, 1e4, 5)
+    res = lstsq(A, A @ x, method="sketch", rng=0)
+    assert res.converged and res.info["preconditioner"] == "qr"
+    np.testing.assert_allclose(res.x, x, rtol=0, atol=1e-8 * np.linalg.norm(x))
+    # exactly repeated columns: R is singular, the truncated SVD preconditioner is used
+    B = np.column_stack([A, A[:, :3]])
+    b = B @ np.random.default_rng(1).standard_normal(18) + 1e-3
+    res = lstsq(B, b, method="sketch", rng=0)
+    assert res.info["preconditioner"] == "svd" and res.rank == 15 and res.converged
+    x_ref = scipy.linalg.lstsq(B, b, cond=1e-10)[0]  # minimum-norm, rank 15
+    np.testing.assert_allclose(res.x, x_ref, rtol=0, atol=1e-7 * np.linalg.norm(x_ref))
 
 
 def test_non_convergence_warns() -> None:

@@ -15,6 +15,7 @@ from validation.suites import (
     ptd_plot,
     recycle,
     sketch,
+    sketch_plot,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "ptd_plot",
     "recycle",
     "sketch",
+    "sketch_plot",
 ]
