@@ -266,55 +266,9 @@ def generate_dataset(
     """
     config = _config(family, n_samples, n, seed, shard_size, strategy, order, rtol, family_options)
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out must be a folder, but {out} is a file")
-    out.mkdir(parents=True, exist_ok=True)
-
-    manifest = _read_manifest(out)
-    if manifest is None:
-        if any(out.glob("shard-*.npz")):
-            raise DatasetMismatchError(
-                f"{out} holds shard files but no {MANIFEST}; refusing to mix data sets"
-            )
-    else:
-        _check_same_config(manifest, config, out)
-    for pattern in _TEMPORARIES:
-        for leftover in out.glob(pattern):
-            # Temporary files of an interrupted write: never complete, never counted.
-            leftover.unlink()
-
-    sample_order = _load_order(out, n_samples) if manifest is not None else None
-    if sample_order is None:
-        sample_order = _global_order(config)
-        _atomic_write(out / ORDER_FILE, lambda fh: np.save(fh, sample_order))
-
-    n_shards = -(-n_samples // shard_size)
-    chunks = [sample_order[k * shard_size : (k + 1) * shard_size] for k in range(n_shards)]
-    entries: dict[int, dict[str, Any]] = {}
-    for k, ids in enumerate(chunks):
-        # The shard files are the truth (the manifest may lag them by one, when a
-        # run stopped between the two renames); each holds its own summary.
-        entry = _finished_shard(out / _shard_name(k), ids, config["rtol"])
-        if entry is not None:
-            entries[k] = entry
+    chunks, entries = _open_dataset(out, config)
+    n_shards = len(chunks)
     skipped = len(entries)
-
-    def save_manifest() -> None:
-        _write_json(
-            out / MANIFEST,
-            {
-                "format": _FORMAT,
-                **config,
-                "numlib_version": numlib.__version__,
-                "n_shards": n_shards,
-                "complete": len(entries) == n_shards,
-                "shards": [entries[k] for k in sorted(entries)],
-            },
-        )
-
-    # Written before solving, so that the folder is claimed by this configuration
-    # even if the first shard is interrupted.
-    save_manifest()
 
     written = 0
     with _progress_bar(progress) as bar:
@@ -349,9 +303,71 @@ def generate_dataset(
                 )
             entries[k] = entry
             written += 1
-            save_manifest()
+            _write_manifest(out, config, entries, n_shards)
 
     return _summary(out, config, entries, written, skipped)
+
+
+def _open_dataset(
+    out: Path, config: dict[str, Any]
+) -> tuple[list[np.ndarray], dict[int, dict[str, Any]]]:
+    """Claim ``out`` for ``config``; return the sample ids of every shard and the finished ones.
+
+    Creates the folder; refuses shard files without a manifest, or a manifest of another
+    configuration (:class:`DatasetMismatchError`); removes the temporaries of an
+    interrupted write; loads the global order or computes and writes it; and writes the
+    manifest before any shard is solved, so the folder is claimed even if the first
+    shard is interrupted. Shared by the serial and the MPI generator.
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out must be a folder, but {out} is a file")
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = _read_manifest(out)
+    if manifest is None:
+        if any(out.glob("shard-*.npz")):
+            raise DatasetMismatchError(
+                f"{out} holds shard files but no {MANIFEST}; refusing to mix data sets"
+            )
+    else:
+        _check_same_config(manifest, config, out)
+    for pattern in _TEMPORARIES:
+        for leftover in out.glob(pattern):
+            # Temporary files of an interrupted write: never complete, never counted.
+            leftover.unlink()
+
+    n_samples, shard_size = config["n_samples"], config["shard_size"]
+    sample_order = _load_order(out, n_samples) if manifest is not None else None
+    if sample_order is None:
+        sample_order = _global_order(config)
+        _atomic_write(out / ORDER_FILE, lambda fh: np.save(fh, sample_order))
+    n_shards = -(-n_samples // shard_size)
+    chunks = [sample_order[k * shard_size : (k + 1) * shard_size] for k in range(n_shards)]
+    entries: dict[int, dict[str, Any]] = {}
+    for k, ids in enumerate(chunks):
+        # The shard files are the truth (the manifest may lag them by one, when a
+        # run stopped between the two renames); each holds its own summary.
+        entry = _finished_shard(out / _shard_name(k), ids, config["rtol"])
+        if entry is not None:
+            entries[k] = entry
+    _write_manifest(out, config, entries, n_shards)
+    return chunks, entries
+
+
+def _write_manifest(
+    out: Path, config: dict[str, Any], entries: dict[int, dict[str, Any]], n_shards: int
+) -> None:
+    """Write the manifest: the configuration and the summary of every finished shard."""
+    _write_json(
+        out / MANIFEST,
+        {
+            "format": _FORMAT,
+            **config,
+            "numlib_version": numlib.__version__,
+            "n_shards": n_shards,
+            "complete": len(entries) == n_shards,
+            "shards": [entries[k] for k in sorted(entries)],
+        },
+    )
 
 
 def _summary(

@@ -34,29 +34,19 @@ from typing import Any
 
 import numpy as np
 
-import numlib
 from solvers.datasets.config import _config
 from solvers.datasets.generate import (
     DatasetInfo,
-    _global_order,
+    _open_dataset,
     _progress_bar,
     _solve_shard,
     _summary,
+    _write_manifest,
 )
 from solvers.datasets.storage import (
-    _FORMAT,
-    _TEMPORARIES,
-    MANIFEST,
-    ORDER_FILE,
-    DatasetMismatchError,
     _atomic_write,
-    _check_same_config,
-    _finished_shard,
-    _load_order,
-    _read_manifest,
     _shard_entry,
     _shard_name,
-    _write_json,
 )
 from solvers.petsc._require import mpi
 from solvers.petsc.sequence import chunk_bounds
@@ -127,11 +117,8 @@ def generate_dataset_mpi(
     config = _config(family, n_samples, n, seed, shard_size, strategy, order, rtol, family_options)
     out = Path(out)
 
-    claimed = _on_root(comm, lambda: _claim(out, config))
-    sample_order, entries = claimed
-    shard_size = config["shard_size"]
-    n_shards = -(-config["n_samples"] // shard_size)
-    shards = [sample_order[s * shard_size : (s + 1) * shard_size] for s in range(n_shards)]
+    shards, entries = _on_root(comm, lambda: _open_dataset(out, config))
+    n_shards = len(shards)
     todo = np.array([s for s in range(n_shards) if s not in entries], dtype=np.int64)
     bounds = chunk_bounds(todo.size, comm.size)
     mine = todo[bounds[comm.rank] : bounds[comm.rank + 1]]
@@ -197,55 +184,6 @@ def _on_root(comm: Any, work: Any) -> Any:
     if status == "error":
         raise value
     return value
-
-
-def _claim(out: Path, config: dict[str, Any]) -> tuple[np.ndarray, dict[int, dict[str, Any]]]:
-    """Root's part of the start, as in the serial generator: folder, order, finished shards."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out must be a folder, but {out} is a file")
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = _read_manifest(out)
-    if manifest is None:
-        if any(out.glob("shard-*.npz")):
-            raise DatasetMismatchError(
-                f"{out} holds shard files but no {MANIFEST}; refusing to mix data sets"
-            )
-    else:
-        _check_same_config(manifest, config, out)
-    for pattern in _TEMPORARIES:
-        for leftover in out.glob(pattern):
-            leftover.unlink()
-    n_samples, shard_size = config["n_samples"], config["shard_size"]
-    sample_order = _load_order(out, n_samples) if manifest is not None else None
-    if sample_order is None:
-        sample_order = _global_order(config)
-        _atomic_write(out / ORDER_FILE, lambda fh: np.save(fh, sample_order))
-    n_shards = -(-n_samples // shard_size)
-    entries = {}
-    for s in range(n_shards):
-        ids = sample_order[s * shard_size : (s + 1) * shard_size]
-        entry = _finished_shard(out / _shard_name(s), ids, config["rtol"])
-        if entry is not None:
-            entries[s] = entry
-    # Claims the folder for this configuration before any shard is solved.
-    _write_manifest(out, config, entries, n_shards)
-    return sample_order, entries
-
-
-def _write_manifest(
-    out: Path, config: dict[str, Any], entries: dict[int, dict[str, Any]], n_shards: int
-) -> None:
-    _write_json(
-        out / MANIFEST,
-        {
-            "format": _FORMAT,
-            **config,
-            "numlib_version": numlib.__version__,
-            "n_shards": n_shards,
-            "complete": len(entries) == n_shards,
-            "shards": [entries[s] for s in sorted(entries)],
-        },
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
