@@ -56,6 +56,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def generator_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of :func:`generate_dataset` from the parsed command line.
+
+    One place, so that ``numlib-dataset`` and its MPI twin (``python -m
+    solvers.petsc.dataset``, which takes the same arguments) read them the same way.
+    """
+    return {
+        "family": args.family,
+        "n_samples": args.samples,
+        "out": args.out,
+        "n": args.grid,
+        "shard_size": args.shard_size,
+        "seed": args.seed,
+        "strategy": args.strategy,
+        "order": args.order,
+        "rtol": args.rtol,
+        "family_options": dict(args.option) or None,
+        "progress": not args.no_progress,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``numlib-dataset`` with ``argv`` (default ``sys.argv[1:]``).
 
@@ -86,19 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TypeError, ValueError) as exc:
         parser.error(str(exc))
     try:
-        info = generate_dataset(
-            args.family,
-            args.samples,
-            args.out,
-            n=args.grid,
-            shard_size=args.shard_size,
-            seed=args.seed,
-            strategy=args.strategy,
-            order=args.order,
-            rtol=args.rtol,
-            family_options=options,
-            progress=not args.no_progress,
-        )
+        info = generate_dataset(**generator_arguments(args))
     except DatasetMismatchError as exc:
         parser.error(f"argument --out: {exc}")
     except KeyboardInterrupt:

@@ -194,27 +194,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     int
         0 when the data set is complete; argument errors exit with status 2.
     """
-    from solvers.datasets.cli import build_parser
+    from solvers.datasets.cli import build_parser, generator_arguments
 
     MPI = mpi()
     parser = build_parser()
     parser.prog = "mpiexec -n P python -m solvers.petsc.dataset"
     args = parser.parse_args(argv)
-    options = dict(args.option) or None
     try:
-        info = generate_dataset_mpi(
-            args.family,
-            args.samples,
-            args.out,
-            n=args.grid,
-            shard_size=args.shard_size,
-            seed=args.seed,
-            strategy=args.strategy,
-            order=args.order,
-            rtol=args.rtol,
-            family_options=options,
-            progress=not args.no_progress,
-        )
+        info = generate_dataset_mpi(**generator_arguments(args))
     except (TypeError, ValueError) as exc:
         if MPI.COMM_WORLD.rank == 0:
             parser.error(str(exc))
