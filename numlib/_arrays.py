@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import os
 from types import ModuleType
 from typing import Any
 
@@ -24,6 +25,7 @@ __all__ = [
     "device_kw",
     "like",
     "small_lapack_threads",
+    "usable_cpus",
 ]
 
 #: Matrix order up to which :func:`small_lapack_threads` pins BLAS to one thread.
@@ -107,3 +109,11 @@ def small_lapack_threads(n: int | None = None) -> contextlib.AbstractContextMana
     if n is not None and n > SMALL_LAPACK_MAX_N:
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
+
+
+def usable_cpus() -> int:
+    """Return the number of CPUs this process may run on (its affinity mask where known)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

@@ -36,7 +36,14 @@ from scipy.linalg.lapack import dtrcon
 from threadpoolctl import threadpool_limits
 
 from numlib.result import ConvergenceWarning
-from numlib.sketch import SKETCHES, SketchOperator, SparseSignSketch, make_sketch
+from numlib.sketch import (
+    SKETCHES,
+    SketchOperator,
+    SparseSignSketch,
+    gram_cholesky,
+    make_sketch,
+    seminormal_solve,
+)
 from numlib.validate import check_operator, check_positive_int, check_tolerance, check_vector
 
 __all__ = ["AUTO_MIN_COLS", "AUTO_MIN_RATIO", "LstsqResult", "lstsq"]
@@ -50,7 +57,7 @@ __all__ = ["AUTO_MIN_COLS", "AUTO_MIN_RATIO", "LstsqResult", "lstsq"]
 AUTO_MIN_COLS = 500
 AUTO_MIN_RATIO = 40
 # Sketch rows per column of A (Blendenpik samples 4d rows).
-OVERSAMPLING = 4
+OVERSAMPLING = 8
 # Rows of A per block of the fused pass: ~1 MiB of float64, so that a block read for
 # A_i p is still in the L2 cache for A_i^T (A_i p).
 _BLOCK_BYTES = 1 << 20
@@ -79,11 +86,11 @@ class LstsqResult:
         False only when CG hit its iteration limit (a ``ConvergenceWarning`` is
         emitted too).
     info : dict
-        Sketched path: ``"sketch"``, ``"m"``, ``"preconditioner"`` (``"qr"`` or
-        ``"svd"``), ``"warm_start_residual"`` (``||A x0 - b||`` of the
-        sketch-and-solve start), ``"passes"`` (passes over ``A``, sketch excluded)
-        and ``"normal_residual_history"`` (``||N^T A^T r_k|| / ||r_k||`` per step,
-        the quantity compared with ``rtol``).
+        Sketched path: ``"sketch"``, ``"m"``, ``"preconditioner"``
+        (``"cholesky-qr"``, ``"qr"`` or ``"svd"``), ``"warm_start_residual"``
+        (``||A x0 - b||`` of the sketch-and-solve start), ``"passes"`` (passes over
+        ``A``, sketch excluded) and ``"normal_residual_history"``
+        (``||N^T A^T r_k|| / ||r_k||`` per step, the quantity compared with ``rtol``).
     """
 
     x: np.ndarray
@@ -112,11 +119,15 @@ def lstsq(
     1. Sketch ``A`` and ``b`` with ``m = min(n, 4 d)`` rows (``sketch``: sparse sign
        with 4 nonzeros per column by default, ``O(4 n d)``; or SRHT,
        ``O(n d log n)``).
-    2. Factor ``[S A, S b] = Q [[R, z], [0, rho]]`` (Householder QR, no pivoting, ``Q``
-       never formed). If ``R`` is numerically singular (LAPACK's condition estimate
-       ``> 1 / (max(m, d) eps_mach)``), take the SVD ``R = U_R diag(s) V^T`` truncated
-       at ``s_k > max(m, d) eps_mach s_1`` (LSRN), so the preconditioner ``N`` is
-       ``R^{-1}`` or ``V_r diag(s_r)^{-1}``.
+    2. Factor ``S A = Q R`` by Cholesky QR (:func:`numlib.sketch.gram_cholesky`: the
+       Cholesky factor of ``(S A)^T (S A)``, half the flops of Householder QR) and solve
+       the sketched problem by corrected semi-normal equations, ``z = R x_s``. Where
+       Cholesky QR would lose accuracy (``cond(S A) >~ 2e6``) factor
+       ``[S A, S b] = Q [[R, z], [0, rho]]`` by Householder QR instead (no pivoting,
+       ``Q`` never formed). If ``R`` is numerically singular (LAPACK's condition
+       estimate ``> 1 / (max(m, d) eps_mach)``), take the SVD ``R = U_R diag(s) V^T``
+       truncated at ``s_k > max(m, d) eps_mach s_1`` (LSRN), so the preconditioner
+       ``N`` is ``R^{-1}`` or ``V_r diag(s_r)^{-1}``.
     3. Warm start from the sketch-and-solve solution ``x0 = N z`` (``N U_r^T z``), which
        Meier-Nakatsukasa-Townsend-Webb show keeps the method stable on
        ill-conditioned problems, then run CG on the preconditioned normal equations
@@ -286,10 +297,16 @@ def _preconditioner(SA: np.ndarray, Sb: np.ndarray) -> tuple[_Apply, _Apply, np.
     """``N``, ``N^T``, the warm start ``y0`` (``x0 = N y0``), the rank, and the kind."""
     m, d = SA.shape
     dtype = SA.dtype
-    # QR of [SA, Sb]: the last column of R is Q^T S b, so Q is never formed.
-    Rfull = scipy.linalg.qr(np.column_stack([SA, Sb]), mode="r", check_finite=False)[0]
-    R = np.triu(Rfull[:d, :d])
-    z = Rfull[:d, d].copy()
+    R = gram_cholesky(SA)
+    kind = "cholesky-qr"
+    if R is not None:
+        z = R @ seminormal_solve(SA, Sb, R)
+    else:
+        # QR of [SA, Sb]: the last column of R is Q^T S b, so Q is never formed.
+        Rfull = scipy.linalg.qr(np.column_stack([SA, Sb]), mode="r", check_finite=False)[0]
+        R = np.triu(Rfull[:d, :d])
+        z = Rfull[:d, d].copy()
+        kind = "qr"
     thresh = max(m, d) * np.finfo(dtype).eps
     diag = np.abs(np.diag(R))
     rcond = 0.0
@@ -304,7 +321,7 @@ def _preconditioner(SA: np.ndarray, Sb: np.ndarray) -> tuple[_Apply, _Apply, np.
         def apply_Nt(v: np.ndarray) -> np.ndarray:
             return scipy.linalg.solve_triangular(R, v, trans="T", check_finite=False)
 
-        return apply_N, apply_Nt, z, d, "qr"
+        return apply_N, apply_Nt, z, d, kind
     # SA = Q R = (Q U_R) diag(s) V^T: the SVD of the small R gives that of SA.
     U_R, s, Vt = scipy.linalg.svd(R, check_finite=False)
     rank = int(np.count_nonzero(s > thresh * s[0]))

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,7 @@ import scipy.fft
 import scipy.linalg
 import scipy.sparse as sp
 
+from numlib._arrays import usable_cpus
 from numlib.backend import array_namespace, is_floating
 from numlib.validate import (
     as_generator,
@@ -54,10 +56,27 @@ __all__ = [
     "SketchOperator",
     "SketchSolveResult",
     "SparseSignSketch",
+    "gram_cholesky",
     "make_sketch",
+    "seminormal_solve",
     "sketch_and_solve",
     "sketch_size",
 ]
+
+# SRHT of a 2-D A: columns mixed per batch, and rows per tile of the transposition into
+# the batch buffer. The DCT then runs along the buffer's contiguous axis, 5x faster than
+# along axis 0 of a C-ordered A, and each thread reuses one buffer for all its batches
+# (touching fresh pages costs as much as the transform).
+_SRHT_BATCH_COLUMNS = 32
+_SRHT_ROW_TILE = 1024
+# Sparse sketches of arrays with at least this many entries split S's columns (A's rows)
+# among threads and add the partial products.
+_PARALLEL_MIN_ENTRIES = 1 << 20
+# Cholesky QR is used while the estimate of cond_2(R) gives cond^2 u <= _GRAM_MAX_LOSS:
+# its loss of orthogonality is ~cond_2(R)^2 u, and the estimate may be ~1.6x low.
+_GRAM_MAX_LOSS = 1e-3
+_POWER_STEPS = 8
+_SEMINORMAL_MAX_STEPS = 6
 
 
 def _check_open_unit(value: float, name: str) -> float:
@@ -187,12 +206,66 @@ class SRHTSketch(SketchOperator):
     def _apply(self, A: Any) -> Any:
         if not isinstance(A, np.ndarray):
             raise TypeError(f"SRHTSketch.apply takes numpy arrays, got {type(A).__name__}")
-        signs = self._signs if A.ndim == 1 else self._signs[:, None]
-        # signs * A is a fresh array, so the DCT may overwrite it (no second n x d copy)
-        mixed = scipy.fft.dct(signs * A, type=2, norm="ortho", axis=0, workers=-1, overwrite_x=True)
+        if A.ndim == 2:
+            return _mix_columns(A, self._signs, self._rows, self._scale)
+        # signs * A is a fresh array, so the DCT may overwrite it
+        mixed = scipy.fft.dct(self._signs * A, type=2, norm="ortho", overwrite_x=True)
         out = mixed[self._rows]
         out *= self._scale
         return out
+
+
+def _mix_columns(A: np.ndarray, signs: np.ndarray, rows: np.ndarray, scale: float) -> np.ndarray:
+    """``scale * (DCT(signs * A))[rows]`` for 2-D ``A``, returned Fortran-ordered.
+
+    Column batches of ``A`` are transposed into a per-thread buffer (sign flip fused),
+    transformed along its contiguous axis and gathered into the rows of ``(S A)^T``; no
+    ``n x d`` temporary is allocated.
+    """
+    n, d = A.shape
+    dtype = np.result_type(A.dtype, signs.dtype)
+    out_t = np.empty((d, rows.size), dtype=dtype)
+    starts = list(range(0, d, _SRHT_BATCH_COLUMNS))
+    threads = max(1, min(usable_cpus(), len(starts)))
+
+    def mix(batch_starts: list[int]) -> None:
+        buffer = np.empty((min(_SRHT_BATCH_COLUMNS, d), n), dtype=dtype)
+        for j in batch_starts:
+            width = min(_SRHT_BATCH_COLUMNS, d - j)
+            batch = buffer[:width]
+            for i in range(0, n, _SRHT_ROW_TILE):
+                tile = slice(i, i + _SRHT_ROW_TILE)
+                np.multiply(A[tile, j : j + width].T, signs[tile], out=batch[:, tile])
+            mixed = scipy.fft.dct(batch, type=2, norm="ortho", axis=-1, overwrite_x=True)
+            np.take(mixed, rows, axis=1, out=out_t[j : j + width])
+            out_t[j : j + width] *= scale
+
+    groups = [starts[t::threads] for t in range(threads)]
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(mix, groups))
+    return out_t.T
+
+
+def _sparse_product(S: sp.csc_array, A: np.ndarray) -> np.ndarray:
+    """``S @ A`` for a sparse ``S``; large ``A`` split by rows among threads.
+
+    scipy's sparse-dense product is single-threaded (it releases the GIL), and a
+    sketch of a tall ``A`` is one memory-bound pass, so each thread streams its own
+    rows of ``A`` into a partial ``S A`` and the partials are added.
+    """
+    S = S.astype(np.result_type(A.dtype, np.float32), copy=False)
+    threads = usable_cpus() if A.size >= _PARALLEL_MIN_ENTRIES else 1
+    if threads == 1:
+        return np.asarray(S @ A)
+    cuts = np.linspace(0, A.shape[0], threads + 1).astype(int)
+    with ThreadPoolExecutor(threads) as pool:
+        parts = list(
+            pool.map(lambda lo, hi: np.asarray(S[:, lo:hi] @ A[lo:hi]), cuts[:-1], cuts[1:])
+        )
+    total = parts[0]
+    for part in parts[1:]:
+        total += part
+    return total
 
 
 class CountSketch(SketchOperator):
@@ -213,13 +286,13 @@ class CountSketch(SketchOperator):
         super().__init__(m, n, rng=rng)
         self._rows = self._rng.integers(0, self.m, size=self.n)
         self._signs = self._rng.choice(np.array([-1.0, 1.0]), size=self.n)
-        self._S = sp.csr_array(
+        self._S = sp.csc_array(
             (self._signs, (self._rows, np.arange(self.n))), shape=(self.m, self.n)
         )
 
     def _apply(self, A: Any) -> Any:
         if isinstance(A, np.ndarray):
-            return np.asarray(self._S.astype(np.result_type(A.dtype, np.float32)) @ A)
+            return _sparse_product(self._S, A)
         xp = array_namespace(A)
         if hasattr(A, "index_add") and hasattr(A, "new_zeros"):  # torch
             import torch
@@ -267,12 +340,12 @@ class SparseSignSketch(SketchOperator):
         rows = (starts + offs).ravel()
         cols = np.repeat(np.arange(self.n), s)
         vals = self._rng.choice(np.array([-1.0, 1.0]), size=self.n * s) / math.sqrt(s)
-        self._S = sp.csr_array((vals, (rows, cols)), shape=(self.m, self.n))
+        self._S = sp.csc_array((vals, (rows, cols)), shape=(self.m, self.n))
 
     def _apply(self, A: Any) -> Any:
         if not isinstance(A, np.ndarray):
             raise TypeError(f"SparseSignSketch.apply takes numpy arrays, got {type(A).__name__}")
-        return np.asarray(self._S.astype(np.result_type(A.dtype, np.float32)) @ A)
+        return _sparse_product(self._S, A)
 
 
 SKETCHES: dict[str, type[SketchOperator]] = {
@@ -393,6 +466,100 @@ class SketchSolveResult:
     rank: int
 
 
+def gram_cholesky(SA: np.ndarray) -> np.ndarray | None:
+    """Cholesky QR: upper-triangular ``R`` with ``R^H R = SA^H SA``, or None if too inaccurate.
+
+    One Gram product (``syrk``, ``m d^2`` flops) and a ``d x d`` Cholesky, against
+    ``2 m d^2`` for Householder QR. ``SA R^{-1}`` is then orthonormal to
+    ``O(cond(SA)^2 u)`` (Stathopoulos & Wu 2002; Fukaya et al. 2014), so ``R`` is
+    returned only when a power-iteration estimate of ``cond_2(R)`` (8 steps each for
+    ``||R||`` and ``||R^{-1}||``, within a factor ~1.6 from below; Kuczyński &
+    Woźniakowski 1992) gives ``cond^2 u <= 1e-3``, i.e. ``cond(SA) <~ 2e6`` in double
+    precision; otherwise (or when the Cholesky breaks down) the caller must use
+    Householder QR or an SVD. LAPACK's 1-norm estimate (``trcon``) was not used: it
+    overestimated ``cond_2`` 20-100x at ``d = 300..2000``.
+
+    Parameters
+    ----------
+    SA : numpy.ndarray, shape (m, d)
+        A sketched matrix, ``m >= d`` (not modified).
+
+    Returns
+    -------
+    numpy.ndarray or None
+    """
+    gram = SA.T.conj() @ SA if np.iscomplexobj(SA) else SA.T @ SA
+    try:
+        R = scipy.linalg.cholesky(gram, lower=False, overwrite_a=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        return None
+    unit = np.finfo(R.dtype).eps
+    if not _condition_estimate(R) ** 2 * unit <= _GRAM_MAX_LOSS:
+        return None
+    return R
+
+
+def _condition_estimate(R: np.ndarray) -> float:
+    """Estimate ``cond_2(R)``, ``R`` upper triangular, by power iteration on ``R^H R``, inverse."""
+    start = np.random.default_rng(0).standard_normal(R.shape[0]).astype(R.dtype)
+
+    def largest(apply: Any) -> float:
+        v, norm = start / np.linalg.norm(start), 0.0
+        for _ in range(_POWER_STEPS):
+            w = apply(v)
+            norm = float(np.linalg.norm(w))
+            if not (norm > 0.0 and math.isfinite(norm)):
+                return norm
+            v = w / norm
+        return norm
+
+    def inverse_gram(v: np.ndarray) -> np.ndarray:
+        y = scipy.linalg.solve_triangular(R, v, trans="C", check_finite=False)
+        return scipy.linalg.solve_triangular(R, y, check_finite=False)
+
+    top, bottom = largest(lambda v: R.T.conj() @ (R @ v)), largest(inverse_gram)
+    if not (top > 0.0 and bottom > 0.0 and math.isfinite(bottom)):
+        return math.inf
+    return math.sqrt(top * bottom)
+
+
+def seminormal_solve(SA: np.ndarray, Sb: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """Return ``argmin_x ||SA x - Sb||`` by corrected semi-normal equations.
+
+    ``R`` comes from :func:`gram_cholesky`.
+
+    ``x = R^{-1} R^{-H} SA^H Sb``, then fixed-precision iterative refinement
+    ``x += R^{-1} R^{-H} SA^H (Sb - SA x)`` (Björck 1987), each step two passes over
+    ``SA``; every step contracts the error by ``~cond(SA)^2 u`` (``<~ 1e-2`` after
+    :func:`gram_cholesky`'s test), and the loop stops once the correction no longer
+    halves or falls to rounding level (at most 6 steps). Measured on planted
+    ``20000 x 300`` consistent systems: forward error within 1.5x of ``gelsd``'s
+    (1e-12 at cond 1e6, after two steps; still converging at cond 3e7).
+
+    Parameters
+    ----------
+    SA : numpy.ndarray, shape (m, d)
+    Sb : numpy.ndarray, shape (m,)
+    R : numpy.ndarray, shape (d, d)
+
+    Returns
+    -------
+    numpy.ndarray, shape (d,)
+    """
+    factor = (R, False)
+    x = scipy.linalg.cho_solve(factor, SA.T.conj() @ Sb, check_finite=False)
+    unit = np.finfo(R.dtype).eps
+    previous = np.inf
+    for _ in range(_SEMINORMAL_MAX_STEPS):
+        step = scipy.linalg.cho_solve(factor, SA.T.conj() @ (Sb - SA @ x), check_finite=False)
+        x += step
+        size = float(np.linalg.norm(step))
+        if size <= unit * float(np.linalg.norm(x)) or size > 0.5 * previous:
+            break
+        previous = size
+    return x
+
+
 def _check_lstsq_inputs(A: Any, b: Any) -> tuple[int, int]:
     n, d = check_operator(A, "A", square=False)
     if not isinstance(A, np.ndarray) or not isinstance(b, np.ndarray):
@@ -414,7 +581,10 @@ def sketch_and_solve(
     """Sketched least squares: ``x' = argmin_x ||S (A x - b)||``.
 
     ``S`` is one draw of the sketch ``sketch`` with ``m`` rows, applied to ``A`` and
-    ``b``; the small ``m x d`` problem is solved by LAPACK (``gelsd``).
+    ``b``. The small ``m x d`` problem is solved by corrected semi-normal equations on a
+    Cholesky QR of ``S A`` (:func:`gram_cholesky`, :func:`seminormal_solve`: half the
+    flops of Householder QR, as accurate while ``cond(S A) <~ 2e6``), and by LAPACK
+    (``gelsd``, rank-revealing) when ``S A`` is more ill-conditioned than that.
 
     Guarantees (``x*`` the exact least-squares solution):
 
@@ -473,6 +643,10 @@ def sketch_and_solve(
             raise ValueError(f"m must be >= d = {d} (columns of A), got {m}")
     S = make_sketch(sketch, m, n, rng=rng)
     SA, Sb = S.apply(A), S.apply(b)  # not S [A, b]: that would copy A first
-    x, _, rank, _ = scipy.linalg.lstsq(SA, Sb, lapack_driver="gelsd", check_finite=False)
+    R = gram_cholesky(SA)
+    if R is None:
+        x, _, rank, _ = scipy.linalg.lstsq(SA, Sb, lapack_driver="gelsd", check_finite=False)
+    else:
+        x, rank = seminormal_solve(SA, Sb, R), d
     res = float(np.linalg.norm(SA @ x - Sb))
     return SketchSolveResult(x=x, m=m, sketch=sketch, sketched_residual_norm=res, rank=int(rank))

@@ -114,8 +114,13 @@ def test_fused_passes_equal_two_products(n: int, d: int, threads: int, seed: int
 def test_consistent_system_and_svd_preconditioner() -> None:
     A, _, x, _ = planted(2000, 15, 1e4, 5)
     res = lstsq(A, A @ x, method="sketch", rng=0)
-    assert res.converged and res.info["preconditioner"] == "qr"
+    assert res.converged and res.info["preconditioner"] == "cholesky-qr"
     np.testing.assert_allclose(res.x, x, rtol=0, atol=1e-8 * np.linalg.norm(x))
+    # cond 1e10: Cholesky QR would lose the preconditioner, Householder QR is used
+    C, _, y, _ = planted(2000, 15, 1e10, 6)
+    res = lstsq(C, C @ y, method="sketch", rng=0)
+    assert res.converged and res.info["preconditioner"] == "qr"
+    np.testing.assert_allclose(res.x, y, rtol=0, atol=1e-4 * np.linalg.norm(y))
     # exactly repeated columns: R is singular, the truncated SVD preconditioner is used
     B = np.column_stack([A, A[:, :3]])
     b = B @ np.random.default_rng(1).standard_normal(18) + 1e-3

@@ -15,13 +15,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import numlib.sketch
 from numlib.sketch import (
     SKETCHES,
     CountSketch,
     GaussianSketch,
     SparseSignSketch,
     SRHTSketch,
+    gram_cholesky,
     make_sketch,
+    seminormal_solve,
     sketch_and_solve,
     sketch_size,
 )
@@ -51,6 +54,70 @@ def test_matrix_matches_apply_and_is_reproducible(kind: str) -> None:
     np.testing.assert_allclose(S1.apply(A[:, 0]), S1.matrix() @ A[:, 0], atol=1e-12)
     np.testing.assert_array_equal(A, A0)
     assert S1.shape == (8, 20)
+
+
+@FEW
+@given(
+    kind=st.sampled_from(["srht", "countsketch", "sparse_sign"]),
+    n=st.integers(20, 300),
+    d=st.integers(1, 40),
+    dtype=st.sampled_from([np.float32, np.float64, np.complex128]),
+    seed=st.integers(0, 2**31),
+)
+def test_batched_and_threaded_paths_match_the_matrix(kind, n, d, dtype, seed) -> None:
+    # tiny batches, tiles and parallel threshold: every split of the large-input code
+    # paths (column batches, row tiles, per-thread partial products) is exercised
+    A = np.random.default_rng(seed).standard_normal((n, d)).astype(dtype)
+    A0 = A.copy()
+    S = make_sketch(kind, max(1, n // 3), n, rng=seed)
+    reference = S.matrix() @ A
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(numlib.sketch, "_SRHT_BATCH_COLUMNS", 3)
+        patch.setattr(numlib.sketch, "_SRHT_ROW_TILE", 7)
+        patch.setattr(numlib.sketch, "_PARALLEL_MIN_ENTRIES", 1)
+        patch.setattr(numlib.sketch, "usable_cpus", lambda: 3)
+        out = S.apply(A)
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(out, reference, rtol=0, atol=tol * np.abs(reference).max())
+    np.testing.assert_array_equal(A, A0)
+
+
+def _conditioned(m: int, d: int, cond: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    U, _ = np.linalg.qr(rng.standard_normal((m, d)))
+    V, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    return (U * np.logspace(0, -np.log10(cond), d)) @ V.T
+
+
+@FEW
+@given(
+    d=st.integers(2, 40),
+    log_cond=st.floats(0, 6),
+    seed=st.integers(0, 2**31),
+)
+def test_cholesky_qr_and_seminormal_solve_match_householder(d, log_cond, seed) -> None:
+    # cond <= 1e6: the Gram route is taken, R^T R = SA^T SA, and the corrected
+    # semi-normal solution matches LAPACK's to its own forward-error level
+    SA = _conditioned(10 * d, d, 10.0**log_cond, seed)
+    x_true = np.random.default_rng(seed + 1).standard_normal(d)
+    Sb = SA @ x_true + 1e-3 * np.random.default_rng(seed + 2).standard_normal(10 * d)
+    R = gram_cholesky(SA)
+    assert R is not None
+    np.testing.assert_allclose(R.T @ R, SA.T @ SA, rtol=0, atol=1e-12 * d)
+    x = seminormal_solve(SA, Sb, R)
+    x_ref = np.linalg.lstsq(SA, Sb, rcond=None)[0]
+    # the least-squares condition number (Wedin): cond + cond^2 ||r|| / (||SA|| ||x||)
+    cond = 10.0**log_cond
+    r_over_x = np.linalg.norm(Sb - SA @ x_ref) / np.linalg.norm(x_ref)
+    bound = 10 * d * np.finfo(float).eps * (cond + cond**2 * r_over_x)
+    assert np.linalg.norm(x - x_ref) <= bound * np.linalg.norm(x_ref)
+
+
+def test_cholesky_qr_refused_when_too_ill_conditioned() -> None:
+    assert gram_cholesky(_conditioned(400, 30, 1e9, 0)) is None
+    singular = _conditioned(400, 30, 1e3, 1)
+    singular[:, -1] = singular[:, 0]
+    assert gram_cholesky(singular) is None
 
 
 @pytest.mark.parametrize("kind", sorted(SKETCHES))

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from numlib.validate import (
     as_generator,
+    check_finite,
     check_operator,
     check_positive_int,
     check_tolerance,
@@ -90,3 +91,23 @@ def test_as_generator_same_seed_same_stream():
     assert isinstance(as_generator(None), np.random.Generator)
     with pytest.raises(TypeError, match="rng must be"):
         as_generator(1.5)
+
+
+@given(
+    values=st.lists(
+        st.floats(allow_nan=True, allow_infinity=True, width=64) | st.sampled_from([1e308, -1e308]),
+        min_size=1,
+        max_size=40,
+    ),
+    dtype=st.sampled_from([np.float64, np.float32, np.complex128]),
+)
+def test_check_finite_rejects_exactly_the_arrays_with_nan_or_inf(values, dtype):
+    # finite entries whose sum overflows (1e308 + 1e308, or any float32 cast past its
+    # range) must still pass: only the entries decide, not their sum
+    with np.errstate(over="ignore"):
+        array = np.asarray(values, dtype=dtype)
+    if np.isfinite(array).all():
+        check_finite(array, "A")
+    else:
+        with pytest.raises(ValueError, match="A contains NaN or Inf"):
+            check_finite(array, "A")

@@ -16,11 +16,13 @@ Cases:
     precondition path or LAPACK, metric ``dispatched``) against ``gelsd`` (scipy's
     default) and ``gelsy`` (one record each, same numlib timing), cond 1e6.
 ``lstsq-crossover``
-    ``lstsq(method="sketch")`` against ``gelsd`` on a grid of ``(n, d)``: where the
-    sketch wins, which fixes ``AUTO_MIN_COLS`` / ``AUTO_MIN_RATIO``.
+    ``lstsq(method="sketch")`` and ``lstsq`` with its default dispatch (method
+    ``lstsq``, metric ``dispatched``) against ``gelsd`` on a grid of ``(n, d)``: where
+    the sketch wins, which fixes ``AUTO_MIN_COLS`` / ``AUTO_MIN_RATIO``, and that the
+    dispatch is never much slower than LAPACK.
 ``sketch-and-solve-<sketch>``
     :func:`numlib.sketch.sketch_and_solve` at ``eps = 0.1`` with ``m = d / eps^2``
-    (:data:`M_CONSTANT` = 1; capped at ``n``), SRHT (dense) and sparse sign, against
+    (:data:`M_CONSTANT` = 1; capped at ``n``), SRHT (dense), sparse sign and CountSketch, against
     ``gelsd``, with ``linf_bound_met``:
     ``||x' - x*||_inf <= eps / sqrt(d) ||A x* - b|| ||A^+||`` (planted ``x*``, exact
     ``||A^+|| = COND``). ``m_paper`` is Song et al.'s ``d ln(n/delta)^3 / eps^2``
@@ -72,26 +74,28 @@ SIZES = {
     "medium": [(200_000, 500), (100_000, 2000)],
     "large": [(200_000, 500), (100_000, 2000), (200_000, 2000)],
 }
+# (n, d) grid of the crossover case: n / d from 10 to 400 at d = 250, 500, 1000, 2000
+_CROSSOVER_GRID = [
+    (2_500, 250),
+    (5_000, 250),
+    (10_000, 250),
+    (25_000, 250),
+    (100_000, 250),
+    (5_000, 500),
+    (10_000, 500),
+    (20_000, 500),
+    (50_000, 500),
+    (10_000, 1000),
+    (20_000, 1000),
+    (40_000, 1000),
+    (100_000, 1000),
+    (20_000, 2000),
+    (40_000, 2000),
+]
 CROSSOVER = {
     "small": [(2000, 50), (4000, 100)],
-    "medium": [
-        (10_000, 500),
-        (25_000, 500),
-        (200_000, 500),
-        (20_000, 1000),
-        (50_000, 1000),
-        (100_000, 1000),
-        (40_000, 2000),
-    ],
-    "large": [
-        (10_000, 500),
-        (25_000, 500),
-        (100_000, 500),
-        (20_000, 1000),
-        (50_000, 1000),
-        (100_000, 1000),
-        (40_000, 2000),
-    ],
+    "medium": _CROSSOVER_GRID,
+    "large": _CROSSOVER_GRID,
 }
 SOLVE_SIZES = {"small": (10_000, 40), "medium": (200_000, 500), "large": (200_000, 500)}
 HEAVY = 1e3  # row scale of the coherent variant of linf-vs-m
@@ -166,27 +170,25 @@ def lstsq_cases(size: str, *, repeat: int) -> list[Record]:
 
 @case(SUITE, "lstsq-crossover")
 def lstsq_crossover(size: str, *, repeat: int) -> list[Record]:
-    """lstsq(method="sketch") vs gelsd on a grid of (n, d): where sketching starts to win."""
+    """lstsq(method="sketch") and lstsq (auto dispatch) vs gelsd on a grid of (n, d)."""
     records = []
     for n, d in CROSSOVER[size]:
         A, b, x_star = planted_problem(n, d)
-        t, res = best_time(lambda A=A, b=b: lstsq(A, b, method="sketch", rng=SEED), repeat)
         pt, xp = best_time(lambda A=A, b=b: _lapack(A, b, "gelsd"), repeat)
         common = {"n": n, "d": d, "n_over_d": n / d}
-        metrics = {**common, **_metrics(A, b, res.x, x_star), "iterations": res.iterations}
-        records.append(
-            Record(
-                SUITE,
-                f"crossover-{n}x{d}",
-                size,
-                "lstsq(method=sketch)",
-                "scipy-gelsd",
-                t,
-                pt,
-                metrics,
-                {**common, **_metrics(A, b, xp, x_star)},
+        peer = {**common, **_metrics(A, b, xp, x_star)}
+        for method in ("sketch", "auto"):
+            t, res = best_time(lambda A=A, b=b, m=method: lstsq(A, b, method=m, rng=SEED), repeat)
+            metrics = {
+                **common,
+                **_metrics(A, b, res.x, x_star),
+                "iterations": res.iterations,
+                "dispatched": res.method,
+            }
+            name = "lstsq(method=sketch)" if method == "sketch" else "lstsq"
+            records.append(
+                Record(SUITE, f"crossover-{n}x{d}", size, name, "scipy-gelsd", t, pt, metrics, peer)
             )
-        )
     return records
 
 
@@ -197,7 +199,7 @@ def _linf(x: np.ndarray, x_star: np.ndarray, d: int) -> tuple[float, float]:
 
 @case(SUITE, "sketch-and-solve")
 def sketch_and_solve_cases(size: str, *, repeat: int) -> list[Record]:
-    """sketch_and_solve at eps=0.1, m = d/eps^2, SRHT and sparse sign, vs gelsd; l-inf check."""
+    """sketch_and_solve at eps=0.1, m = d/eps^2, SRHT and two sparse sketches, vs gelsd; l-inf."""
     n, d = SOLVE_SIZES[size]
     A, b, x_star = planted_problem(n, d)
     m = min(n, math.ceil(M_CONSTANT * d / EPS**2))
@@ -206,7 +208,7 @@ def sketch_and_solve_cases(size: str, *, repeat: int) -> list[Record]:
     peer = _metrics(A, b, xp, x_star)
     peer["linf_error"], _ = _linf(xp, x_star, d)
     records = []
-    for kind in ("srht", "sparse_sign"):
+    for kind in ("srht", "sparse_sign", "countsketch"):
         t, res = best_time(
             lambda kind=kind: sketch_and_solve(A, b, eps=EPS, sketch=kind, m=m, rng=SEED), repeat
         )
