@@ -9,9 +9,9 @@ tests at small sizes). The four kinds:
 class                  cost of ``S @ A``           arrays accepted by ``apply``
 =====================  ==========================  =============================
 :class:`GaussianSketch`  ``O(m n d)`` (BLAS)        numpy, torch, cupy (generic)
-:class:`SRHTSketch`      ``O(n d log n)`` (DCT-II)  numpy only
+:class:`SRHTSketch`      ``O(n d log n)`` (DCT-II)  numpy (scipy.fft), torch, cupy
 :class:`CountSketch`     ``O(n d)``                 numpy (scipy.sparse), torch
-:class:`SparseSignSketch` ``O(s n d)``              numpy only (scipy.sparse)
+:class:`SparseSignSketch` ``O(s n d)``              numpy (scipy.sparse), torch
 =====================  ==========================  =============================
 
 References
@@ -22,6 +22,8 @@ Nelson, Nguyen. OSNAP: faster numerical linear algebra algorithms via sparser
 subspace embeddings. FOCS 2013 (sparse sign).
 Tropp. Improved analysis of the subsampled randomized Hadamard transform. 2011.
 Avron, Maymounkov, Toledo. Blendenpik. SIAM J. Sci. Comput. 2010 (DCT mixing).
+Makhoul. A fast cosine transform in one and two dimensions. IEEE Trans. Acoust.
+Speech Signal Process. 28 (1980) (the DCT-II by one real FFT).
 Song, Ye, Yin, Zhang. A nearly-optimal bound for fast regression with l-infinity
 guarantee. ICML 2023.
 """
@@ -190,7 +192,10 @@ class SRHTSketch(SketchOperator):
     ``m >= C eps^-2 (sqrt(d) + sqrt(8 ln(n/delta)))^2 ln(d/delta)``; in practice the
     Gaussian count suffices (checked empirically by the tests).
 
-    numpy only (``scipy.fft``); other arrays raise ``TypeError``.
+    numpy arrays go through ``scipy.fft.dct`` (cache-blocked and threaded for 2-D
+    ``A``); torch and cupy arrays through their own real FFT by Makhoul's
+    reordering, which computes the same ``S`` (same seed, same sketch) on the
+    array's device.
     """
 
     kind = "srht"
@@ -205,7 +210,7 @@ class SRHTSketch(SketchOperator):
 
     def _apply(self, A: Any) -> Any:
         if not isinstance(A, np.ndarray):
-            raise TypeError(f"SRHTSketch.apply takes numpy arrays, got {type(A).__name__}")
+            return _dct_rows(A, self._signs, self._rows, self._scale)
         if A.ndim == 2:
             return _mix_columns(A, self._signs, self._rows, self._scale)
         # signs * A is a fresh array, so the DCT may overwrite it
@@ -246,6 +251,38 @@ def _mix_columns(A: np.ndarray, signs: np.ndarray, rows: np.ndarray, scale: floa
     return out_t.T
 
 
+def _dct_rows(A: Any, signs: np.ndarray, rows: np.ndarray, scale: float) -> Any:
+    """``scale * DCT-II(signs * A)[rows]`` (orthonormal) with the array library's real FFT.
+
+    Makhoul (1980): with ``v = [x_0, x_2, x_4, ..., x_5, x_3, x_1]``, the DCT-II is
+    ``y_k = 2 Re(exp(-i pi k / (2 n)) V_k)``, ``V = FFT(v)``, and ``V_k = conj(V_{n-k})``
+    for real ``v``, so one real FFT of length ``n`` gives every needed ``y_k``. Complex
+    ``A`` is transformed as its real and imaginary parts.
+    """
+    xp = array_namespace(A)
+    if xp.isdtype(A.dtype, "complex floating"):
+        real = _dct_rows(xp.real(A), signs, rows, scale)
+        imag = _dct_rows(xp.imag(A), signs, rows, scale)
+        return real + 1j * imag
+    n = A.shape[0]
+    device = getattr(A, "device", None)
+
+    def to_array(values: np.ndarray, dtype: Any) -> Any:
+        return xp.asarray(values, dtype=dtype, device=device)
+
+    column = (n,) + (1,) * (A.ndim - 1)
+    x = A * xp.reshape(to_array(signs, A.dtype), column)
+    spectrum = xp.fft.rfft(xp.concat([x[0::2], xp.flip(x[1::2], axis=0)], axis=0), axis=0)
+    mirrored = rows > n // 2
+    picked = xp.take(spectrum, to_array(np.where(mirrored, n - rows, rows), xp.int64), axis=0)
+    weight = np.where(rows == 0, math.sqrt(1.0 / n), math.sqrt(2.0 / n)) * scale
+    # conj(V_{n-k}) times the twiddle is V_{n-k} times the conjugate twiddle
+    twiddle = weight * np.exp(np.where(mirrored, 1j, -1j) * np.pi * rows / (2 * n))
+    out_shape = (rows.size,) + (1,) * (A.ndim - 1)
+    complex_dtype = xp.complex64 if A.dtype == xp.float32 else xp.complex128
+    return xp.real(picked * xp.reshape(to_array(twiddle, complex_dtype), out_shape))
+
+
 def _sparse_product(S: sp.csc_array, A: np.ndarray) -> np.ndarray:
     """``S @ A`` for a sparse ``S``; large ``A`` split by rows among threads.
 
@@ -268,7 +305,38 @@ def _sparse_product(S: sp.csc_array, A: np.ndarray) -> np.ndarray:
     return total
 
 
-class CountSketch(SketchOperator):
+class _SparseSketch(SketchOperator):
+    """A sketch with ``s`` nonzeros per column: ``S[rows[j, l], j] = values[j, l]``.
+
+    numpy inputs go through one scipy.sparse product (threaded over row blocks of
+    large ``A``), torch inputs through ``s`` ``index_add`` scatters on their device;
+    other arrays raise ``TypeError``.
+    """
+
+    def _set_entries(self, rows: np.ndarray, values: np.ndarray) -> None:
+        self._rows, self._values = rows, values
+        columns = np.repeat(np.arange(self.n), rows.shape[1])
+        self._S = sp.csc_array((values.ravel(), (rows.ravel(), columns)), shape=(self.m, self.n))
+
+    def _apply(self, A: Any) -> Any:
+        if isinstance(A, np.ndarray):
+            return _sparse_product(self._S, A)
+        if not (hasattr(A, "index_add") and hasattr(A, "new_zeros")):  # torch
+            raise TypeError(
+                f"{type(self).__name__}.apply takes numpy or torch arrays, "
+                f"got {type(A).__module__}.{type(A).__name__}"
+            )
+        import torch
+
+        out = A.new_zeros((self.m, *A.shape[1:]))
+        column = (self.n,) + (1,) * (A.ndim - 1)
+        for rows, values in zip(self._rows.T, self._values.T, strict=True):
+            scaled = A * torch.as_tensor(values, device=A.device, dtype=A.dtype).reshape(column)
+            out.index_add_(0, torch.as_tensor(rows, device=A.device), scaled)
+        return out
+
+
+class CountSketch(_SparseSketch):
     """CountSketch (Clarkson-Woodruff): one ``±1`` per column of ``S`` in a random row.
 
     Row ``i`` of ``A`` is added, with random sign ``sigma(i)``, to row ``h(i)`` of
@@ -284,28 +352,11 @@ class CountSketch(SketchOperator):
 
     def __init__(self, m: int, n: int, *, rng: int | np.random.Generator | None) -> None:
         super().__init__(m, n, rng=rng)
-        self._rows = self._rng.integers(0, self.m, size=self.n)
-        self._signs = self._rng.choice(np.array([-1.0, 1.0]), size=self.n)
-        self._S = sp.csc_array(
-            (self._signs, (self._rows, np.arange(self.n))), shape=(self.m, self.n)
-        )
-
-    def _apply(self, A: Any) -> Any:
-        if isinstance(A, np.ndarray):
-            return _sparse_product(self._S, A)
-        xp = array_namespace(A)
-        if hasattr(A, "index_add") and hasattr(A, "new_zeros"):  # torch
-            import torch
-
-            idx = torch.as_tensor(self._rows, device=A.device)
-            signs = torch.as_tensor(self._signs, device=A.device, dtype=A.dtype)
-            signed = A * (signs if A.ndim == 1 else signs[:, None])
-            out = A.new_zeros((self.m, *A.shape[1:]))
-            return out.index_add(0, idx, signed)
-        raise TypeError(f"CountSketch.apply takes numpy or torch arrays, got {xp.__name__}")
+        rows = self._rng.integers(0, self.m, size=(self.n, 1))
+        self._set_entries(rows, self._rng.choice(np.array([-1.0, 1.0]), size=(self.n, 1)))
 
 
-class SparseSignSketch(SketchOperator):
+class SparseSignSketch(_SparseSketch):
     """Sparse sign sketch (OSNAP, block construction): ``s`` nonzeros per column.
 
     The ``m`` rows are split into ``s`` nearly equal blocks; each column of ``S`` has
@@ -316,7 +367,8 @@ class SparseSignSketch(SketchOperator):
     (Tropp et al.), and the second-moment bound of :class:`CountSketch` holds as well.
     A sparse sketch: no l-infinity guarantee.
 
-    numpy only (scipy.sparse); other arrays raise ``TypeError``.
+    ``apply`` accepts numpy (through a scipy.sparse product) and torch (through
+    ``index_add``); other arrays raise ``TypeError``.
 
     Parameters
     ----------
@@ -336,16 +388,9 @@ class SparseSignSketch(SketchOperator):
         self.s = s
         bounds = np.linspace(0, self.m, s + 1).astype(np.int64)
         starts, widths = bounds[:-1], np.diff(bounds)
-        offs = (self._rng.random((self.n, s)) * widths).astype(np.int64)
-        rows = (starts + offs).ravel()
-        cols = np.repeat(np.arange(self.n), s)
-        vals = self._rng.choice(np.array([-1.0, 1.0]), size=self.n * s) / math.sqrt(s)
-        self._S = sp.csc_array((vals, (rows, cols)), shape=(self.m, self.n))
-
-    def _apply(self, A: Any) -> Any:
-        if not isinstance(A, np.ndarray):
-            raise TypeError(f"SparseSignSketch.apply takes numpy arrays, got {type(A).__name__}")
-        return _sparse_product(self._S, A)
+        rows = starts + (self._rng.random((self.n, s)) * widths).astype(np.int64)
+        values = self._rng.choice(np.array([-1.0, 1.0]), size=(self.n, s)) / math.sqrt(s)
+        self._set_entries(rows, values)
 
 
 SKETCHES: dict[str, type[SketchOperator]] = {
