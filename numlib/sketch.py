@@ -492,8 +492,8 @@ class SketchSolveResult:
 
     Attributes
     ----------
-    x : numpy.ndarray
-        ``argmin_x ||S (A x - b)||``.
+    x : array
+        ``argmin_x ||S (A x - b)||``, in the library (and on the device) of ``A``.
     m : int
         Sketch rows used.
     sketch : str
@@ -607,10 +607,41 @@ def seminormal_solve(SA: np.ndarray, Sb: np.ndarray, R: np.ndarray) -> np.ndarra
 
 def _check_lstsq_inputs(A: Any, b: Any) -> tuple[int, int]:
     n, d = check_operator(A, "A", square=False)
-    if not isinstance(A, np.ndarray) or not isinstance(b, np.ndarray):
-        raise TypeError("A and b must be numpy arrays (this routine uses LAPACK)")
+    if not hasattr(A, "dtype") or type(A).__module__.startswith("scipy"):
+        raise TypeError(f"A must be a dense array, got {type(A).__name__}")
+    array_namespace(A, b)  # one library for both
     check_vector(b, "b", size=n)
     return n, d
+
+
+def _solve_sketched(SA: Any, Sb: Any) -> tuple[Any, int]:
+    """``argmin_x ||SA x - Sb||`` and the numerical rank of ``SA``.
+
+    numpy: Cholesky QR with corrected semi-normal equations, ``gelsd`` where that would
+    lose accuracy. Other libraries (torch, cupy, on their device): Householder QR and
+    the SVD of ``R``, truncated at ``max(m, d) u s_1`` as ``gelsd`` does.
+    """
+    m, d = SA.shape
+    if isinstance(SA, np.ndarray):
+        R = gram_cholesky(SA)
+        if R is not None:
+            return seminormal_solve(SA, Sb, R), d
+        cutoff = max(m, d) * np.finfo(SA.dtype).eps  # numpy.linalg.lstsq's default
+        x, _, rank, _ = scipy.linalg.lstsq(
+            SA, Sb, cond=cutoff, lapack_driver="gelsd", check_finite=False
+        )
+        return x, int(rank)
+    xp = array_namespace(SA, Sb)
+    Q, R = xp.linalg.qr(SA)
+    U, s, Vh = xp.linalg.svd(R, full_matrices=False)
+    rank = int(xp.sum(s > s[0] * max(m, d) * xp.finfo(s.dtype).eps))
+    coefficients = (_adjoint(xp, U) @ (_adjoint(xp, Q) @ Sb))[:rank] / xp.astype(s[:rank], SA.dtype)
+    return _adjoint(xp, Vh[:rank]) @ coefficients, rank
+
+
+def _adjoint(xp: Any, M: Any) -> Any:
+    transposed = xp.matrix_transpose(M)
+    return xp.conj(transposed) if xp.isdtype(M.dtype, "complex floating") else transposed
 
 
 def sketch_and_solve(
@@ -626,10 +657,12 @@ def sketch_and_solve(
     """Sketched least squares: ``x' = argmin_x ||S (A x - b)||``.
 
     ``S`` is one draw of the sketch ``sketch`` with ``m`` rows, applied to ``A`` and
-    ``b``. The small ``m x d`` problem is solved by corrected semi-normal equations on a
-    Cholesky QR of ``S A`` (:func:`gram_cholesky`, :func:`seminormal_solve`: half the
-    flops of Householder QR, as accurate while ``cond(S A) <~ 2e6``), and by LAPACK
-    (``gelsd``, rank-revealing) when ``S A`` is more ill-conditioned than that.
+    ``b``. For numpy the small ``m x d`` problem is solved by corrected semi-normal
+    equations on a Cholesky QR of ``S A`` (:func:`gram_cholesky`,
+    :func:`seminormal_solve`: half the flops of Householder QR, as accurate while
+    ``cond(S A) <~ 2e6``), and by LAPACK (``gelsd``, rank-revealing) when ``S A`` is
+    more ill-conditioned than that. torch and cupy arrays stay on their device: QR of
+    ``S A`` and a truncated SVD of ``R`` in their own linear algebra.
 
     Guarantees (``x*`` the exact least-squares solution):
 
@@ -647,8 +680,10 @@ def sketch_and_solve(
 
     Parameters
     ----------
-    A : numpy.ndarray, shape (n, d)
-    b : numpy.ndarray, shape (n,)
+    A : array, shape (n, d)
+        Dense numpy, torch or cupy array (not modified).
+    b : array, shape (n,)
+        Same library as ``A``.
     eps : float
         Target distortion in ``(0, 1)``; sets ``m`` when ``m`` is not given.
     delta : float
@@ -668,7 +703,8 @@ def sketch_and_solve(
     Raises
     ------
     TypeError
-        Non-numpy or integer inputs.
+        Sparse or integer inputs, ``A`` and ``b`` from different libraries, or a sketch
+        that does not support the library (:data:`SKETCHES`).
     ValueError
         Shape mismatch, NaN/Inf, ``eps`` or ``delta`` outside ``(0, 1)``, ``m < d``,
         unknown ``sketch``.
@@ -688,10 +724,7 @@ def sketch_and_solve(
             raise ValueError(f"m must be >= d = {d} (columns of A), got {m}")
     S = make_sketch(sketch, m, n, rng=rng)
     SA, Sb = S.apply(A), S.apply(b)  # not S [A, b]: that would copy A first
-    R = gram_cholesky(SA)
-    if R is None:
-        x, _, rank, _ = scipy.linalg.lstsq(SA, Sb, lapack_driver="gelsd", check_finite=False)
-    else:
-        x, rank = seminormal_solve(SA, Sb, R), d
-    res = float(np.linalg.norm(SA @ x - Sb))
-    return SketchSolveResult(x=x, m=m, sketch=sketch, sketched_residual_norm=res, rank=int(rank))
+    x, rank = _solve_sketched(SA, Sb)
+    xp = array_namespace(SA)
+    res = float(xp.linalg.vector_norm(SA @ x - Sb))
+    return SketchSolveResult(x=x, m=m, sketch=sketch, sketched_residual_norm=res, rank=rank)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -268,5 +269,39 @@ def test_bad_inputs_name_the_argument() -> None:
         GaussianSketch(4, 20, rng=0).apply(np.ones((19, 2)))
     with pytest.raises(TypeError, match="rng"):
         GaussianSketch(4, 20, rng="x")
+    with pytest.raises(TypeError, match="A must be a dense array"):
+        sketch_and_solve(sp.csr_array(A), b, eps=0.5, rng=0)
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match="different libraries"):
+        sketch_and_solve(torch.from_numpy(A), b, eps=0.5, rng=0)
     with pytest.raises(ValueError, match="n is required"):
         sketch_size(3, 0.5, 0.1, "linf")
+
+
+@FEW
+@given(
+    kind=st.sampled_from(sorted(SKETCHES)),
+    n=st.integers(300, 1500),
+    d=st.integers(1, 8),
+    rank_deficient=st.booleans(),
+    seed=st.integers(0, 2**31),
+)
+def test_sketch_and_solve_on_torch_matches_numpy(kind, n, d, rank_deficient, seed) -> None:
+    # the same S (same seed) on torch tensors: QR + truncated SVD there, Cholesky QR or
+    # gelsd in numpy; both are the minimum-norm minimiser of ||S(Ax - b)||
+    torch = pytest.importorskip("torch")
+    if kind == "countsketch":
+        d = min(d, 2)
+    A, b = _lstsq_problem(n, d + 1, seed)
+    if rank_deficient:
+        A[:, -1] = A[:, 0]
+    m = min(n, 40 * (d + 1))
+    ref = sketch_and_solve(A, b, eps=0.5, sketch=kind, m=m, rng=seed)
+    out = sketch_and_solve(
+        torch.from_numpy(A), torch.from_numpy(b), eps=0.5, sketch=kind, m=m, rng=seed
+    )
+    assert isinstance(out.x, torch.Tensor) and out.rank == ref.rank == d + 1 - rank_deficient
+    np.testing.assert_allclose(out.x.numpy(), ref.x, rtol=0, atol=1e-9 * np.linalg.norm(ref.x))
+    assert abs(out.sketched_residual_norm - ref.sketched_residual_norm) <= 1e-9 * (
+        1 + ref.sketched_residual_norm
+    )
