@@ -10,12 +10,13 @@ observed entries ``Omega``. Two row-update rules share one driver:
     per sweep.
 ``method="robust"``
     The approximate ("robust") update of Gu, Song, Yin, Zhang (arXiv 2302.11068):
-    each row regression is solved only approximately, by CG preconditioned through the
-    row-sampling sketch that the observations form. See :func:`complete` for the
-    precise rule. ``O~(|Omega| k + (m+n) k^2)`` per sweep.
+    each row regression is solved only approximately, by two steps of CG preconditioned
+    through the row-sampling sketch that the observations form. See :func:`complete`
+    for the precise rule. ``O(|Omega| k + (m+n) k^2)`` per sweep.
 
-scipy.sparse / numpy only (not array-API generic): the observations are a
-scipy.sparse matrix and the per-row solves use LAPACK.
+The row updates live in :mod:`numlib._completion_rows`. scipy.sparse / numpy only (not
+array-API generic): the observations are a scipy.sparse matrix and the per-row solves
+use LAPACK.
 
 References
 ----------
@@ -38,8 +39,10 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.linalg import svds
 
+from numlib._arrays import small_lapack_threads
+from numlib._completion_rows import Grouped, exact_update, robust_update
+from numlib.lowrank import randomized_svd
 from numlib.result import ConvergenceWarning
 from numlib.validate import as_generator, check_positive_int
 
@@ -47,13 +50,21 @@ __all__ = ["CompletionResult", "complete"]
 
 _METHODS = ("robust", "exact")
 _TRIM_CONSTANT = 2.0  # rows of the initial factor above 2 ||U||_F / sqrt(m) are zeroed
-# robust update: CG stops when ||r_i|| <= 0.3 ||r_i^0|| for every row. Measured (2000 x 2000,
-# rank 50, 10%): 1e-2 / 1e-1 / 0.3 take 8 / 4 / 3 steps and 32 / 32 / 29 sweeps to 1e-6.
-_INNER_RTOL = 0.3
-_INNER_MAXITER = 10
-_CHUNK = 1 << 21  # floats per gathered (rows x width x k) block: 16 MiB
-# CG re-reads its block every step: 2 MiB keeps it in a core's L2 cache (memory-bound otherwise)
-_CG_CHUNK = 1 << 18
+# initial top-k SVD: randomized subspace iteration. Measured (2000 and 5000 square, rank
+# 50, 10%; 5000, rank 10, 2%): q = 0 / 1 / 2 / 3 power iterations need 14 / 12 / 11 / 11,
+# 38 / 34 / 33 / 32 and 18 / 16 / 15 / 15 robust sweeps; q = 2 costs ~0.3 s at the largest.
+_POWER_ITERS = 2
+_OVERSAMPLE = 10
+# robust update: after inner_steps CG steps a row stops once its residual fell by
+# _KAPPA_RTOL / cond(U V^T), at most _INNER_MAXITER steps. Measured (2000 x 2000, 10%, rank
+# 50; 5%, rank 10; M = A diag(s) B^T, cond(M) = max s / min s): at cond 1 the constants
+# 1.0 / 0.5 take 33 / 36 sweeps at 2.1 / 3.0 steps (exact ALS: 41); at cond 100, rank 50,
+# 65 / 39 sweeps (exact 39); at cond 1000, rank 10, 1.0 stalls and 0.5 takes 18 (exact 16).
+# A fixed 2 steps stalls at relative error 0.1 from cond 100 on, but at cond 1 takes 33
+# sweeps: a target >= _RTOL_FIXED is not tested (the test costs a pass over the rows).
+_KAPPA_RTOL = 0.5
+_RTOL_FIXED = 0.3
+_INNER_MAXITER = 30
 
 
 @dataclass(frozen=True)
@@ -71,8 +82,8 @@ class CompletionResult:
     sweeps : int
         Alternating sweeps done (one sweep updates ``V`` then ``U``).
     train_error_history : numpy.ndarray
-        ``||P_train(U V^T - M)||_F / ||P_train(M)||_F``; entry 0 is the initialisation,
-        entry ``t`` after sweep ``t``.
+        ``||P_train(U V^T - M)||_F / ||P_train(M)||_F``; entry 0 is 1 (the zero matrix,
+        before the first sweep), entry ``t`` after sweep ``t``.
     validation_error_history : numpy.ndarray
         The same on the held-out entries (empty when ``validation_fraction == 0``).
     info : dict
@@ -81,7 +92,7 @@ class CompletionResult:
         ``"sweep_seconds"`` (wall time of each sweep, error evaluation included);
         robust only: ``"min_count"`` (rows with at most this many observations are
         solved exactly), ``"cg_rows"`` (rows solved by CG) and ``"inner_iterations"``
-        (CG steps of the slowest row), per half-sweep.
+        (CG steps per row), per half-sweep.
     """
 
     U: np.ndarray
@@ -145,15 +156,15 @@ def _as_entries(observed: Any, mask: Any) -> tuple[np.ndarray, np.ndarray, np.nd
         raise ValueError("observed has no observed (stored) entries")
     if not np.isfinite(vals).all():
         raise ValueError("observed contains NaN or Inf values")
-    keys = rows * n + cols
-    order = np.argsort(keys, kind="stable")
-    sk = keys[order]
-    dup = np.flatnonzero(sk[1:] == sk[:-1])
-    if dup.size:
-        i, j = divmod(int(sk[dup[0]]), n)
+    # COO -> CSR merges repeated positions (a counting sort, O(|Omega|)): fewer stored
+    # entries afterwards means duplicates; only then pay for a sort that names one
+    merged = sp.coo_array((np.ones(rows.size), (rows, cols)), shape=(m, n)).tocsr().nnz
+    if merged < rows.size:
+        keys = np.sort(rows * n + cols)
+        i, j = divmod(int(keys[np.flatnonzero(keys[1:] == keys[:-1])[0]]), n)
         raise ValueError(
-            f"observed has duplicate entries ({dup.size} repeated), e.g. at ({i}, {j}); "
-            "sum or drop them first"
+            f"observed has duplicate entries ({rows.size - merged} repeated), e.g. at "
+            f"({i}, {j}); sum or drop them first"
         )
     if mask is not None:
         if not sp.issparse(mask):
@@ -163,7 +174,7 @@ def _as_entries(observed: Any, mask: Any) -> tuple[np.ndarray, np.ndarray, np.nd
         mc = mask.tocoo()
         nz = np.asarray(mc.data) != 0
         mkeys = np.asarray(mc.row, dtype=np.int64)[nz] * n + np.asarray(mc.col, dtype=np.int64)[nz]
-        keep = np.isin(keys, mkeys)
+        keep = np.isin(rows * n + cols, mkeys)
         rows, cols, vals = rows[keep], cols[keep], vals[keep]
         if rows.size == 0:
             raise ValueError("mask selects none of observed's stored entries")
@@ -184,210 +195,6 @@ def _check_real(
     return v
 
 
-# ----------------------------------------------------------------------------- kernels
-
-
-_Chunk = tuple[np.ndarray, np.ndarray, np.ndarray]
-
-
-class _Grouped:
-    """Observations grouped by the row of the factor being updated, in padded chunks.
-
-    Rows are ordered by observation count and cut into chunks; chunk ``c`` holds an
-    ``(r_c, L_c)`` array of column indices (padded with ``ncols``, an index of a zero
-    row appended to the factor) and of values (padded with 0), ``L_c`` the largest
-    count in the chunk. Sorting by count keeps the padding small, and every kernel
-    then works on dense ``(r_c, L_c, k)`` blocks with batched BLAS instead of
-    per-entry gathers and segment sums.
-    """
-
-    def __init__(self, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, nrows: int):
-        order = np.argsort(rows, kind="stable")
-        self.rows, self.cols, self.vals = rows[order], cols[order], vals[order]
-        self.nrows = nrows
-        self.ncols = int(cols.max()) + 1 if cols.size else 0
-        self.counts = np.bincount(self.rows, minlength=nrows)
-        self.indptr = np.concatenate([[0], np.cumsum(self.counts)])
-        self._chunks: dict[tuple[int, int, int], list[_Chunk]] = {}
-
-    def chunks(self, k: int, pad: int, size: int | None = None) -> list[_Chunk]:
-        """``(row ids, padded column indices, padded values)`` per chunk of ~``size`` floats.
-
-        ``pad`` is the index used for padding (the zero row of the extended factor).
-        Rows without observations are left out. ``size`` defaults to ``_CHUNK``.
-        """
-        size = _CHUNK if size is None else size
-        key = (k, pad, size)
-        if key not in self._chunks:
-            out = []
-            by_count = np.argsort(self.counts, kind="stable")
-            by_count = by_count[self.counts[by_count] > 0]
-            pos = 0
-            while pos < by_count.size:
-                # counts ascend, so the chunk's last row sets its width
-                L = int(self.counts[by_count[min(by_count.size - 1, pos)]])
-                stop = pos + 1
-                while stop < by_count.size:
-                    L = int(self.counts[by_count[stop]])
-                    if (stop - pos + 1) * L * k > size:
-                        break
-                    stop += 1
-                ids = by_count[pos:stop]
-                L = int(self.counts[ids[-1]])
-                cnt = self.counts[ids]
-                offs = np.arange(L)
-                valid = offs[None, :] < cnt[:, None]
-                src = self.indptr[ids][:, None] + np.minimum(offs[None, :], cnt[:, None] - 1)
-                idx = np.where(valid, self.cols[src], pad)
-                val = np.where(valid, self.vals[src], 0.0)
-                out.append((ids, idx, val))
-                pos = stop
-            self._chunks[key] = out
-        return self._chunks[key]
-
-
-def _solve_rows(G: np.ndarray, rhs: np.ndarray, counts: np.ndarray, k: int, ridge: float):
-    """Batched ``G_i u_i = rhs_i``; the minimum-norm solution where ``G_i`` is singular."""
-    out = np.zeros_like(rhs)
-    solve = counts >= k if ridge == 0 else np.ones(counts.size, dtype=bool)
-    pinv = ~solve
-    if solve.any():
-        try:
-            out[solve] = np.linalg.solve(G[solve], rhs[solve][:, :, None])[:, :, 0]
-        except np.linalg.LinAlgError:
-            pinv |= solve
-    if pinv.any():
-        out[pinv] = np.einsum("rij,rj->ri", np.linalg.pinv(G[pinv], hermitian=True), rhs[pinv])
-    return out
-
-
-def _exact_update(
-    g: _Grouped,
-    F: np.ndarray,
-    ridge: float,
-    rows_sel: np.ndarray | None = None,
-    errors: list[float] | None = None,
-) -> np.ndarray:
-    """Exact per-row least squares ``argmin_u sum_j (M_ij - u.F_j)^2 + ridge ||u||^2``.
-
-    Batched normal equations ``(F_O^T F_O + ridge I) u = F_O^T m_O``, the Gram matrices
-    by batched matrix products over padded chunks; rows whose Gram matrix is singular
-    (fewer than ``k`` observations, ``ridge = 0``) get the minimum-norm solution
-    through the pseudo-inverse, which is ``numpy.linalg.lstsq``'s. ``rows_sel`` (bool,
-    length ``nrows``) restricts the rows solved; others are 0. When ``errors`` is a
-    list, the sum of squared residuals of the new rows on the observations is appended
-    (free: the gathered blocks are at hand).
-    """
-    k = F.shape[1]
-    Fe = np.vstack([F, np.zeros((1, k))])
-    sq = 0.0
-    out = np.zeros((g.nrows, k))
-    eye = ridge * np.eye(k)
-    for ids, idx, val in g.chunks(k, F.shape[0]):
-        if rows_sel is not None:
-            keep = rows_sel[ids]
-            if not keep.any():
-                continue
-            ids, idx, val = ids[keep], idx[keep], val[keep]
-        Fc = Fe[idx]
-        FcT = Fc.transpose(0, 2, 1)
-        G = FcT @ Fc + eye
-        rhs = (FcT @ val[:, :, None])[:, :, 0]
-        X = _solve_rows(G, rhs, g.counts[ids], k, ridge)
-        out[ids] = X
-        if errors is not None:
-            res = val - (Fc @ X[:, :, None])[:, :, 0]
-            sq += float(np.einsum("rl,rl->", res, res))
-    if errors is not None:
-        errors.append(sq)
-    return out
-
-
-def _robust_update(
-    g: _Grouped,
-    F: np.ndarray,
-    X0: np.ndarray,
-    ridge: float,
-    min_count: int,
-    inner_rtol: float = _INNER_RTOL,
-) -> tuple[np.ndarray, int, int, float]:
-    """Approximate per-row least squares by preconditioned CG from the previous iterate.
-
-    Row ``i`` observes the rows ``F_O`` of ``F`` at its sampled columns, a uniform
-    *sampling sketch* of ``F``: for incoherent ``F`` and ``|Omega_i| >~ k log k``,
-    ``F_O^T F_O ~ (|Omega_i| / n) F^T F`` (matrix Chernoff). So one eigendecomposition
-    ``F^T F = W diag(lam) W^T`` (``O(n k^2)``, shared by all rows) gives every row the
-    preconditioner ``W diag(c_i lam + ridge)^{-1} W^T`` (``c_i = |Omega_i| / n``), under
-    which CG converges in a few steps of ``O(|Omega_i| k)`` each. Rows with at most
-    ``min_count`` observations are solved exactly (their Gram matrix is cheap and the
-    sampling concentration is weakest there). CG stops once every row's residual fell by
-    ``inner_rtol`` (at most ``_INNER_MAXITER`` steps). Returns the new factor, the rows
-    solved by CG, the CG steps taken and the sum of squared residuals
-    ``sum (M_ij - X_i . F_j)^2`` of the *new* factor on the observations (free: the
-    gathered blocks are at hand).
-    """
-    nrows_f, k = F.shape
-    Fe = np.vstack([F, np.zeros((1, k))])
-    lam, W = np.linalg.eigh(F.T @ F)
-    lam = np.maximum(lam, np.finfo(float).eps * max(float(lam[-1]), np.finfo(float).tiny))
-    out = np.zeros((g.nrows, k))
-    eye = ridge * np.eye(k)
-    n_cg = 0
-    steps = 0
-    sq = 0.0
-    tiny = np.finfo(float).tiny
-    for ids, idx, val in g.chunks(k, nrows_f, _CG_CHUNK):
-        Fc = Fe[idx]
-        FcT = Fc.transpose(0, 2, 1)
-        rhs = (FcT @ val[:, :, None])[:, :, 0]
-        counts = g.counts[ids]
-        small = counts <= min_count
-        X = X0[ids].copy()
-        if small.any():
-            G = FcT[small] @ Fc[small] + eye
-            X[small] = _solve_rows(G, rhs[small], counts[small], k, ridge)
-        big = ~small
-        if big.any():
-            n_cg += int(big.sum())
-            Fb = Fc if not small.any() else Fc[big]
-            FbT = Fb.transpose(0, 2, 1)  # a view: batched BLAS takes it transposed
-            inv = 1.0 / (counts[big, None] / nrows_f * lam[None, :] + ridge)
-
-            def normal(P: np.ndarray, Fb: np.ndarray = Fb, FbT: np.ndarray = FbT) -> np.ndarray:
-                return (FbT @ (Fb @ P[:, :, None]))[:, :, 0] + ridge * P
-
-            def precond(R: np.ndarray, inv: np.ndarray = inv) -> np.ndarray:
-                return ((R @ W) * inv) @ W.T
-
-            Xb = X[big]
-            r = rhs[big] - normal(Xb)
-            z = precond(r)
-            p = z.copy()
-            rz = np.einsum("ri,ri->r", r, z)
-            target = inner_rtol * np.linalg.norm(r, axis=1)
-            for it in range(_INNER_MAXITER):
-                active = np.linalg.norm(r, axis=1) > target
-                if not active.any():
-                    break
-                steps = max(steps, it + 1)
-                q = normal(p)
-                pq = np.einsum("ri,ri->r", p, q)
-                ok = active & (pq > tiny)
-                alpha = np.where(ok, rz / np.where(ok, pq, 1.0), 0.0)
-                Xb += alpha[:, None] * p
-                r -= alpha[:, None] * q
-                z = precond(r)
-                rz_new = np.einsum("ri,ri->r", r, z)
-                beta = np.where(rz > tiny, rz_new / np.where(rz > tiny, rz, 1.0), 0.0)
-                p = z + beta[:, None] * p
-                rz = rz_new
-            X[big] = Xb
-        out[ids] = X
-        res = val - (Fc @ X[:, :, None])[:, :, 0]  # padded slots: 0 - 0 . X = 0
-        sq += float(np.einsum("rl,rl->", res, res))
-    return out, n_cg, steps, sq
-
-
 def _rel_error(
     U: np.ndarray, V: np.ndarray, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray
 ) -> float:
@@ -401,6 +208,48 @@ def _rel_error(
         num += float(np.sum((pred - vals[sl]) ** 2))
     den = float(np.linalg.norm(vals))
     return math.sqrt(num) / den if den > 0 else math.sqrt(num)
+
+
+def _inner_rtol(X: np.ndarray, F: np.ndarray) -> float | None:
+    """``_KAPPA_RTOL / cond(X F^T)``: the robust update's relative residual target.
+
+    ``None`` (no test: ``inner_steps`` steps) when the target is ``>= _RTOL_FIXED``.
+
+    Gu et al.'s perturbation bounds carry the condition number of ``M``: an update error
+    in the weakest singular direction is amplified by ``cond(M)`` in the subspace
+    distance their induction tracks, so the per-row accuracy must scale like
+    ``1 / cond``. The singular values of the current estimate ``X F^T`` are the square
+    roots of the eigenvalues of ``(X^T X)(F^T F)`` (``O((m + n) k^2)``).
+    """
+    ev = np.linalg.eigvals((X.T @ X) @ (F.T @ F)).real
+    top = float(ev.max())
+    if not top > 0:
+        return 0.0
+    rtol = _KAPPA_RTOL * math.sqrt(max(float(ev.min()), 0.0) / top)
+    return None if rtol >= _RTOL_FIXED else rtol
+
+
+def _spectral_init(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    vals: np.ndarray,
+    shape: tuple[int, int],
+    k: int,
+    gen: np.random.Generator,
+    warm: bool,
+) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Trimmed top-``k`` SVD of ``(1/p) P_Omega(M)``: ``U``, ``V`` and the trimmed rows.
+
+    With ``warm``, ``V = (1/p) P_Omega(M)^T U``, the least-squares ``V`` given ``U`` had
+    every entry been observed: the robust update's first warm start (else ``None``).
+    """
+    m, n = shape
+    Mo = sp.csr_array((vals * (m * n / rows.size), (rows, cols)), shape=shape)
+    U0, _, _ = randomized_svd(Mo, k, oversample=_OVERSAMPLE, power_iters=_POWER_ITERS, rng=gen)
+    big = np.linalg.norm(U0, axis=1) > _TRIM_CONSTANT * np.linalg.norm(U0) / math.sqrt(m)
+    U0[big] = 0.0
+    U = np.linalg.qr(U0)[0]
+    return U, (Mo.T @ U if warm else None), int(big.sum())
 
 
 # ----------------------------------------------------------------------------- driver
@@ -417,6 +266,7 @@ def complete(
     ridge: float = 0.0,
     validation_fraction: float = 0.0,
     min_rows_factor: float = 2.0,
+    inner_steps: int = 2,
     rng: int | np.random.Generator | None = None,
 ) -> CompletionResult:
     """Complete a low-rank matrix from sampled entries by alternating minimisation.
@@ -427,8 +277,10 @@ def complete(
     (observations are processed in padded chunks of ``~2M`` gathered floats).
 
     **Initialisation** (Jain-Netrapalli-Sanghavi; Gu et al., Alg. 1): ``U0`` = top-``k``
-    left singular vectors of ``(1/p) P_Omega(M)``, ``p = |Omega| / (m n)``
-    (``scipy.sparse.linalg.svds``, ARPACK, ``v0`` drawn from ``rng``). **Trimming**:
+    left singular vectors of ``(1/p) P_Omega(M)``, ``p = |Omega| / (m n)``, by
+    randomized subspace iteration (:func:`numlib.lowrank.randomized_svd`, two power
+    iterations, ``k + 10`` columns, sparse products: ``O(|Omega| k)``, as the paper's
+    nearly-linear total time requires of the initialisation too). **Trimming**:
     every row ``i`` with ``||U0_i||_2 > 2 ||U0||_F / sqrt(m)`` (``= 2 sqrt(k/m)`` for
     orthonormal ``U0``: twice the average row norm, i.e. incoherence ``mu = 4``) is set
     to zero, and the result re-orthonormalised by QR.
@@ -439,23 +291,44 @@ def complete(
       fewer than ``k`` observations (and ``ridge = 0``) get the minimum-norm
       least-squares solution (as ``numpy.linalg.lstsq``). ``O(|Omega| k^2 + (m+n) k^3)``.
     - ``"robust"`` (Gu et al.'s approximate update): each row regression is solved only
-      approximately, by preconditioned CG started from the row's previous value
-      (warm start) and stopped once that row's residual fell by ``0.3`` (at most 10
-      steps, each ``O(|Omega_i| k)``). The preconditioner comes from a sketch: row
-      ``i``'s regression matrix ``F_{Omega_i}`` *is* a uniform row-sampling sketch of
-      the other factor ``F`` (rate ``c_i = |Omega_i| / n``), so for incoherent ``F``
-      and ``|Omega_i| >~ k log k``, ``F_{Omega_i}^T F_{Omega_i} ~ c_i F^T F`` (matrix
-      Chernoff, the concentration Gu et al.'s analysis rests on), and one
-      eigendecomposition of ``F^T F`` (``O(n k^2)``) preconditions every row:
-      ``(c_i F^T F + ridge I)^{-1}``. Rows with ``|Omega_i| <= min_rows_factor * k``
-      are solved exactly (few samples: weak concentration, cheap Gram matrix). A
-      sweep costs ``O(T |Omega| k + (m + n) k^2 + k^3)`` with ``T <= 10``, versus
-      ``O(|Omega| k^2 + (m + n) k^3)`` for exact solves; Gu et al. prove that
-      alternating minimisation with per-row solves of bounded relative error keeps
-      the sample complexity and linear convergence of exact ALS. (A fresh sparse
-      sign sketch and QR per row, the paper's literal solver, costs ``O(k^3)`` per
-      row, more than the exact Gram matrix whenever ``|Omega_i| < ~8 k``, which
-      covers every realistic sampling rate at ``k = 50``.)
+      approximately, by a few steps of preconditioned CG started from the
+      row's previous value (warm start; ``V``'s first start is ``(1/p) P_Omega(M)^T U0``,
+      the least-squares ``V`` of the fully observed case). The preconditioner comes from
+      a sketch: row ``i``'s regression matrix ``F_{Omega_i}`` *is* a uniform
+      row-sampling sketch of the other factor ``F`` (rate ``c_i = |Omega_i| / n``), so
+      for incoherent ``F`` and ``|Omega_i| >~ k log k``,
+      ``F_{Omega_i}^T F_{Omega_i} ~ c_i F^T F`` (matrix Chernoff, the concentration
+      Gu et al.'s analysis rests on), and one eigendecomposition of ``F^T F``
+      (``O(n k^2)``) preconditions every row: ``(c_i F^T F + ridge I)^{-1}``, applied
+      as a diagonal scaling after whitening ``F``. Each step costs ``O(|Omega_i| k)``;
+      the residual on the observations is carried from one half-sweep to the next, so
+      ``T`` steps read the gathered rows about ``2T`` times. Rows with
+      ``|Omega_i| <= min_rows_factor * k`` are solved exactly (few samples: weak
+      concentration, cheap Gram matrix). A sweep costs
+      ``O(T |Omega| k + (m + n) k^2 + k^3)`` versus ``O(|Omega| k^2 + (m + n) k^3)`` for
+      exact solves.
+
+      Inner accuracy: Gu et al. show that alternating minimisation keeps the sample
+      complexity and linear convergence of exact ALS when every update is within a
+      small relative error of the exact one; their bounds carry the condition number of
+      ``M`` (an error in the weakest direction is amplified by it).
+      With the sketch preconditioner a CG step contracts a row's error by about the
+      distortion ``delta ~ sqrt(k / |Omega_i|)`` of ``F_{Omega_i}^T F_{Omega_i}``
+      against ``c_i F^T F``, and the warm start's error is itself of the order of the
+      current distance to ``M``. So every row takes ``inner_steps`` (default 2) steps
+      and then stops once its normal-equation residual fell by
+      ``0.5 / cond(U V^T)`` (the current estimate's condition number, from two
+      ``k x k`` Gram matrices), at most 30 steps: 2-3 steps on well-conditioned
+      problems, more as ``cond(M)`` grows. A target ``>= 0.3`` is not tested (the
+      test costs one more pass over the gathered rows; two steps were measured to do
+      as well there). Measured (sweeps to ``1e-7``; exact ALS in
+      brackets): 2000 x 2000, rank 50, 10%, Gaussian factors: 1 / 2 / 3 fixed steps
+      take 83 / 33 / 39 sweeps (41), the rule 36 at ~3 steps; singular values spread
+      over ``[1, 100]``: fixed 2 steps stall at error 0.1, the rule takes 39 (39) at
+      ~9 steps; rank 10, 5%, spread ``[1, 1000]``: the rule takes 18 (16).
+      (A fresh sparse sign sketch and QR per row, the paper's literal solver, costs
+      ``O(k^3)`` per row, more than the exact Gram matrix whenever
+      ``|Omega_i| < ~8 k``, which covers every realistic sampling rate at ``k = 50``.)
 
     **Stopping**: converged when the relative training error
     ``||P_train(U V^T - M)|| / ||P_train(M)|| <= tol`` and, if
@@ -474,7 +347,7 @@ def complete(
         The observations: every *stored* entry (explicit zeros included) is an
         observed ``M_ij``. Not modified. Duplicates are an error.
     rank : int
-        Target rank ``k``, ``1 <= k <= min(m, n)`` (``< min(m, n)`` for ARPACK).
+        Target rank ``k``, ``1 <= k <= min(m, n)``.
     mask : scipy.sparse matrix, optional
         Same shape; only stored entries of ``observed`` at positions where ``mask``
         stores a nonzero are used.
@@ -491,8 +364,11 @@ def complete(
     min_rows_factor : float
         Robust only: rows with at most ``min_rows_factor * k`` observations are solved
         exactly; ``>= 0``.
+    inner_steps : int
+        Robust only: CG steps every row update takes before its stopping test,
+        ``>= 1``.
     rng : int, numpy.random.Generator or None
-        Randomness (svds start vector, validation split). Same seed, same
+        Randomness (the initial SVD's test matrix, validation split). Same seed, same
         result.
 
     Returns
@@ -507,6 +383,17 @@ def complete(
     ValueError
         ``rank`` out of range, out-of-range indices, duplicate entries, NaN/Inf,
         no observations, unknown ``method``, parameters out of range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import scipy.sparse as sp
+    >>> rng = np.random.default_rng(0)
+    >>> M = rng.standard_normal((200, 3)) @ rng.standard_normal((3, 150))
+    >>> i, j = np.nonzero(rng.random(M.shape) < 0.3)
+    >>> res = complete(sp.coo_array((M[i, j], (i, j)), shape=M.shape), 3, rng=0)
+    >>> bool(res.converged and np.linalg.norm(res.U @ res.V.T - M) < 1e-6 * np.linalg.norm(M))
+    True
     """
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
@@ -514,9 +401,11 @@ def complete(
     if isinstance(rank, bool) or not isinstance(rank, numbers.Integral):
         raise TypeError(f"rank must be an int, got {type(rank).__name__}")
     k = int(rank)
-    if not (1 <= k < min(m, n)):
-        raise ValueError(f"rank must satisfy 1 <= rank < min(m, n) = {min(m, n)}, got {rank}")
+    if not (1 <= k <= min(m, n)):
+        raise ValueError(f"rank must satisfy 1 <= rank <= min(m, n) = {min(m, n)}, got {rank}")
     max_sweeps = check_positive_int(max_sweeps, "max_sweeps")
+    inner_steps = check_positive_int(inner_steps, "inner_steps")
+    max_steps = max(inner_steps, _INNER_MAXITER)
     tol = _check_real(tol, "tol", 0.0, math.inf, lo_open=False, hi_open=True)
     ridge = _check_real(ridge, "ridge", 0.0, math.inf, lo_open=False, hi_open=True)
     validation_fraction = _check_real(
@@ -540,66 +429,77 @@ def complete(
         vv = np.zeros(0)
     p = rows.size / (m * n)
 
-    # initialisation: top-k SVD of (1/p) P_Omega(M), trimming, re-orthonormalisation
-    Mo = sp.csr_array((vals / p, (rows, cols)), shape=(m, n))
-    v0 = gen.standard_normal(min(m, n))
-    U0, _, _ = svds(Mo, k=k, v0=v0, random_state=gen)
-    thresh = _TRIM_CONSTANT * np.linalg.norm(U0) / math.sqrt(m)
-    big = np.linalg.norm(U0, axis=1) > thresh
-    U0 = U0.copy()
-    U0[big] = 0.0
-    U, _ = np.linalg.qr(U0)
-    V = np.zeros((n, k))
+    # everything below is sparse products and many small BLAS/LAPACK calls (row kernels,
+    # k x k and (m + n) x k factorisations): a threaded OpenBLAS only adds wake-ups
+    # (measured 5000 x 5000, rank 50, 10% on a loaded 2-core machine: 2 threads 3.0 / 1.2 s
+    # per exact / robust sweep, 1 thread 1.2 / 0.30 s)
+    with small_lapack_threads(k):
+        U, V, trimmed = _spectral_init(rows, cols, vals, (m, n), k, gen, method == "robust")
+        by_row = Grouped(rows, cols, vals, m)
+        by_col = Grouped(cols, rows, vals, n)
+        min_count = math.floor(min_rows_factor * k)
+        train_den = float(np.linalg.norm(vals))
+        train_den = train_den if train_den > 0 else 1.0
+        train_hist = [1.0]
+        val_hist = [1.0] if n_val else []
+        inner: list[int] = []
+        cg_rows: list[int] = []
+        sweep_seconds: list[float] = []
+        # robust: the residual on the observations by entry number, handed from each
+        # half-sweep to the next (valid once the first one has written it)
+        resid = np.zeros(rows.size + 1) if method == "robust" else None
 
-    by_row = _Grouped(rows, cols, vals, m)
-    by_col = _Grouped(cols, rows, vals, n)
-    min_count = math.floor(min_rows_factor * k)
-    train_den = float(np.linalg.norm(vals))
-    train_den = train_den if train_den > 0 else 1.0
-    train_hist = [_rel_error(U, np.zeros((n, k)), rows, cols, vals)]
-    val_hist = [_rel_error(U, V, vr, vc, vv)] if n_val else []
-    inner: list[int] = []
-    cg_rows: list[int] = []
-    sweep_seconds: list[float] = []
-    converged = False
-    sweeps = 0
-    for _ in range(max_sweeps):
-        sweeps += 1
-        t0 = time.perf_counter()
-        if method == "exact" or sweeps == 1:
-            V = _exact_update(by_col, U, ridge)  # first V solve: no warm start exists
-        else:
-            V, nb, st, _ = _robust_update(by_col, U, V, ridge, min_count)
-            cg_rows.append(nb)
-            inner.append(st)
-        if method == "exact":
-            sqs: list[float] = []
-            U = _exact_update(by_row, V, ridge, errors=sqs)
-            sq = sqs[0]
-        else:
-            U, nb, st, sq = _robust_update(by_row, V, U, ridge, min_count)
-            cg_rows.append(nb)
-            inner.append(st)
-        sweep_seconds.append(time.perf_counter() - t0)
-        err = math.sqrt(sq) / train_den
-        train_hist.append(err)
-        ok = err <= tol
-        if n_val:
-            verr = _rel_error(U, V, vr, vc, vv)
-            val_hist.append(verr)
-            ok = ok and verr <= tol
-        if not np.isfinite(err):
-            break
-        if ok:
-            converged = True
-            break
+        def half(
+            g: Grouped, F: np.ndarray, X0: np.ndarray, reuse: bool
+        ) -> tuple[np.ndarray, int, int, float]:
+            return robust_update(
+                g,
+                F,
+                X0,
+                ridge,
+                min_count,
+                min_steps=inner_steps,
+                max_steps=max_steps,
+                rtol=_inner_rtol(X0, F),
+                resid=resid,
+                reuse=reuse,
+            )
+
+        converged = False
+        sweeps = 0
+        for _ in range(max_sweeps):
+            sweeps += 1
+            t0 = time.perf_counter()
+            if method == "exact":
+                V = exact_update(by_col, U, ridge)
+                sqs: list[float] = []
+                U = exact_update(by_row, V, ridge, errors=sqs)
+                sq = sqs[0]
+            else:
+                V, nb_v, st_v, _ = half(by_col, U, V, sweeps > 1)
+                U, nb_u, st_u, sq = half(by_row, V, U, True)
+                cg_rows += [nb_v, nb_u]
+                inner += [st_v, st_u]
+            sweep_seconds.append(time.perf_counter() - t0)
+            err = math.sqrt(sq) / train_den
+            train_hist.append(err)
+            ok = err <= tol
+            if n_val:
+                verr = _rel_error(U, V, vr, vc, vv)
+                val_hist.append(verr)
+                ok = ok and verr <= tol
+            if not np.isfinite(err):
+                break
+            if ok:
+                converged = True
+                break
     info: dict[str, Any] = {
         "method": method,
         "tol": tol,
         "p": p,
         "n_train": int(rows.size),
         "n_validation": n_val,
-        "trimmed_rows": int(big.sum()),
+        "trimmed_rows": trimmed,
         "sweep_seconds": sweep_seconds,
     }
     if method == "robust":
