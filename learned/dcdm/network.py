@@ -28,8 +28,12 @@ Poisson problems: the lift splits ``r`` into pairs of channels ``(r)_+, (-r)_-``
 (so the ReLUs pass it unchanged), the second convolution of every residual
 block starts at zero (each block is the identity), and the projection recombines
 the pairs with random positive weights that sum to one (they break the symmetry
-between pairs). Training then improves on BPX. ``init="random"`` keeps PyTorch's
-default initialisation, as in the paper.
+between pairs). ``init="multigrid"`` goes further: the weights of a V(1, 1)
+multigrid cycle with damped-Jacobi smoothing (:meth:`DCDMNet._init_multigrid`),
+which gives grid-independent iteration counts on the box; with
+``restriction="adjoint"`` (the transpose of the interpolation instead of average
+pooling) that network is a symmetric operator, as a CG preconditioner must be.
+``init="random"`` keeps PyTorch's default initialisation, as in the paper.
 
 The convolutions have no bias, so the network is positively homogeneous,
 ``f(c r) = c f(r)`` for ``c > 0``: together with the scale-invariant loss this makes
@@ -46,16 +50,28 @@ residuals, so this costs nothing.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from learned.dcdm.stencil import GridStencil
 
-__all__ = ["DCDMConfig", "DCDMNet"]
+__all__ = ["INITS", "RESTRICTIONS", "DCDMConfig", "DCDMNet"]
+
+INITS = ("bpx", "multigrid", "random")
+RESTRICTIONS = ("average", "adjoint")
+# Damped-Jacobi weight of the multigrid initialisation: the optimal smoothing weight
+# of the 5-point (4/5) and 7-point (6/7) Laplacian.
+_JACOBI_WEIGHT = {2: 4 / 5, 3: 6 / 7}
+# Slots of the multigrid initialisation: each signed field u is held as a pair of
+# non-negative channels (2 s, 2 s + 1) with u = ch[2 s] - ch[2 s + 1].
+_RESIDUAL, _CORRECTION, _PREVIOUS = 0, 1, 2
+_SPARE_SCALE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -74,8 +90,12 @@ class DCDMConfig:
         Pooling levels; 1 is the paper's network, None recurses down to ``coarsest``.
     coarsest : int
         With ``levels=None``, stop pooling once an axis has at most this many nodes.
-    init : {"bpx", "random"}
+    init : {"bpx", "multigrid", "random"}
         Initial weights (see the module docstring).
+    restriction : {"average", "adjoint"}
+        Fine-to-coarse transfer: average pooling (the paper's), or the adjoint of the
+        linear interpolation that brings coarse corrections back, divided by ``2^d``,
+        which makes a linear network symmetric (a CG preconditioner needs that).
     """
 
     dim: int
@@ -84,6 +104,7 @@ class DCDMConfig:
     levels: int | None = None
     coarsest: int = 4
     init: str = "bpx"
+    restriction: str = "average"
 
     def __post_init__(self) -> None:
         for name in ("dim", "channels", "blocks", "coarsest"):
@@ -98,10 +119,14 @@ class DCDMConfig:
             isinstance(self.levels, bool) or not isinstance(self.levels, int) or self.levels < 1
         ):
             raise ValueError(f"levels must be a positive int or None, got {self.levels!r}")
-        if self.init not in ("bpx", "random"):
-            raise ValueError(f"init must be 'bpx' or 'random', got {self.init!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         if self.init == "bpx" and self.channels < 2:
             raise ValueError("init='bpx' needs channels >= 2")
+        if self.restriction not in RESTRICTIONS:
+            raise ValueError(f"restriction must be one of {RESTRICTIONS}, got {self.restriction!r}")
+        if self.init == "multigrid" and (self.channels < 6 or self.blocks < 3):
+            raise ValueError("init='multigrid' needs channels >= 6 and blocks >= 3")
 
     def to_dict(self) -> dict[str, int | None]:
         """Return the fields as a JSON-ready dict."""
@@ -142,7 +167,7 @@ class DCDMNet(nn.Module):
     ----------
     dim : {2, 3}
         Grid dimension.
-    channels, blocks, levels, coarsest, init
+    channels, blocks, levels, coarsest, init, restriction
         See :class:`DCDMConfig`.
 
     Examples
@@ -167,9 +192,10 @@ class DCDMNet(nn.Module):
         levels: int | None = None,
         coarsest: int = 4,
         init: str = "bpx",
+        restriction: str = "average",
     ) -> None:
         super().__init__()
-        self.config = DCDMConfig(dim, channels, blocks, levels, coarsest, init)
+        self.config = DCDMConfig(dim, channels, blocks, levels, coarsest, init, restriction)
         conv = nn.Conv2d if dim == 2 else nn.Conv3d
         self.lift = conv(1, channels, 3, padding=1, bias=False)
         self.geometry_lift = conv(2 + dim, channels, 3, padding=1, bias=False)
@@ -184,6 +210,8 @@ class DCDMNet(nn.Module):
         self._interp = "bilinear" if dim == 2 else "trilinear"
         if init == "bpx":
             self._init_bpx()
+        elif init == "multigrid":
+            self._init_multigrid()
 
     @torch.no_grad()
     def _init_bpx(self) -> None:
@@ -203,17 +231,77 @@ class DCDMNet(nn.Module):
             for _, second in stack:
                 second.weight.zero_()
 
+    @torch.no_grad()
+    def _init_multigrid(self) -> None:
+        """Set the weights to a V(1, 1) multigrid cycle for the constant-coefficient Laplacian.
+
+        Every residual block adds to some signed fields ``u_s`` (held as channel pairs,
+        ``u = ch+ - ch-``, both non-negative) linear functions ``w_s`` of the fields: the
+        first convolution computes ``(relu(w_s), relu(-w_s))``, the second adds them to
+        ``(ch+, ch-)``, which keeps both non-negative, so the block's ReLU passes them and
+        the represented ``u_s + w_s`` is exact. Fields: the level's residual ``R``, the
+        correction ``E`` and a copy ``P`` of ``E`` before the coarse correction. With ``S``
+        the stencil (``2d`` at the centre, ``-1`` at the face neighbours, zero outside
+        the grid: the Dirichlet box) and ``J = omega / (2d)``:
+
+        - down: ``R += R / 2, E = 0, P = 0``; ``E += J R``; ``R -= S E, P += E``;
+        - coarse level on the average-pooled fields (its first block clears the pooled
+          ``E`` and ``P``), its ``E`` interpolated bilinearly and added with gain 8/3;
+        - up: ``R -= S (E - P)``; ``E += J R, R = 0, P = 0``; then identities;
+        - bottom: ``R += R / 2, E = 0, P = 0``; ``E += J R``; ``E += J (R - S E), R = 0``.
+
+        The lift writes ``r / 2`` and ``-r / 2`` (it has no ReLU after it); the first
+        block's ``R += R / 2`` turns that into the pair of ``r`` at the finest level and
+        multiplies every coarser level's residual by 3/2, which the gain ``4 / (3/2)``
+        undoes (4 = the ratio of the rediscretised coarse Laplacian). The six channels
+        used start exact; weights touching spare channels keep 1e-3 of PyTorch's random
+        initialisation, so that training can recruit them. Multigrid makes the
+        direction grid-independent on the box; obstacles and closed walls are not in
+        these weights (they enter through ``geometry``, which training may use).
+        """
+        dim = self.config.dim
+        centre = (1,) * dim
+        identity = torch.zeros((3,) * dim)
+        identity[centre] = 1.0
+        stencil = identity * (2 * dim)
+        for axis in range(dim):
+            for side in (0, 2):
+                index = list(centre)
+                index[axis] = side
+                stencil[tuple(index)] = -1.0
+        weight = _JACOBI_WEIGHT[dim] / (2 * dim)
+        R, E, P = _RESIDUAL, _CORRECTION, _PREVIOUS
+        normalise = {R: {R: identity / 2}, E: {E: -identity}, P: {P: -identity}}
+        down = [normalise, {E: {R: weight * identity}}, {R: {E: -stencil}, P: {E: identity}}]
+        up = [
+            {R: {E: -stencil, P: stencil}},
+            {E: {R: weight * identity}, R: {R: -identity}, P: {P: -identity}},
+        ]
+        bottom = [
+            normalise,
+            {E: {R: weight * identity}},
+            {E: {R: weight * identity, E: -weight * stencil}, R: {R: -identity}},
+        ]
+        used = 2 * len((R, E, P))
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d | nn.Conv3d):
+                # spare channels keep a tiny random part, so that training can use them;
+                # the used ones start exact
+                module.weight.mul_(_SPARE_SCALE)
+                module.weight[:used, : min(used, module.weight.shape[1])] = 0.0
+        self.lift.weight[(2 * R, 0, *centre)] = 0.5
+        self.lift.weight[(2 * R + 1, 0, *centre)] = -0.5
+        for stack, updates in ((self.down, down), (self.up, up), (self.bottom, bottom)):
+            for (first, second), update in zip(stack, updates, strict=False):
+                _set_update(first, second, update)
+        self.project.weight[(0, 2 * E, *([0] * dim))] = 1.0
+        self.project.weight[(0, 2 * E + 1, *([0] * dim))] = -1.0
+        self.coarse_gain.fill_(4.0 / 1.5)
+
     @classmethod
     def from_config(cls, config: DCDMConfig) -> DCDMNet:
         """Build an (untrained) network from its configuration."""
-        return cls(
-            config.dim,
-            channels=config.channels,
-            blocks=config.blocks,
-            levels=config.levels,
-            coarsest=config.coarsest,
-            init=config.init,
-        )
+        return cls(**asdict(config))
 
     def depth(self, grid_shape: tuple[int, ...]) -> int:
         """Return the number of pooling levels used on ``grid_shape``."""
@@ -256,9 +344,56 @@ class DCDMNet(nn.Module):
         if remaining == 0 or min(x.shape[2:]) < 2:
             return self.bottom(x, mask)
         y = self.down(x, mask)
-        coarse = self._pool(y, 2, ceil_mode=True)
         coarse_mask = self._maxpool(mask, 2, ceil_mode=True)
+        if self.config.restriction == "adjoint":
+            coarse = _interpolation_adjoint(y, tuple(coarse_mask.shape[2:]))
+        else:
+            coarse = self._pool(y, 2, ceil_mode=True)
         z = self._level(coarse, coarse_mask, remaining - 1)
         z = F.interpolate(z, size=y.shape[2:], mode=self._interp, align_corners=False)
         y = y + self.coarse_gain * z * mask
         return self.up(y, mask)
+
+
+@torch.no_grad()
+def _set_update(
+    first: nn.Module, second: nn.Module, update: dict[int, dict[int, torch.Tensor]]
+) -> None:
+    """Make a residual block add ``w_s = sum_t K[s][t] * u_t`` to each slot ``s`` of ``update``."""
+    centre = (1,) * (first.weight.ndim - 2)
+    for target, sources in update.items():
+        for source, kernel in sources.items():
+            for sign_out, out_channel in ((1.0, 2 * target), (-1.0, 2 * target + 1)):
+                first.weight[out_channel, 2 * source] += sign_out * kernel
+                first.weight[out_channel, 2 * source + 1] -= sign_out * kernel
+        second.weight[(2 * target, 2 * target, *centre)] = 1.0
+        second.weight[(2 * target + 1, 2 * target + 1, *centre)] = 1.0
+
+
+@functools.lru_cache(maxsize=64)
+def _linear_interpolation(
+    fine: int, coarse: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Return the sources and weights of PyTorch's linear interpolation on one axis.
+
+    ``F.interpolate(..., mode="linear", align_corners=False)`` from ``coarse`` to
+    ``fine`` nodes: fine node ``i`` reads ``(1 - w_i) c[lo_i] + w_i c[hi_i]`` at the
+    clamped position ``(i + 1/2) coarse / fine - 1/2``, as PyTorch computes it.
+    """
+    position = np.clip((np.arange(fine) + 0.5) * (coarse / fine) - 0.5, 0.0, None)
+    low = np.minimum(np.floor(position).astype(np.int64), coarse - 1)
+    high = np.minimum(low + 1, coarse - 1)
+    return torch.from_numpy(low), torch.from_numpy(high), torch.from_numpy(position - low)
+
+
+def _interpolation_adjoint(y: torch.Tensor, coarse_shape: tuple[int, ...]) -> torch.Tensor:
+    """Return ``P^T y / 2^d``, ``P`` the (bi/tri)linear interpolation ``coarse_shape`` -> grid."""
+    for axis, coarse in enumerate(coarse_shape):
+        low, high, weight = _linear_interpolation(y.shape[2 + axis], coarse)
+        moved = y.movedim(2 + axis, -1)
+        low, high = low.to(moved.device), high.to(moved.device)
+        weight = weight.to(moved.device, moved.dtype)
+        out = moved.new_zeros((*moved.shape[:-1], coarse))
+        out = out.index_add(-1, low, moved * (1 - weight)).index_add(-1, high, moved * weight)
+        y = out.movedim(-1, 2 + axis) / 2
+    return y

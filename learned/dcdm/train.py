@@ -37,7 +37,7 @@ from learned.dcdm.data import RitzDataModule
 from learned.dcdm.io import save_model
 from learned.dcdm.loss import LOSSES
 from learned.dcdm.module import DCDMModule, SafetensorsCheckpoint
-from learned.dcdm.network import DCDMConfig, DCDMNet
+from learned.dcdm.network import INITS, RESTRICTIONS, DCDMConfig, DCDMNet
 from learned.dcdm.select import BestIterationsCheckpoint, validation_problems
 from numlib.validate import check_positive_int
 
@@ -60,6 +60,8 @@ class TrainConfig:
     channels: int = 16
     blocks: int = 2
     levels: int | None = None
+    init: str = "bpx"
+    restriction: str = "average"
     threads: int = 1
     loss: str = "residual"
     unroll: int = 4
@@ -107,9 +109,8 @@ def fit(
     """
     torch.set_num_threads(config.threads)
     pl.seed_everything(config.seed, verbose=False)
-    net_config = DCDMConfig(
-        config.dim, channels=config.channels, blocks=config.blocks, levels=config.levels
-    )
+    network_fields = ("dim", "channels", "blocks", "levels", "init", "restriction")
+    net_config = DCDMConfig(**{name: getattr(config, name) for name in network_fields})
     data = RitzDataModule(
         dim=config.dim,
         n=config.grid,
@@ -213,6 +214,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--levels", type=int, default=None, help="pooling levels (1: the paper); default: all"
     )
+    parser.add_argument(
+        "--init", choices=INITS, default=defaults.init, help="initial weights (DCDMNet)"
+    )
+    parser.add_argument(
+        "--restriction",
+        choices=RESTRICTIONS,
+        default=defaults.restriction,
+        help="fine-to-coarse transfer (DCDMNet)",
+    )
     parser.add_argument("--threads", type=int, default=defaults.threads)
     parser.add_argument(
         "--loss",
@@ -262,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         channels=args.channels,
         blocks=args.blocks,
         levels=args.levels,
+        init=args.init,
+        restriction=args.restriction,
         threads=args.threads,
         loss=args.loss,
         unroll=args.unroll,
