@@ -371,28 +371,30 @@ def _set_update(
 
 
 @functools.lru_cache(maxsize=64)
-def _linear_interpolation(
-    fine: int, coarse: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _linear_interpolation(fine: int, coarse: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return the sources and weights of PyTorch's linear interpolation on one axis.
 
     ``F.interpolate(..., mode="linear", align_corners=False)`` from ``coarse`` to
     ``fine`` nodes: fine node ``i`` reads ``(1 - w_i) c[lo_i] + w_i c[hi_i]`` at the
-    clamped position ``(i + 1/2) coarse / fine - 1/2``, as PyTorch computes it.
+    clamped position ``(i + 1/2) coarse / fine - 1/2``, as PyTorch computes it. numpy
+    arrays are cached, not tensors: a tensor made under ``torch.inference_mode`` could
+    not be reused in a training step.
     """
     position = np.clip((np.arange(fine) + 0.5) * (coarse / fine) - 0.5, 0.0, None)
     low = np.minimum(np.floor(position).astype(np.int64), coarse - 1)
     high = np.minimum(low + 1, coarse - 1)
-    return torch.from_numpy(low), torch.from_numpy(high), torch.from_numpy(position - low)
+    return low, high, position - low
 
 
 def _interpolation_adjoint(y: torch.Tensor, coarse_shape: tuple[int, ...]) -> torch.Tensor:
     """Return ``P^T y / 2^d``, ``P`` the (bi/tri)linear interpolation ``coarse_shape`` -> grid."""
     for axis, coarse in enumerate(coarse_shape):
-        low, high, weight = _linear_interpolation(y.shape[2 + axis], coarse)
         moved = y.movedim(2 + axis, -1)
-        low, high = low.to(moved.device), high.to(moved.device)
-        weight = weight.to(moved.device, moved.dtype)
+        low, high, weight = (
+            torch.as_tensor(a, device=moved.device)
+            for a in _linear_interpolation(moved.shape[-1], coarse)
+        )
+        weight = weight.to(moved.dtype)
         out = moved.new_zeros((*moved.shape[:-1], coarse))
         out = out.index_add(-1, low, moved * (1 - weight)).index_add(-1, high, moved * weight)
         y = out.movedim(-1, 2 + axis) / 2

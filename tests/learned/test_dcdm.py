@@ -417,3 +417,13 @@ def test_multigrid_network_is_a_symmetric_operator(obstacles):
         q1, q2 = net(r1, geometry), net(r2, geometry)
         torch.testing.assert_close(net(r1 - 2 * r2, geometry), q1 - 2 * q2, rtol=1e-6, atol=1e-9)
     torch.testing.assert_close((q1 * r2).sum(), (r1 * q2).sum(), rtol=1e-6, atol=1e-9)
+
+
+def test_adjoint_restriction_trains_after_inference():
+    # the transfer's index tensors must not be cached from an inference-mode call
+    net = DCDMNet(2, channels=6, blocks=3, init="multigrid", restriction="adjoint")
+    r = torch.randn(1, 1, 16, 16)
+    with torch.inference_mode():
+        net(r)
+    net(r).square().sum().backward()
+    assert net.lift.weight.grad is not None
