@@ -3,8 +3,11 @@
 The SPD counterpart of GCRO-DR: CG whose search directions are kept
 ``A``-orthogonal to a subspace ``W`` that approximates the eigenvectors of the
 smallest eigenvalues, so that those eigenvalues no longer slow convergence.
-The space is refined at the end of each solve by a Rayleigh-Ritz step on
-``W`` plus the last search directions, and handed to the next system.
+While CG runs, its search directions feed a small thick-restarted Rayleigh-Ritz
+window (eigCG, Stathopoulos and Orginos 2010) that keeps the best ``k``
+approximations of the smallest eigenvectors seen over the whole run; at the end
+a Rayleigh-Ritz step on ``W`` plus that window gives the space handed to the
+next system.
 
 References
 ----------
@@ -12,6 +15,9 @@ References
    conjugate gradient algorithm", SIAM J. Sci. Comput. 21(5), 2000, 1909-1926.
 .. [2] M. L. Parks, E. de Sturler, et al. (2006), the recycling framework that
    :mod:`solvers.gcrodr` implements for general matrices.
+.. [3] A. Stathopoulos, K. Orginos, "Computing and deflating eigenvalues while
+   solving multiple right-hand side linear systems with an application to
+   quantum chromodynamics", SIAM J. Sci. Comput. 32(1), 2010, 439-462 (eigCG).
 """
 
 from __future__ import annotations
@@ -56,13 +62,21 @@ def deflated_cg(
     the eigenvectors of the ``k`` smallest eigenvalues (Saad et al. 2000, Thm 4.2).
     Without ``recycle`` the first solve is plain (P)CG.
 
-    After convergence the space is refined by Rayleigh-Ritz for ``A`` on
-    ``span(W) + span(last window search directions)``: the ``k`` Ritz vectors of
-    smallest Ritz value are returned in ``info["recycle"]``. The last directions
-    are used because CG resolves the large eigenvalues first, so late directions
-    are rich in the slow, small-eigenvalue components. With a preconditioner the
-    Ritz step still targets ``A``'s small eigenvalues, which is what deflation of
-    ``A``-orthogonal directions removes; it is a heuristic for ``MA``.
+    The space is refined as in eigCG (Stathopoulos and Orginos 2010): every
+    search direction ``p`` (with ``A p``) joins a window of at most
+    ``2 k + window`` vectors; when it is full, it is compressed by Rayleigh-Ritz
+    to the ``k`` Ritz vectors of smallest Ritz value plus the ``k`` of the
+    window without its newest vector (eigCG's locally optimal restart, which
+    keeps the Ritz vectors converging as in unrestarted Lanczos). The search
+    directions of one CG run span its Krylov space, as the Lanczos vectors of
+    eigCG do; the projected matrices are formed explicitly (``2 s`` inner
+    products for the ``s``-th vector of the window) rather than from CG's
+    coefficients, which the deflated recurrence would perturb. After
+    convergence a Rayleigh-Ritz step for ``A`` on ``span(W) + span(window)``
+    returns the ``k`` Ritz vectors of smallest Ritz value in
+    ``info["recycle"]``. With a preconditioner the Ritz step still targets
+    ``A``'s small eigenvalues, which is what deflation of ``A``-orthogonal
+    directions removes; it is a heuristic for ``MA``.
 
     Parameters
     ----------
@@ -74,8 +88,9 @@ def deflated_cg(
     k : int
         Dimension of the recycled space to return, ``>= 1``.
     window : int, optional
-        Number of last search directions kept for the Rayleigh-Ritz step
-        (default ``k``); costs ``2 window n`` extra memory.
+        Number of search directions added to the eigCG window between two
+        compressions (default ``k``); the window holds up to ``2 k + window``
+        vectors and their images, ``2 (2 k + window) n`` extra memory.
     recycle : RecycleSpace, optional
         Space from a previous solve (``result.info["recycle"]``), any basis.
     x0, rtol, atol, maxiter, M, callback
@@ -133,26 +148,18 @@ def deflated_cg(
         before, residual_norm = residual_norm, vector_norm(xp, r)
         reduction = residual_norm / before
 
-    directions = xp.empty((window, n), dtype=x.dtype, device=device_of(x))
-    images = xp.empty_like(directions)
-    stored = 0
-
-    def keep_last(p: Any, q: Any) -> None:
-        nonlocal stored
-        directions[stored % window], images[stored % window] = p, q
-        stored += 1
-
+    ritz_window = _RitzWindow(xp, x, min(k, n), min(2 * k + window, n))
     run = conjugate_gradients(
         state,
         r,
         residual_norm,
         history,
         direction=lambda z: z - _project(xp, AW, z) @ W,
-        observe=keep_last,
+        observe=ritz_window.add,
     )
     matvecs += run.iterations + run.residual_checks
-    kept = min(stored, window)
-    space = _rayleigh_ritz(xp, W, AW, directions[:kept], images[:kept], k)
+    V, AV = ritz_window.basis()
+    space = _rayleigh_ritz(xp, W, AW, V, AV, k)
     return state.finish(
         "deflated_cg",
         run.iterations,
@@ -163,6 +170,76 @@ def deflated_cg(
         matvecs=matvecs,
         recycled_residual_reduction=reduction,
     )
+
+
+class _RitzWindow:
+    """eigCG's thick-restarted window: vectors ``V``, images ``A V`` and their Gram matrices."""
+
+    def __init__(self, xp: ModuleType, like: Any, nev: int, capacity: int) -> None:
+        self.xp, self.nev = xp, nev
+        self.capacity = max(capacity, 2 * nev + 1)
+        n = like.shape[0]
+        self.V = xp.empty((self.capacity, n), dtype=like.dtype, device=device_of(like))
+        self.AV = xp.empty_like(self.V)
+        host = np.complex128 if "complex" in str(like.dtype) else np.float64
+        self.mass = np.zeros((self.capacity, self.capacity), dtype=host)
+        self.stiffness = np.zeros_like(self.mass)
+        self.size = 0
+
+    def add(self, p: Any, q: Any) -> None:
+        """Append the direction ``p`` with ``q = A p``; compress first when full."""
+        if self.size == self.capacity:
+            self._compress()
+        s, xp = self.size, self.xp
+        self.V[s], self.AV[s] = p, q
+        overlap = to_numpy(_project(xp, self.V[: s + 1], p))
+        energy = to_numpy(_project(xp, self.AV[: s + 1], p))  # V A p, as A is Hermitian
+        self.mass[s, : s + 1], self.mass[: s + 1, s] = overlap.conj(), overlap
+        self.stiffness[s, : s + 1], self.stiffness[: s + 1, s] = energy.conj(), energy
+        self.size = s + 1
+
+    def basis(self) -> tuple[Any, Any]:
+        """Return the current window ``(V, A V)``."""
+        return self.V[: self.size], self.AV[: self.size]
+
+    def _compress(self) -> None:
+        """Keep the ``nev`` smallest Ritz vectors of the window and of the window less one."""
+        s = self.size
+        mass, stiffness = self.mass[:s, :s], self.stiffness[:s, :s]
+        current = _smallest_ritz(stiffness, mass, self.nev)
+        previous = np.zeros((s, self.nev), dtype=mass.dtype)
+        previous[: s - 1] = _smallest_ritz(stiffness[:-1, :-1], mass[:-1, :-1], self.nev)
+        # Rayleigh-Ritz once more on the span of both sets, orthonormal in the
+        # mass inner product, so that the compressed window is a Ritz basis.
+        candidates = np.hstack([current, previous])
+        values, vectors = np.linalg.eigh(_hermitian(candidates.conj().T @ mass @ candidates))
+        keep = values > 1e-12 * values.max()
+        basis = candidates @ (vectors[:, keep] / np.sqrt(values[keep]))
+        ritz_values, ritz_vectors = np.linalg.eigh(_hermitian(basis.conj().T @ stiffness @ basis))
+        combination = basis @ ritz_vectors
+        xp, r = self.xp, combination.shape[1]
+        transform = xp.asarray(combination.T, dtype=self.V.dtype, device=device_of(self.V))
+        self.V[:r], self.AV[:r] = transform @ self.V[:s], transform @ self.AV[:s]
+        self.mass[:] = 0
+        self.stiffness[:] = 0
+        self.mass[:r, :r] = np.eye(r)
+        self.stiffness[:r, :r] = np.diag(ritz_values)
+        self.size = r
+
+
+def _smallest_ritz(stiffness: np.ndarray, mass: np.ndarray, count: int) -> np.ndarray:
+    """Coefficients of the ``count`` smallest Ritz vectors of the pencil, zero-padded."""
+    values, vectors = np.linalg.eigh(_hermitian(mass))
+    keep = values > 1e-12 * values.max()
+    T = vectors[:, keep] / np.sqrt(values[keep])
+    ritz = np.linalg.eigh(_hermitian(T.conj().T @ stiffness @ T))[1][:, :count]
+    out = np.zeros((mass.shape[0], count), dtype=mass.dtype)
+    out[:, : ritz.shape[1]] = T @ ritz
+    return out
+
+
+def _hermitian(a: np.ndarray) -> np.ndarray:
+    return (a + a.conj().T) / 2
 
 
 def _project(xp: ModuleType, rows: Any, v: Any) -> Any:

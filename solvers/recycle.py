@@ -8,13 +8,24 @@ neural operator, a parameter sweep, time steps):
     One matrix for all: factorise once (sparse LU), then only triangular solves.
 ``amg-reuse``
     Symmetric positive definite, one sparsity pattern: build pyamg's
-    smoothed-aggregation hierarchy once, use it as the CG preconditioner for
-    the following systems, warm-start each from its predecessor's solution, and
-    build a new one (for the next system) once a solve needs more than twice
-    the iterations the hierarchy gave when fresh.
+    smoothed-aggregation hierarchy once and keep its prolongators; for each
+    system recompute only the Galerkin coarse operators ``P^T A P`` (PETSc
+    GAMG's interpolation reuse, :func:`solvers.setup_reuse.galerkin_hierarchy`)
+    and run CG preconditioned by that V-cycle, warm-started from the
+    predecessor's solution; build a new hierarchy (for the next system) once
+    a solve needs more than twice the iterations the hierarchy gave when fresh.
+``lu-reuse``
+    Nonsymmetric or indefinite, one sparsity pattern: the sparse LU of one
+    system, with a fresh diagonal scaling per system
+    (:class:`solvers.setup_reuse.ScaledFactor`), is the right preconditioner
+    of GMRES(m) for its neighbours in the order, warm-started from the
+    predecessor; refactorised (for the next system) once a solve needs more
+    than ``max(2 x fresh, 20)`` iterations. With so good a preconditioner the
+    few remaining iterations do not repay GCRO-DR's ``k`` extra applications
+    per system, so there is no recycled space.
 ``ilu-reuse``
-    Nonsymmetric or indefinite, one sparsity pattern: GCRO-DR recycling with an
-    incomplete LU factorisation reused as right preconditioner (rebuilt likewise).
+    The same with an incomplete LU, for systems too large to factorise: GCRO-DR
+    recycling with the reused, diagonally updated ILU as right preconditioner.
 ``gcrodr``
     GCRO-DR(m, k) carrying its recycled space from system to system
     (Sorting Krylov Recycling, Wang et al., ICLR 2024), warm-started.
@@ -26,8 +37,9 @@ neural operator, a parameter sweep, time steps):
     Each system on its own, from zero: the baselines.
 
 ``auto`` inspects the matrices and picks ``direct`` for a constant matrix,
-``amg-reuse`` for SPD with a fixed pattern, ``ilu-reuse`` for other fixed-pattern
-sparse matrices and ``gcrodr`` otherwise; the pick and the reason are reported.
+``amg-reuse`` for SPD with a fixed pattern, ``lu-reuse`` for other fixed-pattern
+sparse matrices of up to :data:`LU_REUSE_LIMIT` unknowns (``ilu-reuse`` above)
+and ``gcrodr`` otherwise; the pick and the reason are reported.
 
 Systems are solved in an order that puts similar systems next to each other
 (greedy nearest neighbour on features, as SKR, or a Hilbert-curve order for large
@@ -40,6 +52,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -53,6 +66,7 @@ from solvers.deflated_cg import deflated_cg
 from solvers.gcrodr import gcrodr
 from solvers.krylov import cg, gmres
 from solvers.ordering import order_systems, path_length
+from solvers.setup_reuse import ScaledFactor, galerkin_hierarchy, smoothed_aggregation
 
 __all__ = ["STRATEGIES", "SequenceResult", "solve_sequence"]
 
@@ -60,6 +74,7 @@ STRATEGIES = (
     "auto",
     "direct",
     "amg-reuse",
+    "lu-reuse",
     "ilu-reuse",
     "gcrodr",
     "deflated-cg",
@@ -69,6 +84,13 @@ STRATEGIES = (
 )
 # Width of the sketched default features used for ordering.
 SKETCH_DIMENSION = 256
+# Largest system auto factorises exactly (lu-reuse); above it, ilu-reuse. A 2-D
+# five-point matrix of this size has an LU of ~2e7 entries (~0.3 GB).
+LU_REUSE_LIMIT = 250_000
+# A reused factor is replaced once a solve needs more than this many iterations
+# (or twice its fresh count): at 1e4-4e4 unknowns a factorisation costs about
+# 20 preconditioned GMRES steps.
+REBUILD_FLOOR = 20
 
 
 @dataclass(frozen=True)
@@ -156,7 +178,8 @@ def solve_sequence(
         Before any solve, for an empty sequence, systems of different sizes,
         NaN/Inf, an unknown strategy or order, a bad permutation, ``k >= m``,
         or a strategy the matrices do not allow (``direct`` on changing
-        matrices, ``amg-reuse``/``ilu-reuse`` on operators or changing patterns).
+        matrices, ``amg-reuse``/``lu-reuse``/``ilu-reuse`` on operators or
+        changing patterns).
 
     Examples
     --------
@@ -265,6 +288,7 @@ class _Kind:
     """What the matrices of a sequence allow."""
 
     sparse: bool
+    size: int
     explicit: bool  # sparse or dense numpy: entries visible, factorisable
     constant: bool
     same_pattern: bool
@@ -291,7 +315,8 @@ class _Kind:
         elif dense:
             constant = constant or all(np.array_equal(A, first) for A in matrices)
         explicit = sparse or dense
-        return cls(sparse, explicit, constant, same_pattern, explicit and _looks_spd(first))
+        spd = explicit and _looks_spd(first)
+        return cls(sparse, first.shape[0], explicit, constant, same_pattern, spd)
 
     def describe(self) -> str:
         traits = [
@@ -308,8 +333,14 @@ class _Kind:
         if self.same_pattern and self.symmetric_positive:
             return "amg-reuse", f"{self.describe()}: one AMG hierarchy for all"
         if self.same_pattern:
-            return "ilu-reuse", f"{self.describe()}: one ILU, GCRO-DR recycling"
+            return self.nonsymmetric_reuse()
         return "gcrodr", f"{self.describe()}: GCRO-DR recycling"
+
+    def nonsymmetric_reuse(self) -> tuple[str, str]:
+        """Return the set-up reuse for a fixed pattern without SPD structure, and why."""
+        if self.size <= LU_REUSE_LIMIT:
+            return "lu-reuse", f"{self.describe()}: a neighbour's LU, warm-started GMRES"
+        return "ilu-reuse", f"{self.describe()}: a neighbour's ILU, GCRO-DR recycling"
 
     def require(self, strategy: str) -> None:
         """Raise if the matrices do not allow ``strategy``."""
@@ -317,7 +348,7 @@ class _Kind:
             raise ValueError(
                 "strategy 'direct' needs one constant sparse or dense matrix for all systems"
             )
-        if strategy in ("amg-reuse", "ilu-reuse") and not self.same_pattern:
+        if strategy in ("amg-reuse", "lu-reuse", "ilu-reuse") and not self.same_pattern:
             raise ValueError(
                 f"strategy {strategy!r} needs scipy.sparse matrices sharing one sparsity pattern"
             )
@@ -380,13 +411,14 @@ class _Runner:
         self.switched = ""
         self.options = {"rtol": rtol, "atol": atol, "maxiter": maxiter}
         self.m, self.k = m, k
+        self.kind = kind
         self.spd = kind.symmetric_positive
         self.setup_s = 0.0
         self.rebuilds = 0
         self.previous: np.ndarray | None = None
         self.recycle = None
         self.factor: Callable[[np.ndarray], np.ndarray] | None = None
-        self.preconditioner: Any = None
+        self.setup: Any = None  # the reused AMG hierarchy or ScaledFactor
         self.fresh_iterations = 0
 
     def solve(self, A: Any, b: np.ndarray) -> SolveResult:
@@ -396,10 +428,10 @@ class _Runner:
             # Symmetry and a positive diagonal do not make a matrix definite
             # (Helmholtz): CG's breakdown proves it is not, so auto moves to
             # the nonsymmetric route for this and every later system.
-            self.switched = f"; switched to ilu-reuse: {result.info['breakdown']}"
-            self.strategy, self.preconditioner = "ilu-reuse", None
-            self.spd = False
-            result = self._ilu_reuse(A, b)
+            self.strategy = self.kind.nonsymmetric_reuse()[0]
+            self.switched = f"; switched to {self.strategy}: {result.info['breakdown']}"
+            self.setup, self.spd, self.previous = None, False, None
+            result = getattr(self, "_" + self.strategy.replace("-", "_"))(A, b)
         result.info["solve_s"] = time.perf_counter() - start
         self.previous = np.asarray(result.x)
         return result
@@ -432,30 +464,52 @@ class _Runner:
             info={"true_residual_norm": residual, "tolerance": tolerance},
         )
 
-    def _with_reused_preconditioner(
-        self, A: Any, b: np.ndarray, build: Callable[[Any], Any], solve: Callable[..., SolveResult]
+    def _with_reused_setup(
+        self,
+        A: Any,
+        b: np.ndarray,
+        build: Callable[[Any], Any],
+        adapt: Callable[[Any, Any], Any],
+        solve: Callable[..., SolveResult],
+        floor: int = 0,
     ) -> SolveResult:
-        fresh = self.preconditioner is None
+        fresh = self.setup is None
         if fresh:
-            self.preconditioner = self._timed_setup(lambda: build(A))
-        result = solve(A, b, M=self.preconditioner)
+            self.setup = self._timed_setup(lambda: build(A))
+        # The per-system update (Galerkin products, diagonal scaling) is part of
+        # the solve's time, not of the set-up.
+        result = solve(A, b, M=adapt(self.setup, A))
         if fresh:
             self.fresh_iterations = result.iterations
-        elif result.iterations > 2 * self.fresh_iterations:
-            # The extra iterations of the stale preconditioner now cost more
-            # than a fresh solve, taken as the price of a new set-up (SA or
-            # ILU set-up and a solve cost about the same at these sizes).
-            # Counting iterations rather than timing keeps every run of a
-            # sequence identical: build anew for the next system.
-            self.preconditioner = None
+        elif result.iterations > max(2 * self.fresh_iterations, floor):
+            # The extra iterations of the stale set-up now cost about what a
+            # new set-up would (SA set-up or LU and a solve cost about the
+            # same at these sizes). Counting iterations rather than timing
+            # keeps every run of a sequence identical: build anew for the next
+            # system.
+            self.setup = None
             self.rebuilds += 1
         return result
 
     def _amg_reuse(self, A: Any, b: np.ndarray) -> SolveResult:
-        return self._with_reused_preconditioner(A, b, _amg_preconditioner, self._pcg)
+        def adapt(hierarchy: Any, A: Any) -> Any:
+            return galerkin_hierarchy(hierarchy, A).aspreconditioner()
+
+        return self._with_reused_setup(A, b, smoothed_aggregation, adapt, self._pcg)
+
+    def _lu_reuse(self, A: Any, b: np.ndarray) -> SolveResult:
+        return self._with_reused_setup(
+            A, b, ScaledFactor, ScaledFactor.preconditioner, self._warm_gmres, floor=REBUILD_FLOOR
+        )
 
     def _ilu_reuse(self, A: Any, b: np.ndarray) -> SolveResult:
-        return self._with_reused_preconditioner(A, b, _ilu_preconditioner, self._recycled_gmres)
+        build = partial(ScaledFactor, incomplete=True)
+        return self._with_reused_setup(
+            A, b, build, ScaledFactor.preconditioner, self._recycled_gmres
+        )
+
+    def _warm_gmres(self, A: Any, b: np.ndarray, M: Any = None) -> SolveResult:
+        return gmres(A, b, restart=self.m, x0=self._warm(A, b), M=M, **self.options)
 
     def _pcg(self, A: Any, b: np.ndarray, M: Any = None) -> SolveResult:
         return cg(A, b, x0=self._warm(A, b), M=M, **self.options)
@@ -487,7 +541,7 @@ class _Runner:
     def _warm_start(self, A: Any, b: np.ndarray) -> SolveResult:
         if self.spd:
             return cg(A, b, x0=self._warm(A, b), **self.options)
-        return gmres(A, b, restart=self.m, x0=self._warm(A, b), **self.options)
+        return self._warm_gmres(A, b)
 
     def _cg(self, A: Any, b: np.ndarray) -> SolveResult:
         return cg(A, b, **self.options)
@@ -502,23 +556,3 @@ def _factorise(A: Any) -> Callable[[np.ndarray], np.ndarray]:
         return spla.factorized(sp.csc_array(A))
     factors = scipy.linalg.lu_factor(A)
     return lambda b: scipy.linalg.lu_solve(factors, b)
-
-
-def _amg_preconditioner(A: Any) -> Any:
-    import pyamg
-
-    # pyamg draws the start vectors of its spectral-radius estimates (and so its
-    # smoother weights) from numpy's legacy global generator: a fixed seed makes
-    # every hierarchy, and so every solve, reproducible. The caller's state is
-    # restored. Not thread-safe, as that generator is global.
-    state = np.random.get_state()  # noqa: NPY002
-    np.random.seed(0)  # noqa: NPY002
-    try:
-        return pyamg.smoothed_aggregation_solver(sp.csr_array(A)).aspreconditioner()
-    finally:
-        np.random.set_state(state)  # noqa: NPY002
-
-
-def _ilu_preconditioner(A: Any) -> spla.LinearOperator:
-    factor = spla.spilu(sp.csc_array(A), drop_tol=1e-4, fill_factor=10)
-    return spla.LinearOperator(A.shape, matvec=factor.solve, dtype=factor.L.dtype)

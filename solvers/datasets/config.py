@@ -87,8 +87,8 @@ def _check_strategy_fits(family: str, strategy: str, n_samples: int, shard_size:
     if strategy in _SPD_STRATEGIES and not spec.spd:
         raise ValueError(
             f"strategy {strategy!r} needs symmetric positive definite matrices, which "
-            f"family {family!r} does not have; use 'auto', 'gcrodr', 'ilu-reuse', "
-            "'warm-start' or 'gmres'"
+            f"family {family!r} does not have; use 'auto', 'gcrodr', 'lu-reuse', "
+            "'ilu-reuse', 'warm-start' or 'gmres'"
         )
     # A one-system shard has a constant matrix whatever the family.
     if strategy == "direct" and spec.shared is _no_shared and min(n_samples, shard_size) > 1:

@@ -98,3 +98,23 @@ def test_inputs_are_not_modified():
 def test_bad_input(kwargs, error, match):
     with pytest.raises(error, match=match):
         deflated_cg(np.eye(5), np.ones(5), **kwargs)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 8))
+def test_eigcg_window_finds_the_smallest_eigenvalues_over_a_long_run(seed, window):
+    """After a run long enough to compress the eigCG window many times, the
+    returned space holds the eigenvectors of the 5 isolated smallest eigenvalues:
+    its Ritz values match them (dense ``eigh`` reference)."""
+    rng = np.random.default_rng(seed)
+    n = 300
+    eigenvalues = np.concatenate([np.geomspace(1e-3, 1e-2, 5), np.linspace(1.0, 50.0, n - 5)])
+    q = orthogonal(rng, n)
+    A = (q * eigenvalues) @ q.T
+    A = (A + A.T) / 2
+    result = deflated_cg(A, rng.standard_normal(n), k=5, window=window, rtol=1e-10)
+    assert result.converged
+    assert result.iterations > 4 * (10 + window)  # the window was compressed repeatedly
+    basis = np.linalg.qr(result.info["recycle"].U.T)[0]
+    ritz = np.linalg.eigvalsh(basis.T @ A @ basis)
+    np.testing.assert_allclose(ritz, eigenvalues[:5], rtol=1e-3)

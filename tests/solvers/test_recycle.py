@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from numlib.result import ConvergenceWarning
-from solvers.problems import convection_diffusion, darcy, helmholtz, poisson2d
+from solvers.problems import convection_diffusion, darcy, darcy_skr, helmholtz, poisson2d
 from solvers.recycle import STRATEGIES, solve_sequence
 
 RTOL = 1e-8
@@ -50,12 +50,15 @@ def test_spd_family_every_strategy_meets_tolerance(strategy):
     assert out.strategy == ("amg-reuse" if strategy == "auto" else strategy)
 
 
-@pytest.mark.parametrize("strategy", ["auto", "ilu-reuse", "gcrodr", "warm-start", "gmres"])
+NONSYMMETRIC_STRATEGIES = ["auto", "lu-reuse", "ilu-reuse", "gcrodr", "warm-start", "gmres"]
+
+
+@pytest.mark.parametrize("strategy", NONSYMMETRIC_STRATEGIES)
 def test_nonsymmetric_family_every_strategy_meets_tolerance(strategy):
     systems = convection_family()
     out = solve_sequence(systems, strategy=strategy, rtol=RTOL, m=20, k=5)
     assert_solved(systems, out)
-    assert out.strategy == ("ilu-reuse" if strategy == "auto" else strategy)
+    assert out.strategy == ("lu-reuse" if strategy == "auto" else strategy)
 
 
 def test_constant_matrix_is_factorised_once():
@@ -170,7 +173,7 @@ def test_bad_input_is_rejected_before_any_solve(systems, kwargs, error, match):
 
 
 def test_every_strategy_is_tested():
-    tested = set(SPD_STRATEGIES) | {"ilu-reuse", "direct"}
+    tested = set(SPD_STRATEGIES) | set(NONSYMMETRIC_STRATEGIES) | {"direct"}
     assert tested == set(STRATEGIES)
 
 
@@ -178,8 +181,8 @@ def test_auto_moves_off_cg_when_a_symmetric_matrix_proves_indefinite():
     rng = np.random.default_rng(4)
     systems = [(helmholtz(24, 10.0 + 0.3 * i).A, rng.standard_normal(576)) for i in range(4)]
     out = solve_sequence(systems, rtol=RTOL)
-    assert out.strategy == "ilu-reuse"
-    assert "switched to ilu-reuse" in out.info["reason"]
+    assert out.strategy == "lu-reuse"
+    assert "switched to lu-reuse" in out.info["reason"]
     assert out.info["converged"]
     for (A, b), x in zip(systems, out.solutions, strict=True):
         assert np.linalg.norm(b - A @ x) <= RTOL * np.linalg.norm(b)
@@ -193,3 +196,34 @@ def test_amg_reuse_is_reproducible_and_leaves_global_random_state_alone():
     for x1, x2 in zip(first.solutions, second.solutions, strict=True):
         assert x1.tobytes() == x2.tobytes()
     np.testing.assert_array_equal(np.random.get_state()[1], before)  # noqa: NPY002
+
+
+def test_lu_reuse_diagonal_update_makes_a_column_scaled_family_one_factorisation():
+    # SKR's "Darcy" operator L diag(a): matrices differ by a column scaling, so the
+    # diagonally updated LU of the first is exact for all of them.
+    systems = [darcy_skr(12, rng=np.random.default_rng([3, i])) for i in range(5)]
+    out = solve_sequence(systems, rtol=RTOL)
+    assert out.strategy == "lu-reuse"
+    assert out.info["rebuilds"] == 0
+    assert all(r.iterations <= 2 for r in out.results)
+    assert_solved(systems, out)
+
+
+def test_amg_reuse_keeps_one_hierarchy_for_a_darcy_family():
+    systems = darcy_family(8, 16)
+    out = solve_sequence(systems, strategy="amg-reuse", rtol=RTOL)
+    assert out.info["rebuilds"] == 0
+    fresh = solve_sequence(systems[:1], strategy="amg-reuse", rtol=RTOL).results[0].iterations
+    # New Galerkin operators keep the old prolongators about as good as fresh ones.
+    assert max(r.iterations for r in out.results) <= 2 * fresh
+    assert_solved(systems, out)
+
+
+def test_auto_uses_incomplete_factors_above_the_lu_limit(monkeypatch):
+    import solvers.recycle as recycle
+
+    monkeypatch.setattr(recycle, "LU_REUSE_LIMIT", 100)
+    systems = convection_family(4, 12)
+    out = solve_sequence(systems, rtol=RTOL, m=20, k=5)
+    assert out.strategy == "ilu-reuse"
+    assert_solved(systems, out)
