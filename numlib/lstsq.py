@@ -49,13 +49,14 @@ from numlib.validate import check_operator, check_positive_int, check_tolerance,
 __all__ = ["AUTO_MIN_COLS", "AUTO_MIN_RATIO", "LstsqResult", "lstsq"]
 
 # method="auto" uses the sketch only when d >= AUTO_MIN_COLS and n >= AUTO_MIN_RATIO * d.
-# Measured (numlib-bench --suite sketch --size medium, case lstsq-crossover, 2-core EPYC
-# shared with other jobs, one run, cond 1e6), sketch / gelsd seconds: 10000x500 0.27/0.33,
-# 25000x500 1.01/2.60, 200000x500 3.1/5.0, 20000x1000 0.95/0.97, 50000x1000 1.73/7.95,
-# 100000x1000 4.2/11.9, 40000x2000 31.8/100; 100000x2000 22.2/151 (case lstsq). Parity at
-# n/d = 20, a clear gain from n/d ~ 50; d < 500 was not measured, so LAPACK keeps it.
+# Measured (numlib-bench --suite sketch --case lstsq-crossover --size medium --repeat 3,
+# 2-core EPYC, otherwise idle, cond 1e6, 2026-11-27 13:13 UTC), gelsd time / sketch time:
+# d = 250 at n/d = 10, 20, 40, 100, 400: 1.33 1.25 0.97 0.94 2.03 (loses in the middle);
+# d = 500 at n/d = 10, 20, 40, 100: 1.37 1.13 1.30 1.42; d = 1000: 1.43 1.55 1.77 1.97;
+# d = 2000 at n/d = 10, 20: 2.16 2.78. So the sketch from d = 500 and n/d = 10; smaller d
+# or n/d stay with LAPACK.
 AUTO_MIN_COLS = 500
-AUTO_MIN_RATIO = 40
+AUTO_MIN_RATIO = 10
 # Sketch rows per column of A. Blendenpik samples 4d rows; with the Gram-based (Cholesky
 # QR) preconditioner a larger sketch is cheap and saves CG passes: on 100000 x 2000,
 # cond 1e6, rtol 1e-12 the step counts at m = 4d / 6d / 8d were 39 / 30 / 26, and the
@@ -155,10 +156,12 @@ def lstsq(
 
     ``method="lapack"``: ``scipy.linalg.lstsq`` (``gelsd``, SVD-based).
     ``method="auto"``: the sketch when ``d >= AUTO_MIN_COLS`` (500) and
-    ``n >= AUTO_MIN_RATIO * d`` (40), else LAPACK. gelsd costs ``~2 n d^2`` flops
+    ``n >= AUTO_MIN_RATIO * d`` (10), else LAPACK. gelsd costs ``~2 n d^2`` flops
     (compute-bound) and a CG step one pass over ``A`` (memory-bound), so the gain
     grows with ``d`` and ``n / d``; the crossover was measured (``numlib-bench
-    --suite sketch``, case ``lstsq-crossover``: parity at ``n / d = 20``).
+    --suite sketch``, case ``lstsq-crossover``: from ``d = 500`` and ``n / d = 10`` the
+    sketch was 1.13-2.8x faster than ``gelsd``; at ``d = 250`` it lost at
+    ``n / d = 40-100``).
 
     Parameters
     ----------
@@ -222,7 +225,8 @@ def lstsq(
         tall = d >= AUTO_MIN_COLS and n >= AUTO_MIN_RATIO * d
         method = "sketch" if tall else "lapack"
     if method == "lapack":
-        x, _, rank, _ = scipy.linalg.lstsq(A, b, lapack_driver="gelsd")
+        # inputs already checked: scipy's own finiteness pass would be a second one
+        x, _, rank, _ = scipy.linalg.lstsq(A, b, lapack_driver="gelsd", check_finite=False)
         return LstsqResult(
             x=x,
             rank=int(rank),
