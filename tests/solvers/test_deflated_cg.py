@@ -39,6 +39,13 @@ def test_converged_means_tolerance_met_with_and_without_recycling(system, k, win
     assert error <= 2e-9 * np.linalg.cond(A)
 
 
+def spd_with_spectrum(rng: np.random.Generator, eigenvalues: np.ndarray) -> tuple:
+    """A symmetric ``Q diag(eigenvalues) Q^T`` with a random orthogonal ``Q``; returns both."""
+    q = orthogonal(rng, eigenvalues.size)
+    A = (q * eigenvalues) @ q.T
+    return (A + A.T) / 2, q
+
+
 @settings(max_examples=10)
 @given(st.integers(0, 2**32 - 1))
 def test_exact_eigenvectors_as_recycle_space_remove_their_eigenvalues(seed):
@@ -47,9 +54,7 @@ def test_exact_eigenvectors_as_recycle_space_remove_their_eigenvalues(seed):
     rng = np.random.default_rng(seed)
     n = 200
     eigenvalues = np.concatenate([np.geomspace(1e-4, 1e-2, 5), np.linspace(1.0, 3.0, n - 5)])
-    q = orthogonal(rng, n)
-    A = (q * eigenvalues) @ q.T
-    A = (A + A.T) / 2
+    A, q = spd_with_spectrum(rng, eigenvalues)
     b = rng.standard_normal(n)
     plain = cg(A, b, rtol=1e-10)
     deflated = deflated_cg(A, b, k=5, rtol=1e-10, recycle=RecycleSpace(q[:, :5].T.copy()))
@@ -109,9 +114,7 @@ def test_eigcg_window_finds_the_smallest_eigenvalues_over_a_long_run(seed, windo
     rng = np.random.default_rng(seed)
     n = 300
     eigenvalues = np.concatenate([np.geomspace(1e-3, 1e-2, 5), np.linspace(1.0, 50.0, n - 5)])
-    q = orthogonal(rng, n)
-    A = (q * eigenvalues) @ q.T
-    A = (A + A.T) / 2
+    A, _ = spd_with_spectrum(rng, eigenvalues)
     result = deflated_cg(A, rng.standard_normal(n), k=5, window=window, rtol=1e-10)
     assert result.converged
     assert result.iterations > 4 * (10 + window)  # the window was compressed repeatedly
