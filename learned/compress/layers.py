@@ -47,7 +47,34 @@ def _bias(layer: nn.Module, out_features: int, bias: bool, dtype: torch.dtype | 
         layer.register_parameter("bias", None)
 
 
-class LowRankLinear(nn.Module):
+class _CompressedLinear(nn.Module):
+    """Shared by the compressed layers: ``config`` and ``repr`` from the shape fields."""
+
+    in_features: int
+    out_features: int
+    bias: nn.Parameter | None
+
+    def _structure(self) -> dict[str, Any]:
+        """Return the constructor arguments other than the sizes and ``bias``."""
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """Return the constructor arguments (JSON-serialisable)."""
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            **self._structure(),
+            "bias": self.bias is not None,
+        }
+
+    def extra_repr(self) -> str:
+        """Sizes and structure."""
+        fields = {"in_features": self.in_features, "out_features": self.out_features}
+        fields.update(self._structure())
+        return ", ".join(f"{name}={value}" for name, value in fields.items())
+
+
+class LowRankLinear(_CompressedLinear):
     """``y = (x R^T) L^T + b`` with ``L`` (``out x rank``) and ``R`` (``rank x in``).
 
     Stores ``rank (in + out)`` numbers instead of ``in * out``; a token costs the same
@@ -124,21 +151,11 @@ class LowRankLinear(nn.Module):
         """Return ``L R``, the ``out x in`` weight the layer applies."""
         return self.left @ self.right
 
-    def config(self) -> dict[str, Any]:
-        """Return the constructor arguments (JSON-serialisable)."""
-        return {
-            "in_features": self.in_features,
-            "out_features": self.out_features,
-            "rank": self.rank,
-            "bias": self.bias is not None,
-        }
-
-    def extra_repr(self) -> str:
-        """Sizes and rank."""
-        return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
+    def _structure(self) -> dict[str, Any]:
+        return {"rank": self.rank}
 
 
-class MonarchLinear(nn.Module):
+class MonarchLinear(_CompressedLinear):
     """``y = M x + b`` with a Monarch ``M = P_out L P R`` (:class:`numlib.monarch.Monarch`).
 
     ``L`` has shape ``(bo, out / bo, bi r)`` and ``R`` ``(bi, bo r, in / bi)``; the product is
@@ -201,25 +218,11 @@ class MonarchLinear(nn.Module):
         """Return the dense ``out x in`` Monarch matrix."""
         return Monarch(self.L, self.R).to_dense()
 
-    def config(self) -> dict[str, Any]:
-        """Return the constructor arguments (JSON-serialisable)."""
-        return {
-            "in_features": self.in_features,
-            "out_features": self.out_features,
-            "nblocks": list(self.nblocks),
-            "rank": self.rank,
-            "bias": self.bias is not None,
-        }
-
-    def extra_repr(self) -> str:
-        """Sizes, blocks and block rank."""
-        return (
-            f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"nblocks={self.nblocks}, rank={self.rank}"
-        )
+    def _structure(self) -> dict[str, Any]:
+        return {"nblocks": list(self.nblocks), "rank": self.rank}
 
 
-class SparseLinear(nn.Module):
+class SparseLinear(_CompressedLinear):
     """Unstructured (or block) sparse ``y = x W^T + b`` with ``W`` stored in CSR.
 
     Buffers ``crow_indices`` (``out + 1``), ``col_indices`` (``nnz``) and the parameter
@@ -308,21 +311,11 @@ class SparseLinear(nn.Module):
         """Return the dense ``out x in`` weight (zeros included)."""
         return self._csr().to_dense()
 
-    def config(self) -> dict[str, Any]:
-        """Return the constructor arguments (JSON-serialisable)."""
-        return {
-            "in_features": self.in_features,
-            "out_features": self.out_features,
-            "nnz": self.nnz,
-            "bias": self.bias is not None,
-        }
-
-    def extra_repr(self) -> str:
-        """Sizes and the number of stored non-zeros."""
-        return f"in_features={self.in_features}, out_features={self.out_features}, nnz={self.nnz}"
+    def _structure(self) -> dict[str, Any]:
+        return {"nnz": self.nnz}
 
 
-class NMSparseLinear(nn.Module):
+class NMSparseLinear(_CompressedLinear):
     """N:M sparse ``y = x W^T + b``: ``n`` kept weights in every ``m`` consecutive inputs.
 
     Stores ``values`` (``out x in n / m``) and uint8 positions ``index`` (within each group
@@ -398,15 +391,8 @@ class NMSparseLinear(nn.Module):
         """Apply the layer to ``x`` of shape ``(..., in_features)``."""
         return F.linear(x, self.dense_weight(), self.bias)
 
-    def config(self) -> dict[str, Any]:
-        """Return the constructor arguments (JSON-serialisable)."""
-        return {
-            "in_features": self.in_features,
-            "out_features": self.out_features,
-            "n": self.n,
-            "m": self.m,
-            "bias": self.bias is not None,
-        }
+    def _structure(self) -> dict[str, Any]:
+        return {"n": self.n, "m": self.m}
 
     def extra_repr(self) -> str:
         """Sizes and pattern."""
