@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
+from dcdm_tiny import TINY
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,7 +16,7 @@ from learned.dcdm.loss import energy_loss, unrolled_energy_loss
 from learned.dcdm.module import DCDMModule
 from learned.dcdm.network import DCDMConfig, DCDMNet
 from learned.dcdm.select import validation_iterations, validation_problems
-from learned.dcdm.train import TrainConfig, fit
+from learned.dcdm.train import fit
 from solvers.problems.obstacles import poisson_obstacles
 
 torch.set_num_threads(1)
@@ -81,20 +84,7 @@ def test_module_rejects_an_unknown_loss():
 
 
 def test_selected_network_is_the_best_evaluated_one(tmp_path):
-    config = TrainConfig(
-        dim=2,
-        grid=8,
-        steps=4,
-        batch_size=2,
-        operators=2,
-        ritz_steps=12,
-        pool=64,
-        channels=4,
-        blocks=1,
-        lr=3e-2,
-        loss="energy",
-        select_every=2,
-    )
+    config = dataclasses.replace(TINY, steps=4, lr=3e-2, loss="energy", select_every=2)
     checkpoint = tmp_path / "run.ckpt.safetensors"
     net, summary = fit(config, tmp_path / "data", checkpoint=checkpoint, progress=False)
     history = summary["selection"]["history"]

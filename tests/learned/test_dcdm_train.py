@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from dcdm_tiny import TINY
 
 from learned.dcdm import load_model, save_model
 from learned.dcdm.data import RitzDataset, training_operators
@@ -14,19 +15,7 @@ from learned.dcdm.io import model_metadata, pretrained
 from learned.dcdm.module import read_checkpoint
 from learned.dcdm.network import DCDMNet
 from learned.dcdm.ritz import lanczos_ritz
-from learned.dcdm.train import TrainConfig, fit, main
-
-TINY = TrainConfig(
-    dim=2,
-    grid=8,
-    steps=6,
-    batch_size=2,
-    operators=2,
-    ritz_steps=12,
-    pool=64,
-    channels=4,
-    blocks=1,
-)
+from learned.dcdm.train import fit, main
 
 
 def _state(net: DCDMNet) -> dict[str, torch.Tensor]:
