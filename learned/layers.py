@@ -31,21 +31,23 @@ MODES = ("exact", "fast")
 
 
 class _MultiHead(nn.Module):
-    """Shared projections and head split of the attention layers below."""
+    """Shared constructor, projections and head split of the attention layers below."""
+
+    #: Names of the input projections (one ``nn.Linear(dim, heads * head_dim)`` each).
+    streams: tuple[str, ...] = ()
 
     def __init__(
         self,
         dim: int,
-        heads: int,
-        head_dim: int | None,
-        streams: tuple[str, ...],
+        heads: int = 1,
+        head_dim: int | None = None,
         *,
-        mode: str,
-        causal: bool,
-        degree: int | None,
-        tol: float,
-        basis: str,
-        fallback: bool,
+        mode: str = "exact",
+        causal: bool = False,
+        degree: int | None = None,
+        tol: float = 1e-4,
+        basis: str = "chebyshev",
+        fallback: bool = True,
     ) -> None:
         super().__init__()
         if dim < 1 or heads < 1:
@@ -64,7 +66,7 @@ class _MultiHead(nn.Module):
             "basis": basis,
             "fallback": fallback,
         }
-        self.proj = nn.ModuleDict({s: nn.Linear(dim, heads * head_dim) for s in streams})
+        self.proj = nn.ModuleDict({s: nn.Linear(dim, heads * head_dim) for s in self.streams})
         self.out = nn.Linear(heads * head_dim, dim)
 
     def _split(self, x: torch.Tensor, stream: str) -> torch.Tensor:
@@ -120,31 +122,7 @@ class TensorAttention(_MultiHead):
     True
     """
 
-    def __init__(
-        self,
-        dim: int,
-        heads: int = 1,
-        head_dim: int | None = None,
-        *,
-        mode: str = "exact",
-        causal: bool = False,
-        degree: int | None = None,
-        tol: float = 1e-4,
-        basis: str = "chebyshev",
-        fallback: bool = True,
-    ) -> None:
-        super().__init__(
-            dim,
-            heads,
-            head_dim,
-            ("q", "k1", "k2", "v1", "v2"),
-            mode=mode,
-            causal=causal,
-            degree=degree,
-            tol=tol,
-            basis=basis,
-            fallback=fallback,
-        )
+    streams = ("q", "k1", "k2", "v1", "v2")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the layer to ``x`` of shape ``(..., n, dim)``."""
@@ -173,31 +151,7 @@ class SoftmaxAttention(_MultiHead):
     torch.Size([3, 5, 8])
     """
 
-    def __init__(
-        self,
-        dim: int,
-        heads: int = 1,
-        head_dim: int | None = None,
-        *,
-        mode: str = "exact",
-        causal: bool = False,
-        degree: int | None = None,
-        tol: float = 1e-4,
-        basis: str = "chebyshev",
-        fallback: bool = True,
-    ) -> None:
-        super().__init__(
-            dim,
-            heads,
-            head_dim,
-            ("q", "k", "v"),
-            mode=mode,
-            causal=causal,
-            degree=degree,
-            tol=tol,
-            basis=basis,
-            fallback=fallback,
-        )
+    streams = ("q", "k", "v")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the layer to ``x`` of shape ``(..., n, dim)``."""
