@@ -48,6 +48,8 @@ _M8 = 0x00FF00FF00FF00FF
 _H16 = 0x0001000100010001
 _LOW32 = 0xFFFFFFFF
 
+_BYTE_BITS = ((torch.arange(256)[:, None] >> torch.arange(8)) & 1).to(torch.uint8)
+
 _SAFETENSORS_FORMAT = "numlib.learned.BitplaneLinear"
 _SAFETENSORS_VERSION = "1"
 
@@ -266,7 +268,7 @@ def bitplane_product(
 
 
 class BitplaneLinear(nn.Module):
-    r"""``nn.Linear`` for inference with bipolar-INT weights and activations.
+    r"""``nn.Linear`` for inference with bipolar-INT weights (and activations).
 
     Computes ``y = (s_x s_w^T) * (X_int W_int^T) + b`` where ``W_int`` holds the
     ``weight_bits``-bit bipolar-INT values (odd integers ``+-1 .. +-(2**b - 1)``)
@@ -279,6 +281,12 @@ class BitplaneLinear(nn.Module):
     Language Models on GPU Tensor Cores", ASP-DAC 2025, arXiv:2409.17870). The only
     rounding is in the float64 scaling and the cast to the input dtype, so the
     output equals ``dequantize(X) dequantize(W)^T + b`` to float64 rounding.
+
+    With ``activation_bits=None`` the layer is *weight-only* (W4A16-style, the
+    format GPTQ targets): the input stays in floating point and is multiplied by the
+    weight dequantised on the fly from the packed planes, ``y = x (s_w W_int)^T + b``
+    in ``x``'s dtype. The storage is the same; the product is a float GEMM (fast on a
+    CPU) instead of the bit-plane kernel, and only the weight's rounding is applied.
 
     Storage (buffers; the module has no parameters):
 
@@ -314,8 +322,10 @@ class BitplaneLinear(nn.Module):
     ----------
     in_features, out_features : int
         Sizes as in :class:`torch.nn.Linear`.
-    weight_bits, activation_bits : int
-        Bit widths, 1..8.
+    weight_bits : int
+        Weight bit width, 1..8.
+    activation_bits : int or None
+        Activation bit width, 1..8, or None for a weight-only layer.
     group_size : int, optional
         Input columns per weight scale; must divide ``in_features``. None (default)
         gives one scale per output row.
@@ -362,7 +372,7 @@ class BitplaneLinear(nn.Module):
         out_features: int,
         *,
         weight_bits: int,
-        activation_bits: int,
+        activation_bits: int | None,
         group_size: int | None = None,
         bias: bool = True,
         device: torch.device | str | None = None,
@@ -372,7 +382,9 @@ class BitplaneLinear(nn.Module):
         self.in_features = _check_positive(in_features, "in_features")
         self.out_features = _check_positive(out_features, "out_features")
         self.weight_bits = _check_bits(weight_bits, "weight_bits")
-        self.activation_bits = _check_bits(activation_bits, "activation_bits")
+        self.activation_bits = (
+            None if activation_bits is None else _check_bits(activation_bits, "activation_bits")
+        )
         if group_size is not None:
             group_size = _check_positive(group_size, "group_size")
             if self.in_features % group_size:
@@ -414,7 +426,7 @@ class BitplaneLinear(nn.Module):
         linear: nn.Linear,
         *,
         weight_bits: int,
-        activation_bits: int,
+        activation_bits: int | None,
         group_size: int | None = None,
     ) -> BitplaneLinear:
         """Quantise an :class:`torch.nn.Linear` into a :class:`BitplaneLinear`.
@@ -429,8 +441,10 @@ class BitplaneLinear(nn.Module):
         ----------
         linear : torch.nn.Linear
             Layer to convert; its weight must be finite.
-        weight_bits, activation_bits : int
-            Bit widths, 1..8.
+        weight_bits : int
+            Weight bit width, 1..8.
+        activation_bits : int or None
+            Activation bit width, 1..8, or None (weight-only).
         group_size : int, optional
             Input columns per weight scale; divides ``linear.in_features``.
 
@@ -488,18 +502,25 @@ class BitplaneLinear(nn.Module):
 
     def weight_codes(self) -> torch.Tensor:
         """Return the uint8 ``out x in`` bipolar-INT weight codes (unpacked from the words)."""
-        w = self.weight_words.to(torch.int64) & _LOW32
-        lanes = torch.arange(WORD_BITS, device=w.device)
-        bits = (w.unsqueeze(-1) >> lanes) & 1  # (b, n, G, words, 32)
+        # Byte j of a little-endian word holds columns 8j..8j+7 of it, least significant
+        # bit first, so a 256-entry table unpacks 8 columns per lookup.
+        planes = self.weight_words.contiguous().view(torch.uint8)  # (b, n, G, 4 words)
+        bits = _BYTE_BITS.to(planes.device)[planes.long()]  # (b, n, G, 4 words, 8)
         bits = bits.flatten(-2)[..., : self._cols].flatten(-2)  # (b, n, in)
-        shifts = torch.arange(self.weight_bits, device=w.device).view(-1, 1, 1)
-        return (bits << shifts).sum(dim=0).to(torch.uint8)
+        codes = bits[0].clone()
+        for plane in range(1, self.weight_bits):
+            codes |= bits[plane] << plane
+        return codes
 
-    def dequantized_weight(self) -> torch.Tensor:
-        """Return the float64 ``out x in`` weight the layer multiplies by: ``s_w * W_int``."""
+    def dequantized_weight(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """Return the ``out x in`` weight the layer multiplies by, ``s_w * W_int``, in ``dtype``.
+
+        In float64 (default) it is exact up to the one rounding of the product; a
+        narrower ``dtype`` rounds the scales and the products to it.
+        """
         top = (1 << self.weight_bits) - 1
-        values = 2 * self.weight_codes().to(torch.float64) - top
-        return values * self.weight_scales.repeat_interleave(self._cols, dim=1)
+        values = (2 * self.weight_codes().to(dtype) - top).view(self.out_features, -1, self._cols)
+        return (values * self.weight_scales.to(dtype).unsqueeze(-1)).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the quantised layer to ``x`` of shape ``(..., in_features)``.
@@ -547,6 +568,10 @@ class BitplaneLinear(nn.Module):
             return x.new_zeros((*lead, self.out_features))
         if not bool(torch.isfinite(x2).all()):
             raise ValueError("x must be finite (it holds NaN or Inf)")
+        if self.activation_bits is None:
+            weight = self.dequantized_weight(out_dtype)
+            bias = None if self.bias is None else self.bias.to(out_dtype)
+            return nn.functional.linear(x, weight, bias)
         codes, sx = quantize_activations(x2, self.activation_bits)
         # gpu.bitplane.packed_matmul_gpu takes this branch on CUDA once it is verified;
         # until then the portable torch kernel below runs on every device.
@@ -585,7 +610,7 @@ class BitplaneLinear(nn.Module):
             "in_features": str(self.in_features),
             "out_features": str(self.out_features),
             "weight_bits": str(self.weight_bits),
-            "activation_bits": str(self.activation_bits),
+            "activation_bits": "" if self.activation_bits is None else str(self.activation_bits),
             "group_size": "" if self.group_size is None else str(self.group_size),
             "bias": "1" if self.bias is not None else "0",
         }
@@ -623,7 +648,7 @@ class BitplaneLinear(nn.Module):
             int(meta["in_features"]),
             int(meta["out_features"]),
             weight_bits=int(meta["weight_bits"]),
-            activation_bits=int(meta["activation_bits"]),
+            activation_bits=int(meta["activation_bits"]) if meta["activation_bits"] else None,
             group_size=int(meta["group_size"]) if meta["group_size"] else None,
             bias=has_bias,
             device=device,

@@ -6,7 +6,9 @@ Targets are the modules for which ``filter_fn(module, name)`` is true (default: 
 mask. With ``recipe.sequential`` (default) and a calibrated method, layers are compressed
 stage by stage in execution order (:func:`~learned.compress.calibrate.execution_stages`),
 each stage calibrated on the model whose earlier layers are already compressed: every
-layer then fits the inputs it will really see, and compensates upstream error.
+layer then fits the inputs it will really see. With ``recipe.dense_target`` (default) it
+also fits the *dense* model's outputs on them (:func:`dense_target_layer`), so upstream
+error is compensated rather than reproduced.
 """
 
 from __future__ import annotations
@@ -15,19 +17,21 @@ import copy
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from learned.compress import prune, quantize
-from learned.compress.calibrate import collect_stats, execution_stages
+from learned.compress.calibrate import collect_paired_stats, collect_stats, execution_stages
 from learned.compress.eora import eora_compensate
 from learned.compress.layers import MonarchLinear, NMSparseLinear, SparseLinear
 from learned.compress.lowrank import allocate_ranks, factorize, lowrank_linear
 from learned.compress.recipe import Recipe
-from numlib.calibration import CalibrationStats
+from numlib.calibration import CalibrationStats, whiten
+from numlib.lowrank import choose_rank
 from numlib.monarch import monarch_project
 
-__all__ = ["compress", "compress_linear", "select_targets"]
+__all__ = ["compress", "compress_linear", "dense_target_layer", "select_targets"]
 
 FilterFn = Callable[[nn.Module, str], bool]
 
@@ -65,6 +69,52 @@ def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, new)
+
+
+def dense_target_layer(
+    linear: nn.Linear, C: torch.Tensor, cross: torch.Tensor, *, damp: float = 0.01
+) -> nn.Linear:
+    r"""Return the layer whose output on the compressed inputs best matches the dense output.
+
+    With ``x_c`` the layer's inputs in the partly compressed model and ``x_d`` those in
+    the dense model, ``min_B E||W x_d - B x_c||^2`` is solved by
+    ``B = W E[x_d x_c^T] E[x_c x_c^T]^{-1}``, and for every ``Q``
+
+    .. math:: E\|W x_d - Q x_c\|^2 = E\|(B - Q) x_c\|^2 + \text{const},
+
+    so compressing ``B`` under the usual objective (the metric ``C = E[x_c x_c^T]``)
+    fits the dense outputs. It is computed as ``B = W + W (E[x_d x_c^T] - C) C_d^{-1}``
+    with ``C_d`` the damped ``C`` of :func:`numlib.calibration.whiten`: the damping then
+    only shrinks the correction, and ``B = W`` exactly when the inputs agree.
+
+    Parameters
+    ----------
+    linear : nn.Linear
+        The dense layer (not modified).
+    C : torch.Tensor
+        ``E[x_c x_c^T]``.
+    cross : torch.Tensor
+        ``E[x_d x_c^T]`` (:func:`~learned.compress.calibrate.collect_paired_stats`).
+    damp : float
+        Relative damping of ``C``.
+
+    Returns
+    -------
+    nn.Linear
+        Same shape, bias and dtype, weight ``B``.
+    """
+    W = linear.weight.detach().to(torch.float64)
+    Finv = whiten(C.to(torch.float64), damp=damp).inverse  # C_d^{-1} = Finv^T Finv
+    B = W + ((W @ (cross - C)) @ Finv.T) @ Finv
+    target = nn.Linear(linear.in_features, linear.out_features, bias=linear.bias is not None).to(
+        dtype=linear.weight.dtype, device=linear.weight.device
+    )
+    with torch.no_grad():
+        target.weight.copy_(B)
+        if linear.bias is not None:
+            assert target.bias is not None
+            target.bias.copy_(linear.bias)
+    return target
 
 
 def _default_nblocks(m: int, n: int) -> tuple[int, int]:
@@ -156,6 +206,7 @@ def compress_linear(
             recipe.bits,
             group_size=recipe.group_size,
             activation_bits=recipe.activation_bits,
+            act_order=recipe.act_order,
             blocksize=recipe.blocksize,
             damp=recipe.damp,
         )
@@ -181,13 +232,24 @@ def _plan(
     recipe: Recipe,
     batches: list[Any] | None,
 ) -> dict[str, dict[str, Any]]:
-    """Per-layer overrides: FARMS sparsities or globally allocated ranks."""
+    """Per-layer overrides: FARMS sparsities, or ranks (same ratio per layer, or global)."""
     plan: dict[str, dict[str, Any]] = {name: {} for name in targets}
     if recipe.sparsity is not None and recipe.allocation == "farms":
         ratios = prune.farms_ratios([t.weight for t in targets.values()], recipe.sparsity)
         for name, r in zip(targets, ratios, strict=True):
             plan[name]["sparsity"] = r
     if recipe.method == "lowrank" and recipe.param_ratio is not None:
+        if recipe.allocation == "uniform":
+            for name, lin in targets.items():
+                shape = tuple(lin.weight.shape)
+                # Under a parameter budget only the number of singular values matters.
+                plan[name]["rank"] = choose_rank(
+                    np.ones(min(shape)),
+                    shape,
+                    param_ratio=recipe.param_ratio,
+                    multiple_of=recipe.multiple_of,
+                )
+            return plan
         spectra = {}
         if recipe.kind == "whitened":
             # One-shot statistics of the dense model rank the layers against each other.
@@ -201,6 +263,41 @@ def _plan(
         for name, k in ranks.items():
             plan[name]["rank"] = k
     return plan
+
+
+def _compress_sequential(
+    model: nn.Module,
+    dense: nn.Module,
+    targets: dict[str, nn.Linear],
+    recipe: Recipe,
+    plan: dict[str, dict[str, Any]],
+    batches: list[Any],
+    filter_fn: FilterFn | None,
+) -> None:
+    """Compress ``targets`` of ``model`` stage by stage; ``dense`` is the untouched model."""
+    dense_targets = select_targets(dense, filter_fn)
+    dense_training = dense.training
+    dense.eval()
+    try:
+        for stage in execution_stages(model, targets, batches):
+            mods = {name: targets[name] for name in stage}
+            # Earlier stages may already be BitplaneLinear: calibrate through the fast
+            # (float64-equivalent) path rather than the CPU bit-plane emulation.
+            with quantize.dequantized_kernels(model):
+                if recipe.dense_target:
+                    dense_mods = {name: dense_targets[name] for name in stage}
+                    stats, cross = collect_paired_stats(model, dense, mods, dense_mods, batches)
+                else:
+                    stats = collect_stats(model, mods, batches, stop_early=True)
+            for name in stage:
+                layer = targets[name]
+                if recipe.dense_target:
+                    C = stats[name].second_moment()
+                    layer = dense_target_layer(layer, C, cross[name], damp=recipe.damp)
+                new = compress_linear(layer, recipe, stats[name], **plan[name])
+                _set_module(model, name, new)
+    finally:
+        dense.train(dense_training)
 
 
 def compress(
@@ -264,8 +361,11 @@ def compress(
         batches = list(calibration)
         if not batches:
             raise ValueError("calibration is empty: give at least one batch of model inputs")
+    dense = model
     if not inplace:
         model = copy.deepcopy(model)
+    elif recipe.needs_calibration and recipe.sequential and recipe.dense_target:
+        dense = copy.deepcopy(model)
     was_training = model.training
     model.eval()
     targets = select_targets(model, filter_fn)
@@ -274,15 +374,8 @@ def compress(
         for name, lin in targets.items():
             _set_module(model, name, compress_linear(lin, recipe, **plan[name]))
     elif recipe.sequential:
-        for stage in execution_stages(model, targets, batches):
-            mods = {name: targets[name] for name in stage}
-            # Earlier stages may already be BitplaneLinear: calibrate through the fast
-            # (float64-equivalent) path rather than the CPU bit-plane emulation.
-            with quantize.dequantized_kernels(model):
-                stats = collect_stats(model, mods, batches, stop_early=True)
-            for name in stage:
-                new = compress_linear(targets[name], recipe, stats[name], **plan[name])
-                _set_module(model, name, new)
+        assert batches is not None
+        _compress_sequential(model, dense, targets, recipe, plan, batches, filter_fn)
     else:
         stats = collect_stats(model, targets, batches)
         for name, lin in targets.items():

@@ -13,6 +13,13 @@ Two modes, both on any ``nn.Module``:
     sees (and compensates for) the error of the layers before it. A stage's pass stops as
     soon as its layers have run (:class:`_StageDone`), so the cost is about half a forward
     per stage.
+:func:`collect_paired_stats`
+    A stage's statistics on the compressed model plus the cross moment ``E[x_d x_c^T]``
+    between the inputs ``x_d`` the *dense* model gives the same layers and the inputs
+    ``x_c`` of the compressed one, batch by batch. With it a layer can fit the dense
+    model's outputs ``W x_d`` rather than its own ``W x_c`` (asymmetric calibration,
+    as in GPTAQ: Li et al., "GPTAQ: Efficient Finetuning-Free Quantization for
+    Asymmetric Calibration", ICML 2025), so upstream error is corrected, not copied.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from torch import nn
 
 from numlib.calibration import CalibrationStats
 
-__all__ = ["collect_stats", "execution_stages", "run_batches"]
+__all__ = ["collect_paired_stats", "collect_stats", "execution_stages", "run_batches"]
 
 
 class _StageDone(Exception):
@@ -126,6 +133,66 @@ def collect_stats(
     if missing:
         raise ValueError(f"modules never ran on the calibration data: {missing}")
     return stats
+
+
+def _stage_inputs(model: nn.Module, modules: dict[str, nn.Module], batch: Any) -> dict[str, Any]:
+    """Return the float64 ``tokens x features`` inputs of ``modules`` on one batch."""
+    got: dict[str, torch.Tensor] = {}
+
+    def hook(name: str, x: torch.Tensor) -> None:
+        got[name] = x.detach().reshape(-1, x.shape[-1]).to(torch.float64)
+        if len(got) == len(modules):
+            raise _StageDone
+
+    handles = _register(modules, hook)
+    try:
+        run_batches(model, [batch])
+    finally:
+        for h in handles:
+            h.remove()
+    missing = sorted(set(modules) - set(got))
+    if missing:
+        raise ValueError(f"modules never ran on the calibration data: {missing}")
+    return got
+
+
+def collect_paired_stats(
+    model: nn.Module,
+    reference: nn.Module,
+    modules: dict[str, nn.Module],
+    reference_modules: dict[str, nn.Module],
+    calibration: Iterable[Any] | None,
+) -> tuple[dict[str, CalibrationStats], dict[str, torch.Tensor]]:
+    """Input statistics of ``modules`` in ``model`` and cross moments with ``reference``.
+
+    Both models run every batch (each stopping once the stage has run); layer ``name``
+    of ``model`` is paired with ``reference_modules[name]``.
+
+    Returns
+    -------
+    stats : dict of str to CalibrationStats
+        Statistics of the inputs ``x_c`` in ``model`` (as :func:`collect_stats`).
+    cross : dict of str to torch.Tensor
+        ``E[x_d x_c^T]`` (float64, ``in x in``), ``x_d`` the same layer's input in
+        ``reference``.
+
+    Raises
+    ------
+    ValueError
+        For empty calibration, or a module that never ran.
+    """
+    batches = _as_batches(calibration)
+    stats = {name: CalibrationStats() for name in modules}
+    sums: dict[str, torch.Tensor] = {}
+    for batch in batches:
+        dense = _stage_inputs(reference, reference_modules, batch)
+        ours = _stage_inputs(model, modules, batch)
+        for name, x in ours.items():
+            stats[name].update(x)
+            product = dense[name].T @ x
+            sums[name] = product if name not in sums else sums[name] + product
+    cross = {name: sums[name] / stats[name].count for name in modules}
+    return stats, cross
 
 
 def execution_stages(

@@ -54,8 +54,11 @@ class Recipe:
         N:M pattern ``(n, m)``: keep ``n`` of every ``m`` inputs (instead of ``sparsity``).
     block : (int, int), optional
         Tile shape for ``"block"``.
-    allocation : {"uniform", "farms"}
-        Per-layer pruning ratios: the same everywhere, or from FARMS heavy-tail exponents.
+    allocation : {"uniform", "farms", "global"}
+        Per-layer strengths: the same everywhere (default); pruning ratios from FARMS
+        heavy-tail exponents; or, for low rank under ``param_ratio``, ranks allocated
+        greedily across layers by relative truncation error
+        (:func:`~learned.compress.lowrank.allocate_ranks`).
     kind : {"whitened", "svd"}
         Low-rank factorisation.
     rank : int, optional
@@ -71,8 +74,11 @@ class Recipe:
         Weight bits (1..8) for rtn and gptq.
     group_size : int, optional
         Inputs per quantisation scale (None: per output channel).
-    activation_bits : int
-        Activation bits of :class:`~learned.bitplane_linear.BitplaneLinear`.
+    activation_bits : int or None
+        Activation bits of :class:`~learned.bitplane_linear.BitplaneLinear`; None keeps
+        activations in floating point (weight-only quantisation).
+    act_order : bool
+        GPTQ: quantise columns in order of decreasing ``diag(C)`` (static group scales).
     salient_fraction, high_bits, binary_block
         PTQ1.61-style mixed scheme.
     eora_rank : int, optional
@@ -80,6 +86,9 @@ class Recipe:
     sequential : bool
         Recalibrate stage by stage on the already-compressed model (default); ``False``
         calibrates once on the dense model (one-shot).
+    dense_target : bool
+        With ``sequential``: each layer fits the dense model's outputs on the compressed
+        model's inputs (asymmetric calibration, default) rather than its own outputs.
     damp, blocksize
         Hessian damping and OBS block width (SparseGPT, GPTQ).
 
@@ -101,12 +110,14 @@ class Recipe:
     nblocks: tuple[int, int] | None = None
     bits: int | None = None
     group_size: int | None = None
-    activation_bits: int = 8
+    activation_bits: int | None = 8
+    act_order: bool = False
     salient_fraction: float = 0.2
     high_bits: int = 4
     binary_block: int = 64
     eora_rank: int | None = None
     sequential: bool = True
+    dense_target: bool = True
     damp: float = 0.01
     blocksize: int = 128
 
@@ -126,9 +137,15 @@ class Recipe:
         _ratio(self.salient_fraction, "salient_fraction")
         for name in ("rank", "multiple_of", "group_size", "eora_rank", "blocksize"):
             _pos_int(getattr(self, name), name)
-        if self.allocation not in ("uniform", "farms"):
-            raise ValueError(f"allocation must be 'uniform' or 'farms', got {self.allocation!r}")
+        if self.allocation not in ("uniform", "farms", "global"):
+            raise ValueError(
+                f"allocation must be 'uniform', 'farms' or 'global', got {self.allocation!r}"
+            )
         m = self.method
+        if self.allocation == "farms" and m not in _PRUNING:
+            raise ValueError(f"allocation 'farms' sets pruning ratios; method is {m!r}")
+        if self.allocation == "global" and (m != "lowrank" or self.param_ratio is None):
+            raise ValueError("allocation 'global' needs method 'lowrank' with param_ratio")
         if m in _PRUNING:
             if m == "block":
                 if self.sparsity is None or self.block is None:
@@ -137,11 +154,10 @@ class Recipe:
                 raise ValueError(f"method {m!r} needs exactly one of sparsity and pattern")
             if self.pattern is not None and not self.pattern[0] < self.pattern[1]:
                 raise ValueError(f"pattern must be N:M with N < M, got {self.pattern}")
-        if m == "lowrank":
-            if self.kind not in ("whitened", "svd"):
-                raise ValueError(f"kind must be 'whitened' or 'svd', got {self.kind!r}")
-            if (self.rank is None) == (self.param_ratio is None):
-                raise ValueError("method 'lowrank' needs exactly one of rank and param_ratio")
+        if m == "lowrank" and self.kind not in ("whitened", "svd"):
+            raise ValueError(f"kind must be 'whitened' or 'svd', got {self.kind!r}")
+        if m == "lowrank" and (self.rank is None) == (self.param_ratio is None):
+            raise ValueError("method 'lowrank' needs exactly one of rank and param_ratio")
         if m in ("rtn", "gptq"):
             if self.bits is None:
                 raise ValueError(f"method {m!r} needs bits")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from learned.bitplane_linear import (
@@ -203,15 +203,44 @@ def test_original_linear_not_modified() -> None:
         assert lin.weight.requires_grad
 
 
-@pytest.mark.parametrize(("gs", "bias"), [(None, True), (20, False)])
-def test_state_dict_and_safetensors_round_trip(tmp_path, gs: int | None, bias: bool) -> None:
+@settings(max_examples=15)
+@given(wb=bits_st, gs=st.sampled_from([None, 1, 25, 50]), bias=st.booleans(), seed=seed_st)
+def test_weight_only_layer_multiplies_by_the_dequantised_weight(
+    wb: int, gs: int | None, bias: bool, seed: int
+) -> None:
+    # y = x (s_w W_int)^T + b with x unquantised; the weight is numlib's RTN grid.
+    lin = _linear(100, 7, bias=bias, seed=seed % 1000)
+    layer = BitplaneLinear.from_linear(lin, weight_bits=wb, activation_bits=None, group_size=gs)
+    w = lin.weight.detach().double().numpy()
+    if gs is None:
+        qw = bitplane.quantize(w, wb, granularity="row")
+    else:
+        qw = bitplane.quantize(w, wb, granularity="group", group_size=gs)
+    x = torch.randn(3, 5, 100, generator=torch.Generator().manual_seed(seed))
+    ref = x.double().numpy() @ bitplane.dequantize(qw).T
+    if bias:
+        ref = ref + lin.bias.detach().double().numpy()
+    with torch.no_grad():
+        y = layer(x)
+    assert y.dtype == torch.float32 and y.shape == (3, 5, 7)
+    np.testing.assert_allclose(y.numpy(), ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    np.testing.assert_allclose(layer.dequantized_weight().numpy(), bitplane.dequantize(qw))
+    narrow = layer.dequantized_weight(torch.float32)
+    assert narrow.dtype == torch.float32
+    assert torch.allclose(narrow.double(), layer.dequantized_weight(), rtol=2e-7, atol=0)
+
+
+@pytest.mark.parametrize(("gs", "bias", "ab"), [(None, True, 5), (20, False, 5), (20, True, None)])
+def test_state_dict_and_safetensors_round_trip(
+    tmp_path, gs: int | None, bias: bool, ab: int | None
+) -> None:
     lin = _linear(60, 11, bias=bias, seed=7)
-    layer = BitplaneLinear.from_linear(lin, weight_bits=3, activation_bits=5, group_size=gs)
+    layer = BitplaneLinear.from_linear(lin, weight_bits=3, activation_bits=ab, group_size=gs)
     x = torch.randn(2, 4, 60)
     with torch.no_grad():
         y = layer(x)
         # state_dict into a fresh, zero-initialised module of the same configuration
-        fresh = BitplaneLinear(60, 11, weight_bits=3, activation_bits=5, group_size=gs, bias=bias)
+        fresh = BitplaneLinear(60, 11, weight_bits=3, activation_bits=ab, group_size=gs, bias=bias)
         fresh.load_state_dict(layer.state_dict())
         assert torch.equal(fresh(x), y)
         path = tmp_path / "layer.safetensors"
@@ -219,7 +248,7 @@ def test_state_dict_and_safetensors_round_trip(tmp_path, gs: int | None, bias: b
         loaded = BitplaneLinear.load_safetensors(path)
         assert torch.equal(loaded(x), y)
     assert repr(loaded) == repr(layer)
-    assert f"weight_bits=3, activation_bits=5, group_size={gs}, bias={bias}" in repr(layer)
+    assert f"weight_bits=3, activation_bits={ab}, group_size={gs}, bias={bias}" in repr(layer)
     for name, t in layer.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], t)
         assert loaded.state_dict()[name].dtype == t.dtype

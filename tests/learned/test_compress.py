@@ -20,10 +20,11 @@ from learned.compress import (
     load_compressed,
     save_compressed,
 )
-from learned.compress.calibrate import execution_stages
+from learned.compress.api import dense_target_layer
+from learned.compress.calibrate import collect_paired_stats, execution_stages
 from learned.compress.eora import effective_weight
 from learned.compress.obs import inverse_hessian_factor, obs_sweep
-from learned.compress.quantize import dequantized_kernels
+from learned.compress.quantize import dequantized_kernels, search_scales
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -70,13 +71,17 @@ RECIPES = {
     "wanda": Recipe("wanda", sparsity=0.5),
     "sparsegpt": Recipe("sparsegpt", sparsity=0.5),
     "sparsegpt-2:4": Recipe("sparsegpt", pattern=(2, 4)),
+    "sparsegpt-own-target": Recipe("sparsegpt", sparsity=0.5, dense_target=False),
     "wanda-2:4": Recipe("wanda", pattern=(2, 4)),
     "block": Recipe("block", sparsity=0.5, block=(4, 4)),
     "lowrank-svd": Recipe("lowrank", kind="svd", rank=16),
     "lowrank-whitened": Recipe("lowrank", param_ratio=0.5),
+    "lowrank-global": Recipe("lowrank", param_ratio=0.5, allocation="global"),
     "monarch": Recipe("monarch", nblocks=(4, 4)),
     "rtn-4": Recipe("rtn", bits=4, group_size=32),
     "gptq-4": Recipe("gptq", bits=4, group_size=32),
+    "gptq-4-act-order": Recipe("gptq", bits=4, group_size=32, act_order=True),
+    "gptq-3-weight-only": Recipe("gptq", bits=3, group_size=32, activation_bits=None),
     "ptq161": Recipe("ptq161", binary_block=16),
     "rtn-4-eora": Recipe("rtn", bits=4, eora_rank=8),
     "farms": Recipe("magnitude", sparsity=0.5, allocation="farms"),
@@ -187,6 +192,68 @@ def test_sequential_calibration_groups_layers_reading_the_same_input() -> None:
     targets = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
     stages = execution_stages(model, targets, [torch.randn(5, 8)])
     assert stages == [["q", "k", "v"], ["out"]]
+
+
+def test_paired_statistics_of_a_model_with_itself_are_its_second_moments() -> None:
+    net = _mlp()
+    targets = {n: m for n, m in net.named_modules() if isinstance(m, nn.Linear)}
+    batches = [torch.randn(30, 64), torch.randn(17, 64)]
+    stats, cross = collect_paired_stats(net, net, targets, targets, batches)
+    for name in targets:
+        C = stats[name].second_moment()
+        assert stats[name].count == 47
+        assert torch.allclose(cross[name], C, rtol=1e-12, atol=1e-12 * float(C.abs().max()))
+
+
+@settings(max_examples=12)
+@given(seed=st.integers(0, 2**31 - 1), noise=st.floats(0.0, 1.0))
+def test_dense_target_is_the_least_squares_fit_of_the_dense_outputs(
+    seed: int, noise: float
+) -> None:
+    # B minimises sum_t ||W x_d(t) - B x_c(t)||^2, the least-squares solution of
+    # X_c B^T = X_d W^T.
+    gen = torch.Generator().manual_seed(seed)
+    Xd = torch.randn(400, 12, generator=gen, dtype=torch.float64)
+    Xc = Xd + noise * torch.randn(400, 12, generator=gen, dtype=torch.float64)
+    lin = nn.Linear(12, 5, dtype=torch.float64)
+    C, cross = Xc.T @ Xc / 400, Xd.T @ Xc / 400
+    B = dense_target_layer(lin, C, cross, damp=0.0).weight.detach()
+    ref = torch.linalg.lstsq(Xc, Xd @ lin.weight.detach().T).solution.T
+    assert torch.allclose(B, ref, rtol=1e-8, atol=1e-8 * float(ref.abs().max()))
+    assert torch.equal(dense_target_layer(lin, C, C, damp=0.01).bias, lin.bias)
+    # Equal inputs: the target is the layer itself, damping or not.
+    same = dense_target_layer(lin, C, C, damp=0.01).weight.detach()
+    assert torch.allclose(same, lin.weight.detach(), rtol=0, atol=1e-12)
+
+
+@settings(max_examples=20)
+@given(seed=st.integers(0, 2**31 - 1), bits=st.integers(1, 6))
+def test_clipping_search_never_loses_to_absmax(seed: int, bits: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    # Heavy tails (Student t, 2 dof): the case where clipping pays.
+    W = torch.randn(9, 40, generator=gen, dtype=torch.float64)
+    W = W / torch.rand(9, 40, generator=gen, dtype=torch.float64).sqrt()
+    importance = torch.rand(40, generator=gen, dtype=torch.float64) + 0.1
+    top = (1 << bits) - 1
+    absmax = W.abs().amax(dim=1) / top
+
+    def err(s: torch.Tensor) -> torch.Tensor:
+        v = (2 * torch.floor((W / s[:, None]).abs() / 2) + 1).clamp(max=top)
+        q = torch.where(W < 0, -v, v) * s[:, None]
+        return ((W - q).square() * importance).sum(dim=1)
+
+    s = search_scales(W, top, importance)
+    assert torch.all(s <= absmax * (1 + 1e-12)) and torch.all(s >= 0.5 * absmax * (1 - 1e-12))
+    assert torch.all(err(s) <= err(absmax) * (1 + 1e-12))
+
+
+def test_uniform_allocation_keeps_every_layer_within_the_budget() -> None:
+    net = _mlp()
+    small = compress(net, Recipe("lowrank", kind="svd", param_ratio=0.6, multiple_of=8))
+    for layer, (m, n) in zip([small[0], small[2]], [(128, 64), (64, 128)], strict=True):
+        k = layer.rank
+        assert k % 8 == 0 and k * (m + n) <= 0.6 * m * n < (k + 8) * (m + n)
+    assert small[4].rank == 8  # 16 x 64 at 60% admits rank 7.7: the minimum step is kept
 
 
 def test_filter_fn_selects_layers_and_input_is_not_modified(digits: dict) -> None:
@@ -351,6 +418,10 @@ def test_ptq161_keeps_salient_channels_at_high_precision() -> None:
         ({"method": "magnitude"}, "sparsity"),
         ({"method": "prune-everything"}, "method"),
         ({"method": "magnitude", "pattern": (4, 4)}, "N:M"),
+        ({"method": "lowrank", "rank": 8, "allocation": "global"}, "global"),
+        ({"method": "sparsegpt", "sparsity": 0.5, "allocation": "global"}, "global"),
+        ({"method": "lowrank", "param_ratio": 0.5, "allocation": "farms"}, "farms"),
+        ({"method": "magnitude", "sparsity": 0.5, "allocation": "even"}, "allocation"),
     ],
 )
 def test_bad_recipes_are_rejected(kwargs: dict, match: str) -> None:

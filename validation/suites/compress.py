@@ -19,12 +19,13 @@ record holds
 ``latency_ms``
     best-of-``repeat`` CPU time (one thread) to embed a batch of 32 held-out sentences (8 at
     ``small``),
-    beside ``dense_latency_ms`` and ``speedup_vs_dense`` measured interleaved with it. Models
-    with :class:`~learned.bitplane_linear.BitplaneLinear` layers are timed with the real
-    bit-plane kernel on one sentence (``latency_tokens``), since its CPU emulation is about
-    1000x slower than a GEMM, and not at all at size ``small``; their ``cosine`` is computed
-    through :func:`~learned.compress.quantize.dequantized_kernels` (equal to float64
-    rounding);
+    beside ``dense_latency_ms`` and ``speedup_vs_dense`` measured interleaved with it.
+    Models whose :class:`~learned.bitplane_linear.BitplaneLinear` layers quantise
+    activations are timed with the real bit-plane kernel on one sentence
+    (``latency_tokens``), since its CPU emulation is about 1000x slower than a GEMM, and
+    not at all at size ``small``; their ``cosine`` is computed through
+    :func:`~learned.compress.quantize.dequantized_kernels` (equal to float64 rounding).
+    Weight-only layers (``activation_bits=None``) run their real float path everywhere;
 ``compress_s``
     wall time of :func:`~learned.compress.compress` (sequential calibration included).
 
@@ -61,7 +62,7 @@ LATENCY_BATCH = {"small": 8, "medium": 32, "large": 32}
 MAX_TOKENS = 128
 CALIB_BATCH = 16
 # (calibration sentences, evaluation sentences) per size.
-SENTENCES = {"small": (16, 32), "medium": (64, 128), "large": (256, 1024)}
+SENTENCES = {"small": (16, 32), "medium": (512, 128), "large": (768, 1024)}
 
 STDLIB_MODULES = (
     "argparse", "ast", "asyncio", "base64", "bisect", "calendar", "cmd", "codecs",
@@ -229,6 +230,10 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+WEIGHT_ONLY = {"activation_bits": None}  # float activations: W4A16-style storage
+G128_4BIT = {"bits": 4, "group_size": 128}
+
+
 def _recipes(size: str) -> list[tuple[str, dict[str, Any], float]]:
     """``(name, recipe dict, peer sparsity)``; the full list at medium and large."""
     full = [
@@ -249,18 +254,29 @@ def _recipes(size: str) -> list[tuple[str, dict[str, Any], float]]:
         ("block-50-4x4", {"method": "sparsegpt", "sparsity": 0.5}, 0.5),
         ("lowrank-svd-70", {"method": "lowrank", "kind": "svd", "param_ratio": 0.7}, 0.3),
         ("lowrank-whitened-70", {"method": "lowrank", "param_ratio": 0.7}, 0.3),
+        (
+            "lowrank-whitened-70-global",
+            {"method": "lowrank", "param_ratio": 0.7, "allocation": "global"},
+            0.3,
+        ),
         ("lowrank-whitened-50", {"method": "lowrank", "param_ratio": 0.5}, 0.5),
         ("monarch-b4", {"method": "monarch", "nblocks": [4, 4]}, 0.75),
-        ("bitplane-8bit", {"method": "rtn", "bits": 8}, 0.75),
-        ("rtn-4bit-g128", {"method": "rtn", "bits": 4, "group_size": 128}, 0.875),
-        ("bitplane-4bit-g128", {"method": "gptq", "bits": 4, "group_size": 128}, 0.875),
+        ("bitplane-8bit", {"method": "rtn", "bits": 8, **WEIGHT_ONLY}, 0.75),
+        ("bitplane-w8a8", {"method": "rtn", "bits": 8}, 0.75),
+        ("rtn-4bit-g128", {"method": "rtn", "bits": 4, "group_size": 128, **WEIGHT_ONLY}, 0.875),
+        ("bitplane-4bit-g128", {"method": "gptq", **G128_4BIT, **WEIGHT_ONLY}, 0.875),
+        ("bitplane-w4a8-g128", {"method": "gptq", **G128_4BIT}, 0.875),
         (
             "bitplane-4bit-g128-eora16",
-            {"method": "gptq", "bits": 4, "group_size": 128, "eora_rank": 16},
+            {"method": "gptq", **G128_4BIT, **WEIGHT_ONLY, "eora_rank": 16},
             0.875,
         ),
-        ("bitplane-3bit-g128", {"method": "gptq", "bits": 3, "group_size": 128}, 29 / 32),
-        ("ptq161", {"method": "ptq161", "salient_fraction": 0.2}, 1 - 1.61 / 32),
+        (
+            "bitplane-3bit-g128",
+            {"method": "gptq", "bits": 3, "group_size": 128, **WEIGHT_ONLY},
+            29 / 32,
+        ),
+        ("ptq161", {"method": "ptq161", "salient_fraction": 0.2, **WEIGHT_ONLY}, 1 - 1.61 / 32),
     ]
     # The 4x4-tile entry above is a placeholder name fixed below (block pruning).
     full[10] = ("block-50-4x4", {"method": "block", "sparsity": 0.5, "block": [4, 4]}, 0.5)
@@ -382,7 +398,9 @@ def _recipe_record(
             (embed(small, bench.one_sentence) - embed(reloaded, bench.one_sentence)).abs().max()
         )
     data: list[dict[str, Any]] | None = bench.latency_batch
-    if any(isinstance(m, BitplaneLinear) for m in small.modules()):
+    if any(
+        isinstance(m, BitplaneLinear) and m.activation_bits is not None for m in small.modules()
+    ):
         data = None if size == "small" else bench.one_sentence
     latency = dense_latency = None
     if data is not None:
