@@ -197,7 +197,7 @@ def gptq_quantize(
     *,
     group_size: int | None = None,
     activation_bits: int | None = 8,
-    act_order: bool = True,
+    act_order: bool = False,
     blocksize: int = 128,
     damp: float = 0.01,
 ) -> BitplaneLinear:
@@ -220,7 +220,8 @@ def gptq_quantize(
     bits, group_size, activation_bits
         As in :func:`rtn_quantize`. ``blocksize`` must be a multiple of ``group_size``.
     act_order : bool
-        Sweep columns by decreasing ``diag(C)`` (default True).
+        Sweep columns by decreasing ``diag(C)``. Off by default: on MiniLM at 4 bits in
+        groups of 128 it scored 0.980 against 0.981 without it (cosine to the dense model).
     blocksize, damp
         Lazy-update block and relative Hessian damping (GPTQ's 128 and 0.01).
     """
