@@ -102,7 +102,16 @@ def dense_target_layer(
     -------
     nn.Linear
         Same shape, bias and dtype, weight ``B``.
+
+    Raises
+    ------
+    ValueError
+        If ``C`` or ``cross`` is not ``in_features x in_features``.
     """
+    n = linear.in_features
+    for name, M in (("C", C), ("cross", cross)):
+        if tuple(M.shape) != (n, n):
+            raise ValueError(f"{name} must be {n} x {n} (in_features), got {tuple(M.shape)}")
     W = linear.weight.detach().to(torch.float64)
     Finv = whiten(C.to(torch.float64), damp=damp).inverse  # C_d^{-1} = Finv^T Finv
     B = W + ((W @ (cross - C)) @ Finv.T) @ Finv

@@ -135,7 +135,23 @@ def search_scales(W: torch.Tensor, top: int, weight: torch.Tensor | None = None)
     (``weight``: per-column importance, e.g. ``diag(C)``; default 1). Clipping the
     largest weights trades their error for finer levels everywhere else; at 4 bits and
     below this beats absmax (the ``mse`` grid search of GPTQ's reference code).
+
+    Raises
+    ------
+    ValueError
+        If ``W`` is not 2-D or ``weight`` does not broadcast against it.
     """
+    if W.ndim != 2:
+        raise ValueError(f"W must be 2-D (rows x columns), got shape {tuple(W.shape)}")
+    if weight is not None:
+        try:
+            fits = torch.broadcast_shapes(weight.shape, W.shape) == W.shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"weight of shape {tuple(weight.shape)} does not fit W {tuple(W.shape)}"
+            )
     amax = W.abs().amax(dim=1, keepdim=True)
     best = amax.squeeze(1) / top
     best_err = torch.full_like(best, torch.inf)

@@ -165,6 +165,9 @@ class Recipe:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 8):
                 raise ValueError(f"{name} must be an int in 1..8, got {v!r}")
+        for name in ("act_order", "sequential", "dense_target"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if self.damp < 0:
             raise ValueError(f"damp must be >= 0, got {self.damp}")
 

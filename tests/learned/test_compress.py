@@ -221,6 +221,8 @@ def test_dense_target_is_the_least_squares_fit_of_the_dense_outputs(
     ref = torch.linalg.lstsq(Xc, Xd @ lin.weight.detach().T).solution.T
     assert torch.allclose(B, ref, rtol=1e-8, atol=1e-8 * float(ref.abs().max()))
     assert torch.equal(dense_target_layer(lin, C, C, damp=0.01).bias, lin.bias)
+    with pytest.raises(ValueError, match="cross must be 12 x 12"):
+        dense_target_layer(lin, C, cross[:5], damp=0.0)
     # Equal inputs: the target is the layer itself, damping or not.
     same = dense_target_layer(lin, C, C, damp=0.01).weight.detach()
     assert torch.allclose(same, lin.weight.detach(), rtol=0, atol=1e-12)
@@ -245,6 +247,8 @@ def test_clipping_search_never_loses_to_absmax(seed: int, bits: int) -> None:
     s = search_scales(W, top, importance)
     assert torch.all(s <= absmax * (1 + 1e-12)) and torch.all(s >= 0.5 * absmax * (1 - 1e-12))
     assert torch.all(err(s) <= err(absmax) * (1 + 1e-12))
+    with pytest.raises(ValueError, match="does not fit"):
+        search_scales(W, top, importance[:7])
 
 
 def test_uniform_allocation_keeps_every_layer_within_the_budget() -> None:
@@ -427,6 +431,13 @@ def test_ptq161_keeps_salient_channels_at_high_precision() -> None:
 def test_bad_recipes_are_rejected(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         Recipe(**kwargs)
+
+
+def test_recipe_switches_must_be_bools() -> None:
+    with pytest.raises(TypeError, match="dense_target"):
+        Recipe("sparsegpt", sparsity=0.5, dense_target="yes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="act_order"):
+        Recipe("gptq", bits=4, act_order=1)  # type: ignore[arg-type]
 
 
 def test_bad_targets_and_calibration_are_rejected() -> None:
