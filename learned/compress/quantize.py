@@ -242,6 +242,8 @@ def gptq_quantize(
         Lazy-update block and relative Hessian damping (GPTQ's 128 and 0.01).
     """
     bits = _check_bits(bits)
+    if activation_bits is not None:  # checked before the sweep, not after it
+        _check_bits(activation_bits, "activation_bits")
     W = linear.weight.detach().to(torch.float64)
     out_f, in_f = W.shape
     if group_size is not None:
