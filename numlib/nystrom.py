@@ -10,7 +10,9 @@ Nystrom for MLPs and CR for the query-key product).
     dimension ``d_eff(lam)`` and are the sampling distribution of Alaoui & Mahoney.
 :func:`nystrom`
     ``K ~ K[:, S] K[S, S]^+ K[S, :]``, with ``S`` the top-``k`` or sampled ridge-leverage
-    columns.
+    columns, or chosen by greedy backward elimination of the error
+    ``trace(W (K - Khat) W^T)`` seen through an output map ``W`` (the output error of
+    ``y = W x`` restricted to ``x_S``; optimal brain surgeon on whole columns).
 :func:`cr_approximation`
     ``A B ~ A[:, S] D B[S, :]``, with ``S`` sampled by the Drineas-Kannan-Mahoney
     probabilities ``p_i ~ ||A_{:i}|| ||B_{i:}||`` (unbiased, with a Frobenius error bound)
@@ -23,6 +25,8 @@ NeurIPS 2015 (ridge leverage scores).
 Musco, Musco. Recursive sampling for the Nystrom method. NeurIPS 2017.
 Drineas, Kannan, Mahoney. Fast Monte Carlo algorithms for matrices I: approximating
 matrix multiplication. SIAM J. Comput. 36(1), 2006.
+Hassibi, Stork. Second order derivatives for network pruning: optimal brain surgeon.
+NeurIPS 1992 (the one-column removal cost and update of the greedy selection).
 Lin et al. MoDeGPT: modular decomposition for large language model compression. ICLR 2025.
 """
 
@@ -46,6 +50,7 @@ __all__ = [
 ]
 
 Select = Literal["top", "sample"]
+NystromSelect = Literal["top", "sample", "greedy"]
 
 
 def _check_psd_input(K: Any) -> int:
@@ -144,23 +149,37 @@ def nystrom(
     K: Any,
     k: int,
     *,
-    select: Select = "top",
+    select: NystromSelect = "top",
     ridge: float | None = None,
+    weight: Any = None,
     rng: int | np.random.Generator | None = None,
 ) -> NystromApproximation:
-    """Nystrom approximation of a PSD matrix from ``k`` ridge-leverage columns.
+    """Nystrom approximation of a PSD matrix from ``k`` selected columns.
 
     ``Khat = K[:, S] K[S, S]^+ K[S, :]``. For every ``S``, ``K - Khat`` is PSD (a Schur
     complement) and ``Khat`` equals ``K`` when ``K[:, S]`` spans ``range(K)``;
     ``trace(K - Khat) >= sum_{i>k} lam_i`` (no ``k`` columns beat the eigendecomposition).
+
     ``select="top"`` keeps the ``k`` largest ridge leverage scores (MoDeGPT's
     deterministic choice); ``"sample"`` draws ``k`` distinct columns with probabilities
     proportional to them (the Alaoui-Mahoney distribution, whose guarantee
     ``||K - Khat||_2 <= ridge`` w.h.p. is proved for ``O(d_eff log d_eff)`` i.i.d. draws).
-    The default ridge is Musco & Musco's ``sum_{i>k} lam_i / k``, for which
+    The default ridge of the scores is Musco & Musco's ``sum_{i>k} lam_i / k``, for which
     ``d_eff <= 2k``.
 
-    ``O(n^3)`` for the scores (one ``eigh``) plus ``O(n k^2)``; numpy and torch.
+    ``select="greedy"`` targets ``err(S) = trace(W (K - Khat) W^T)`` for an output map
+    ``W`` (``weight``; the identity when omitted). With ``K = E[x x^T]`` this is
+    ``min_V E||W x - V x_S||^2``, attained by ``V = W @ interpolation``: the error of
+    dropping the inputs outside ``S`` of a layer ``y = W x`` and refitting it. Starting
+    from all ``n`` columns it removes ``n - k`` one at a time, each time the column whose
+    removal raises ``err`` least: with ``H = (K + ridge I)^{-1}`` restricted to the
+    kept set and ``V`` the current refit, that cost is ``||V_{:,i}||^2 / H_ii`` and
+    ``V``, ``H`` follow by rank-one updates (optimal brain surgeon, one column at a time).
+    Each step is exactly optimal; the set as a whole is not guaranteed to be. Here
+    ``ridge`` (default ``1e-10 mean(diag K)``) only keeps ``H`` defined on singular
+    ``K``. ``O(n^3 + (n - k) n (n + m))``.
+
+    numpy and torch.
 
     Parameters
     ----------
@@ -168,15 +187,19 @@ def nystrom(
         Symmetric positive semi-definite, e.g. a correlation ``E[h h^T]`` of hidden units.
     k : int
         Columns kept, ``1 <= k <= n``.
-    select : {"top", "sample"}
+    select : {"top", "sample", "greedy"}
     ridge : float, optional
         ``>= 0``.
+    weight : array, shape (m, n), optional
+        Output map ``W`` of ``"greedy"``.
     rng : int, numpy.random.Generator or None
         Used by ``"sample"`` only.
 
     Returns
     -------
     NystromApproximation
+        For ``"greedy"``, ``scores`` holds each removed column's cost when it was removed
+        and each kept column's cost had it been removed next.
 
     Examples
     --------
@@ -186,30 +209,75 @@ def nystrom(
     >>> approx = nystrom(K, 3)
     >>> bool(np.allclose(approx.matrix(), K))
     True
+    >>> W = np.eye(6)[:2]  # only the first two coordinates matter
+    >>> nystrom(K, 2, select="greedy", weight=W).index.tolist()
+    [0, 1]
     """
     n = _check_psd_input(K)
     k = check_rank(k, "k", n)
-    if select not in ("top", "sample"):
-        raise ValueError(f"select must be 'top' or 'sample', got {select!r}")
-    xp, lam, V = _psd_eigh(K)
-    if ridge is None:
-        tail = float(xp.sum(lam[: n - k]))  # eigh sorts ascending: the n - k smallest
-        ridge = tail / k
-    ridge = check_tolerance(ridge, "ridge")
-    scores = _scores(xp, lam, V, ridge)
-    host = np.asarray(to_numpy(scores), dtype=np.float64)
-    if select == "top":
-        index = np.sort(np.argsort(-host, kind="stable")[:k])
+    if select not in ("top", "sample", "greedy"):
+        raise ValueError(f"select must be 'top', 'sample' or 'greedy', got {select!r}")
+    xp = array_namespace(K)
+    if select == "greedy":
+        if weight is not None:
+            _, cols = check_dense(weight, "weight")
+            if cols != n:
+                raise ValueError(f"weight must have {n} columns (K is {n} x {n}), got {cols}")
+        if ridge is None:
+            ridge = 1e-10 * float(xp.mean(xp.abs(xp.linalg.diagonal(K))))
+        ridge = check_tolerance(ridge, "ridge")
+        index, scores = _backward_elimination(xp, K, k, weight, ridge)
+    elif weight is not None:
+        raise ValueError("weight is used by select='greedy' only")
     else:
-        p = np.clip(host, 0.0, None)
-        p = p / p.sum() if p.sum() > 0 else np.full(n, 1.0 / n)
-        # numpy cannot draw more distinct items than there are non-zero probabilities.
-        p = np.maximum(p, 1e-300) if np.count_nonzero(p) < k else p
-        index = np.sort(as_generator(rng).choice(n, size=k, replace=False, p=p / p.sum()))
+        xp, lam, V = _psd_eigh(K)
+        if ridge is None:
+            tail = float(xp.sum(lam[: n - k]))  # eigh sorts ascending: the n - k smallest
+            ridge = tail / k
+        ridge = check_tolerance(ridge, "ridge")
+        scores = _scores(xp, lam, V, ridge)
+        host = np.asarray(to_numpy(scores), dtype=np.float64)
+        if select == "top":
+            index = np.sort(np.argsort(-host, kind="stable")[:k])
+        else:
+            p = np.clip(host, 0.0, None)
+            p = p / p.sum() if p.sum() > 0 else np.full(n, 1.0 / n)
+            # numpy cannot draw more distinct items than there are non-zero probabilities.
+            p = np.maximum(p, 1e-300) if np.count_nonzero(p) < k else p
+            index = np.sort(as_generator(rng).choice(n, size=k, replace=False, p=p / p.sum()))
     idx = index if isinstance(K, np.ndarray) else xp.asarray(index, **device_kw(K))
     C = xp.take(K, idx, axis=1)
     Wk = xp.take(C, idx, axis=0)
     return NystromApproximation(index, C, _pinvh(xp, Wk), scores, float(ridge))
+
+
+def _backward_elimination(
+    xp: Any, K: Any, k: int, weight: Any, ridge: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy column removal for :func:`nystrom` ``select="greedy"``: (kept index, costs)."""
+    n = K.shape[0]
+    eye = xp.eye(n, dtype=K.dtype, **device_kw(K))
+    H = xp.linalg.inv((K + K.T) / 2 + ridge * eye)
+    V = eye if weight is None else xp.astype(xp.asarray(weight, copy=True), K.dtype)
+    removed = np.zeros(n, dtype=bool)
+    scores = np.zeros(n)
+
+    def costs() -> np.ndarray:
+        # Removed columns have H_ii = 0 and V_{:,i} = 0; the mask keeps them out.
+        d = np.asarray(to_numpy(xp.linalg.diagonal(H)), dtype=np.float64)
+        v = np.asarray(to_numpy(xp.sum(V * V, axis=0)), dtype=np.float64)
+        return np.where(removed, np.inf, v / np.where(removed, 1.0, d))
+
+    for _ in range(n - k):
+        cost = costs()
+        i = int(np.argmin(cost))
+        scores[i] = cost[i]
+        hi = H[i, :] / H[i, i]
+        V -= V[:, i : i + 1] * hi[None, :]
+        H -= H[:, i : i + 1] * hi[None, :]
+        removed[i] = True
+    scores[~removed] = costs()[~removed]
+    return np.flatnonzero(~removed), scores
 
 
 def _pinvh(xp: Any, W: Any) -> Any:

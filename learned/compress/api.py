@@ -22,11 +22,17 @@ import torch
 from torch import nn
 
 from learned.compress import prune, quantize
-from learned.compress.calibrate import collect_paired_stats, collect_stats, execution_stages
+from learned.compress.calibrate import (
+    collect_paired_stats,
+    collect_stats,
+    execution_stages,
+    set_module,
+)
 from learned.compress.eora import eora_compensate
 from learned.compress.layers import MonarchLinear, NMSparseLinear, SparseLinear
 from learned.compress.lowrank import allocate_ranks, factorize, lowrank_linear
 from learned.compress.recipe import Recipe
+from learned.compress.units import UnitPair, find_unit_pairs, fit_unit_pair
 from numlib.calibration import CalibrationStats, whiten
 from numlib.lowrank import choose_rank
 from numlib.monarch import monarch_project
@@ -63,12 +69,6 @@ def select_targets(model: nn.Module, filter_fn: FilterFn | None = None) -> dict[
     if not out:
         raise ValueError("filter_fn selected no nn.Linear module of the model")
     return out
-
-
-def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)
 
 
 def dense_target_layer(
@@ -158,6 +158,8 @@ def compress_linear(
     nn.Module
         The compressed layer.
     """
+    if recipe.method == "nystrom":
+        raise ValueError("method 'nystrom' compresses pairs of layers: use compress()")
     if recipe.needs_calibration and stats is None:
         raise ValueError(f"recipe {recipe.method!r} needs calibration statistics")
     W = linear.weight.detach()
@@ -235,6 +237,21 @@ def compress_linear(
     return layer
 
 
+def _unit_pairs(
+    model: nn.Module, targets: dict[str, nn.Linear], batches: list[Any]
+) -> list[UnitPair]:
+    """Find the hidden-unit pairs covering ``targets``; raise naming any layer left out."""
+    pairs = find_unit_pairs(model, targets, batches)
+    paired = {name for pair in pairs for name in (*pair.producers, pair.consumer)}
+    alone = [name for name in targets if name not in paired]
+    if alone:
+        raise ValueError(
+            "method 'nystrom' keeps hidden units between a producer and a consumer layer "
+            f"(an MLP); these targets are in no such pair: {alone}"
+        )
+    return pairs
+
+
 def _plan(
     model: nn.Module,
     targets: dict[str, nn.Linear],
@@ -274,6 +291,49 @@ def _plan(
     return plan
 
 
+def _units_plan(
+    targets: dict[str, nn.Linear], pairs: list[UnitPair], recipe: Recipe
+) -> dict[str, dict[str, Any]]:
+    """Hidden units kept per consumer: ``param_ratio`` of them (rounded), down to a multiple."""
+    assert recipe.param_ratio is not None
+    plan: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        width = targets[pair.consumer].in_features
+        step = min(recipe.multiple_of, width)
+        units = max(step, round(recipe.param_ratio * width) // step * step)
+        plan[pair.consumer] = {"units": units, "pair": pair}
+    return plan
+
+
+def _replace(
+    model: nn.Module,
+    targets: dict[str, nn.Linear],
+    name: str,
+    layer: nn.Linear,
+    stats: CalibrationStats | None,
+    recipe: Recipe,
+    plan: dict[str, Any],
+) -> None:
+    """Put the compressed ``layer`` (a target, or its dense target) in place of ``name``."""
+    if recipe.method != "nystrom":
+        set_module(model, name, compress_linear(layer, recipe, stats, **plan))
+        return
+    assert stats is not None
+    pair: UnitPair = plan["pair"]
+    producers = {p: targets[p] for p in pair.producers}
+    new_producers, consumer = fit_unit_pair(
+        producers,
+        layer,
+        stats.second_moment(),
+        plan["units"],
+        select=recipe.selection,
+        damp=recipe.damp,
+    )
+    for p, lin in new_producers.items():
+        set_module(model, p, lin)
+    set_module(model, name, consumer)
+
+
 def _compress_sequential(
     model: nn.Module,
     dense: nn.Module,
@@ -283,28 +343,32 @@ def _compress_sequential(
     batches: list[Any],
     filter_fn: FilterFn | None,
 ) -> None:
-    """Compress ``targets`` of ``model`` stage by stage; ``dense`` is the untouched model."""
+    """Compress ``targets`` of ``model`` stage by stage; ``dense`` is the untouched model.
+
+    Only the layers with a ``plan`` entry are calibrated (for ``"nystrom"`` the
+    consumers, whose fit also replaces their producers).
+    """
     dense_targets = select_targets(dense, filter_fn)
     dense_training = dense.training
     dense.eval()
     try:
         for stage in execution_stages(model, targets, batches):
-            mods = {name: targets[name] for name in stage}
+            mods = {name: targets[name] for name in stage if name in plan}
+            if not mods:
+                continue
             # Earlier stages may already be BitplaneLinear: calibrate through the fast
             # (float64-equivalent) path rather than the CPU bit-plane emulation.
             with quantize.dequantized_kernels(model):
                 if recipe.dense_target:
-                    dense_mods = {name: dense_targets[name] for name in stage}
+                    dense_mods = {name: dense_targets[name] for name in mods}
                     stats, cross = collect_paired_stats(model, dense, mods, dense_mods, batches)
                 else:
                     stats = collect_stats(model, mods, batches, stop_early=True)
-            for name in stage:
-                layer = targets[name]
+            for name, layer in mods.items():
                 if recipe.dense_target:
                     C = stats[name].second_moment()
                     layer = dense_target_layer(layer, C, cross[name], damp=recipe.damp)
-                new = compress_linear(layer, recipe, stats[name], **plan[name])
-                _set_module(model, name, new)
+                _replace(model, targets, name, layer, stats[name], recipe, plan[name])
     finally:
         dense.train(dense_training)
 
@@ -378,17 +442,22 @@ def compress(
     was_training = model.training
     model.eval()
     targets = select_targets(model, filter_fn)
-    plan = _plan(model, targets, recipe, batches)
+    if recipe.method == "nystrom":
+        assert batches is not None
+        plan = _units_plan(targets, _unit_pairs(model, targets, batches), recipe)
+    else:
+        plan = _plan(model, targets, recipe, batches)
     if not recipe.needs_calibration:
         for name, lin in targets.items():
-            _set_module(model, name, compress_linear(lin, recipe, **plan[name]))
+            _replace(model, targets, name, lin, None, recipe, plan[name])
     elif recipe.sequential:
         assert batches is not None
         _compress_sequential(model, dense, targets, recipe, plan, batches, filter_fn)
     else:
-        stats = collect_stats(model, targets, batches)
-        for name, lin in targets.items():
-            _set_module(model, name, compress_linear(lin, recipe, stats[name], **plan[name]))
+        calibrated = {name: targets[name] for name in plan}
+        stats = collect_stats(model, calibrated, batches)
+        for name, lin in calibrated.items():
+            _replace(model, targets, name, lin, stats[name], recipe, plan[name])
     model.train(was_training)
     model.compression_recipe = recipe.to_dict()
     model.compressed_layers = list(targets)

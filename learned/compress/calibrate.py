@@ -63,6 +63,13 @@ def run_batches(model: nn.Module, batches: Sequence[Any]) -> None:
                 pass
 
 
+def set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Replace the submodule ``name`` (dotted path) of ``model`` by ``new``."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
 def _register(
     modules: dict[str, nn.Module], hook: Callable[[str, torch.Tensor], None]
 ) -> list[Any]:

@@ -19,8 +19,9 @@ METHODS = (
     "rtn",
     "gptq",
     "ptq161",
+    "nystrom",
 )
-_CALIBRATED = {"wanda", "sparsegpt", "gptq", "ptq161"}
+_CALIBRATED = {"wanda", "sparsegpt", "gptq", "ptq161", "nystrom"}
 _PRUNING = {"magnitude", "wanda", "sparsegpt", "block"}
 
 
@@ -64,9 +65,14 @@ class Recipe:
     rank : int, optional
         Low-rank (per layer, clipped) or Monarch block rank.
     param_ratio : float, optional
-        Global parameter budget for low-rank, as a fraction of the targeted weights.
+        Low rank: the fraction of every layer's (or with ``"global"``, of all targeted)
+        weights kept. ``"nystrom"``: the fraction of each pair's hidden units kept.
     multiple_of : int
-        Rank granularity for the budget allocation.
+        Granularity of ranks and of kept hidden units (GEMM-friendly sizes).
+    selection : {"greedy", "top"}
+        ``"nystrom"``: hidden units by greedy elimination of the consumer's output error
+        (default) or by MoDeGPT's top ridge leverage scores
+        (:func:`learned.compress.units.fit_unit_pair`).
     nblocks : (int, int), optional
         Monarch ``(bi, bo)``; default ``(b, b)`` with ``b`` the largest of 2, 4, 8, 16
         dividing both sides, chosen per layer.
@@ -107,6 +113,7 @@ class Recipe:
     rank: int | None = None
     param_ratio: float | None = None
     multiple_of: int = 16
+    selection: str = "greedy"
     nblocks: tuple[int, int] | None = None
     bits: int | None = None
     group_size: int | None = None
@@ -158,6 +165,10 @@ class Recipe:
             raise ValueError(f"kind must be 'whitened' or 'svd', got {self.kind!r}")
         if m == "lowrank" and (self.rank is None) == (self.param_ratio is None):
             raise ValueError("method 'lowrank' needs exactly one of rank and param_ratio")
+        if m == "nystrom" and self.param_ratio is None:
+            raise ValueError("method 'nystrom' needs param_ratio (fraction of hidden units kept)")
+        if self.selection not in ("greedy", "top"):
+            raise ValueError(f"selection must be 'greedy' or 'top', got {self.selection!r}")
         if m in ("rtn", "gptq"):
             if self.bits is None:
                 raise ValueError(f"method {m!r} needs bits")

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from learned.bitplane_linear import BitplaneLinear
-from learned.compress.api import _set_module
+from learned.compress.calibrate import set_module
 from learned.compress.layers import (
     CompensatedLinear,
     LowRankLinear,
@@ -69,6 +69,15 @@ def _describe(layer: nn.Module) -> dict[str, Any]:
                 "bias": layer.bias is not None,
             },
         }
+    if type(layer) is nn.Linear:  # narrowed by "nystrom"
+        return {
+            "class": "Linear",
+            "config": {
+                "in_features": layer.in_features,
+                "out_features": layer.out_features,
+                "bias": layer.bias is not None,
+            },
+        }
     name = type(layer).__name__
     if name not in _SIMPLE:
         raise TypeError(f"cannot serialise a {name}")
@@ -89,6 +98,9 @@ def _build(desc: dict[str, Any]) -> nn.Module:
     if cls == "BitplaneLinear":
         cfg = dict(desc["config"])
         return BitplaneLinear(cfg.pop("in_features"), cfg.pop("out_features"), **cfg)
+    if cls == "Linear":
+        cfg = dict(desc["config"])
+        return nn.Linear(cfg.pop("in_features"), cfg.pop("out_features"), **cfg)
     if cls in _SIMPLE:
         cfg = dict(desc["config"])
         if cls == "MonarchLinear":
@@ -168,7 +180,7 @@ def load_compressed(
             model.get_submodule(name)
         except AttributeError as exc:
             raise ValueError(f"skeleton has no module {name!r}") from exc
-        _set_module(model, name, _build(desc))
+        set_module(model, name, _build(desc))
     tensors = load_file(str(path / "model.safetensors"))
     try:
         model.load_state_dict(tensors, strict=True)

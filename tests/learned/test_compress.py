@@ -25,6 +25,7 @@ from learned.compress.calibrate import collect_paired_stats, execution_stages
 from learned.compress.eora import effective_weight
 from learned.compress.obs import inverse_hessian_factor, obs_sweep
 from learned.compress.quantize import dequantized_kernels, search_scales
+from learned.compress.units import find_unit_pairs, fit_unit_pair
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -406,6 +407,103 @@ def test_ptq161_keeps_salient_channels_at_high_precision() -> None:
     assert layer.low.weight_bits == 1 and layer.high.weight_bits == 4
 
 
+# --------------------------------------------------------------------------- hidden units
+
+
+def _first_pair(module: nn.Module, name: str) -> bool:
+    return name in ("0", "2")  # Linear -> ReLU -> Linear: one hidden layer of 128 units
+
+
+@pytest.mark.parametrize("dense_target", [True, False])
+def test_nystrom_narrows_the_mlp_keeps_accuracy_and_reloads(
+    dense_target: bool, digits: dict, tmp_path
+) -> None:
+    net, calib, X, y = digits["net"], digits["calib"], digits["Xte"], digits["yte"]
+    recipe = Recipe("nystrom", param_ratio=0.5, dense_target=dense_target)
+    small = compress(net, recipe, calibration=calib, filter_fn=_first_pair)
+    assert (small[0].out_features, small[2].in_features) == (64, 64)
+    assert _accuracy(small, X, y) >= _accuracy(net, X, y) - 0.03
+    save_compressed(small, tmp_path)
+    again = load_compressed(tmp_path, _mlp)
+    with torch.no_grad():
+        assert torch.equal(small(X), again(X))
+    whole = compress(
+        net, Recipe("nystrom", param_ratio=1 - 1e-9), calibration=calib, filter_fn=_first_pair
+    )
+    assert whole[0].out_features == 128
+    with torch.no_grad():  # every unit kept: the same network
+        assert torch.allclose(whole(X), net(X), atol=1e-5, rtol=1e-5)
+
+
+@settings(max_examples=12)
+@given(seed=st.integers(0, 2**31 - 1), units=st.integers(1, 12))
+def test_unit_pair_consumer_is_the_least_squares_refit(seed: int, units: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    up, down = nn.Linear(6, 12).double(), nn.Linear(12, 5).double()
+    H = torch.relu(up(torch.randn(200, 6, generator=g, dtype=torch.float64))).detach()
+    C = H.T @ H / len(H)
+    producers, consumer = fit_unit_pair({"up": up}, down, C, units, damp=0.0)
+    rows = producers["up"].weight.detach()
+    S = [int((up.weight.detach() == r).all(1).nonzero()) for r in rows]
+    assert len(S) == units
+    target = H @ down.weight.detach().T
+    reference = torch.linalg.lstsq(H[:, S], target).solution.T
+    torch.testing.assert_close(consumer.weight.detach(), reference, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(consumer.bias, down.bias)
+
+
+class _Rolled(nn.Module):
+    """A hidden layer whose channels are rotated: not a unit-by-unit link."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 16), nn.Linear(16, 8)
+        self.c, self.d = nn.Linear(8, 16), nn.Linear(16, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.b(torch.roll(torch.tanh(self.a(x)), 1, dims=-1))
+        return self.d(torch.nn.functional.gelu(self.c(x)))
+
+
+class _Gated(nn.Module):
+    """A SwiGLU MLP (LLaMA's): two producers multiply unit by unit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate, self.up, self.down = nn.Linear(8, 32), nn.Linear(8, 32), nn.Linear(32, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.down(nn.functional.silu(self.gate(x)) * self.up(x))
+
+
+def test_gated_mlp_units_are_dropped_from_both_producers() -> None:
+    torch.manual_seed(0)
+    net, x = _Gated().double(), torch.randn(256, 8, dtype=torch.float64)
+    small = compress(net, Recipe("nystrom", param_ratio=0.5, multiple_of=1), calibration=[x])
+    assert (small.gate.out_features, small.up.out_features, small.down.in_features) == (16, 16, 16)
+    with torch.no_grad():
+        h = nn.functional.silu(net.gate(x)) * net.up(x)
+        kept = torch.cat([small.gate.weight, small.up.weight], 1)
+        S = [
+            int((torch.cat([net.gate.weight, net.up.weight], 1) == r).all(1).nonzero())
+            for r in kept
+        ]
+        best = torch.linalg.lstsq(h[:, S], h @ net.down.weight.T).solution.T
+        err = (small(x) - net(x)).norm()
+        assert err <= 1.01 * (h[:, S] @ best.T - h @ net.down.weight.T).norm() + 1e-9
+
+
+def test_unit_pairs_are_found_by_trial_and_channel_mixing_is_rejected() -> None:
+    net = _Rolled()
+    targets = {n: m for n, m in net.named_modules() if isinstance(m, nn.Linear)}
+    before = {n: m.weight.clone() for n, m in targets.items()}
+    pairs = find_unit_pairs(net, targets, [torch.randn(32, 8)])
+    assert [(p.producers, p.consumer) for p in pairs] == [(("c",), "d")]
+    assert all(torch.equal(net.get_submodule(n).weight, w) for n, w in before.items())
+    with pytest.raises(ValueError, match=r"in no such pair: \['a', 'b'\]"):
+        compress(net, Recipe("nystrom", param_ratio=0.5), calibration=[torch.randn(32, 8)])
+
+
 # --------------------------------------------------------------------------- bad input
 
 
@@ -426,6 +524,8 @@ def test_ptq161_keeps_salient_channels_at_high_precision() -> None:
         ({"method": "sparsegpt", "sparsity": 0.5, "allocation": "global"}, "global"),
         ({"method": "lowrank", "param_ratio": 0.5, "allocation": "farms"}, "farms"),
         ({"method": "magnitude", "sparsity": 0.5, "allocation": "even"}, "allocation"),
+        ({"method": "nystrom"}, "param_ratio"),
+        ({"method": "nystrom", "param_ratio": 0.5, "selection": "best"}, "selection"),
     ],
 )
 def test_bad_recipes_are_rejected(kwargs: dict, match: str) -> None:

@@ -352,6 +352,54 @@ def test_nystrom_against_dense_reference(n: int, k: int, seed: int, select: str)
     assert np.trace(E) >= np.sum(lam[k:]) - 1e-8 * lam[0]
 
 
+def _output_error(K: np.ndarray, W: np.ndarray, S: list[int]) -> float:
+    """``trace(W (K - Khat_S) W^T)`` by an independent pseudo-inverse."""
+    Khat = K[:, S] @ np.linalg.pinv(K[np.ix_(S, S)], hermitian=True) @ K[S, :]
+    return float(np.trace(W @ (K - Khat) @ W.T))
+
+
+@FEW
+@given(n=st.integers(3, 9), m=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_greedy_nystrom_removes_the_cheapest_column_exactly(n: int, m: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n + 4, n)) * np.logspace(0, -1, n)
+    K, W = X.T @ X, rng.standard_normal((m, n))
+    one = nystrom(K, n - 1, select="greedy", weight=W)
+    errors = [_output_error(K, W, [j for j in range(n) if j != i]) for i in range(n)]
+    dropped = int(np.setdiff1d(np.arange(n), one.index)[0])
+    assert errors[dropped] <= min(errors) * (1 + 1e-6) + 1e-12
+    # A kept column's score is the error its removal would add next.
+    kept = one.index.tolist()
+    more = [_output_error(K, W, [j for j in kept if j != i]) - errors[dropped] for i in kept]
+    np.testing.assert_allclose(one.scores[kept], more, rtol=1e-6, atol=1e-9)
+    assert one.scores[dropped] == pytest.approx(errors[dropped], rel=1e-6, abs=1e-9)
+    # Later steps: the reported costs add up to the error of the final set.
+    k = max(1, n // 2)
+    few = nystrom(K, k, select="greedy", weight=W)
+    removed = np.setdiff1d(np.arange(n), few.index)
+    total = _output_error(K, W, few.index.tolist())
+    np.testing.assert_allclose(few.scores[removed].sum(), total, rtol=1e-6, atol=1e-9)
+    refit = W @ few.interpolation  # W' = W K[:, S] K[S, S]^+ fits the full output best
+    E = W - refit @ np.eye(n)[few.index]
+    np.testing.assert_allclose(np.trace(E @ K @ E.T), total, rtol=1e-6, atol=1e-9)
+
+
+def test_greedy_nystrom_is_exact_on_rank_k_and_agrees_across_libraries() -> None:
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((4, 12))
+    K = X.T @ X
+    np.testing.assert_allclose(nystrom(K, 4, select="greedy").matrix(), K, atol=1e-8)
+    torch = pytest.importorskip("torch")
+    W = rng.standard_normal((3, 12))
+    ours = nystrom(K, 5, select="greedy", weight=W)
+    theirs = nystrom(torch.from_numpy(K), 5, select="greedy", weight=torch.from_numpy(W))
+    np.testing.assert_array_equal(ours.index, theirs.index)
+    with pytest.raises(ValueError, match="weight must have 12 columns"):
+        nystrom(K, 5, select="greedy", weight=W[:, :5])
+    with pytest.raises(ValueError, match="weight is used by select='greedy' only"):
+        nystrom(K, 5, weight=W)
+
+
 def test_nystrom_exact_on_rank_k_and_sampling_guarantee() -> None:
     rng = np.random.default_rng(0)
     X = rng.standard_normal((4, 30))
