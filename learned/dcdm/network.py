@@ -28,9 +28,9 @@ Poisson problems: the lift splits ``r`` into pairs of channels ``(r)_+, (-r)_-``
 (so the ReLUs pass it unchanged), the second convolution of every residual
 block starts at zero (each block is the identity), and the projection recombines
 the pairs with random positive weights that sum to one (they break the symmetry
-between pairs). ``init="multigrid"`` goes further: the weights of a V(1, 1)
-multigrid cycle with damped-Jacobi smoothing (:meth:`DCDMNet._init_multigrid`),
-which gives grid-independent iteration counts on the box; with
+between pairs). ``init="multigrid"`` goes further: the weights of a V(nu, nu)
+multigrid cycle with damped-Jacobi smoothing, ``nu = blocks - 2``
+(:meth:`DCDMNet._init_multigrid`), which gives grid-independent iteration counts on the box; with
 ``restriction="adjoint"`` (the transpose of the interpolation instead of average
 pooling) that network is a symmetric operator, as a CG preconditioner must be.
 ``init="random"`` keeps PyTorch's default initialisation, as in the paper.
@@ -233,7 +233,10 @@ class DCDMNet(nn.Module):
 
     @torch.no_grad()
     def _init_multigrid(self) -> None:
-        """Set the weights to a V(1, 1) multigrid cycle for the constant-coefficient Laplacian.
+        """Set the weights to a V(nu, nu) multigrid cycle for the constant-coefficient Laplacian.
+
+        ``nu = blocks - 2`` damped-Jacobi steps before and after the coarse correction
+        (V(1, 1) with the minimum of three blocks), ``nu + 1`` on the coarsest level.
 
         Every residual block adds to some signed fields ``u_s`` (held as channel pairs,
         ``u = ch+ - ch-``, both non-negative) linear functions ``w_s`` of the fields: the
@@ -244,11 +247,14 @@ class DCDMNet(nn.Module):
         the stencil (``2d`` at the centre, ``-1`` at the face neighbours, zero outside
         the grid: the Dirichlet box) and ``J = omega / (2d)``:
 
-        - down: ``R += R / 2, E = 0, P = 0``; ``E += J R``; ``R -= S E, P += E``;
+        - down: ``R += R / 2, E = 0, P = 0``; ``E += J R``; ``R -= S E, P += E``; then
+          ``nu - 1`` times ``E += J R, R -= J S R, P += J R``;
         - coarse level on the average-pooled fields (its first block clears the pooled
           ``E`` and ``P``), its ``E`` interpolated bilinearly and added with gain 8/3;
-        - up: ``R -= S (E - P)``; ``E += J R, R = 0, P = 0``; then identities;
-        - bottom: ``R += R / 2, E = 0, P = 0``; ``E += J R``; ``E += J (R - S E), R = 0``.
+        - up: ``R -= S (E - P)``; ``nu - 1`` times ``E += J R, R -= J S R``; then
+          ``E += J R, R = 0, P = 0``;
+        - bottom: ``R += R / 2, E = 0, P = 0``; ``E += J R``; ``nu - 1`` times
+          ``E += J (R - S E)``; ``E += J (R - S E), R = 0``.
 
         The lift writes ``r / 2`` and ``-r / 2`` (it has no ReLU after it); the first
         block's ``R += R / 2`` turns that into the pair of ``r`` at the finest level and
@@ -272,14 +278,23 @@ class DCDMNet(nn.Module):
         weight = _JACOBI_WEIGHT[dim] / (2 * dim)
         R, E, P = _RESIDUAL, _CORRECTION, _PREVIOUS
         normalise = {R: {R: identity / 2}, E: {E: -identity}, P: {P: -identity}}
-        down = [normalise, {E: {R: weight * identity}}, {R: {E: -stencil}, P: {E: identity}}]
+        more = self.config.blocks - 3  # smoothing steps beyond V(1, 1)
+        smooth = {E: {R: weight * identity}, R: {R: -weight * stencil}}
+        down = [
+            normalise,
+            {E: {R: weight * identity}},
+            {R: {E: -stencil}, P: {E: identity}},
+            *[{**smooth, P: {R: weight * identity}}] * more,
+        ]
         up = [
             {R: {E: -stencil, P: stencil}},
+            *[smooth] * more,
             {E: {R: weight * identity}, R: {R: -identity}, P: {P: -identity}},
         ]
         bottom = [
             normalise,
             {E: {R: weight * identity}},
+            *[{E: {R: weight * identity, E: -weight * stencil}}] * more,
             {E: {R: weight * identity, E: -weight * stencil}, R: {R: -identity}},
         ]
         used = 2 * len((R, E, P))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from dcdm_tiny import TINY
-from hypothesis import given, settings
+from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 from learned.dcdm import GridStencil, apply_stencil
@@ -28,7 +28,10 @@ def obstacle_problems(draw):
     n = draw(st.integers(4, 10 if dim == 2 else 5))
     seed = draw(st.integers(0, 2**16))
     closed = draw(st.sets(st.sampled_from(["x-", "y+"])))
-    return poisson_obstacles(n, dim, obstacles=3, neumann=sorted(closed), rng=seed)
+    try:
+        return poisson_obstacles(n, dim, obstacles=3, neumann=sorted(closed), rng=seed)
+    except ValueError:  # on the smallest grids three obstacles can fill the domain
+        reject()
 
 
 def _energy_reference(A: np.ndarray, q: np.ndarray, x: np.ndarray) -> float:
