@@ -199,7 +199,8 @@ def compress_linear(
     elif method == "monarch":
         nblocks = recipe.nblocks or _default_nblocks(m_out, n_in)
         r = min(recipe.rank or 1, m_out // nblocks[1], n_in // nblocks[0])
-        mon = monarch_project(W.to(torch.float64), nblocks, rank=r)
+        C = stats.second_moment() if recipe.kind == "whitened" and stats is not None else None
+        mon = monarch_project(W.to(torch.float64), nblocks, rank=r, C=C, damp=recipe.damp)
         layer = MonarchLinear.from_monarch(mon, b)
     elif method == "rtn":
         assert recipe.bits is not None
@@ -400,7 +401,8 @@ def compress(
     Returns
     -------
     nn.Module
-        The compressed model, in eval mode, with ``compression_recipe`` (the recipe dict)
+        The compressed model, in eval mode (for ``"nystrom"`` the targets are narrower
+        ``nn.Linear`` layers), with ``compression_recipe`` (the recipe dict)
         and ``compressed_layers`` (names) attributes used by
         :func:`learned.compress.serialize.save_compressed`.
 
@@ -409,8 +411,10 @@ def compress(
     TypeError
         If ``model`` is not an ``nn.Module`` or the filter selects a non-Linear module.
     ValueError
-        For an invalid recipe, an empty selection, or missing or empty calibration for a
-        calibrated recipe (all before any layer is touched).
+        For an invalid recipe, an empty selection, missing or empty calibration for a
+        calibrated recipe, or, for ``"nystrom"``, a target in no producer/consumer pair
+        (:func:`~learned.compress.units.find_unit_pairs`); all before any layer is
+        touched.
 
     Examples
     --------

@@ -61,7 +61,8 @@ class Recipe:
         greedily across layers by relative truncation error
         (:func:`~learned.compress.lowrank.allocate_ranks`).
     kind : {"whitened", "svd"}
-        Low-rank factorisation.
+        Low rank and Monarch: fit the expected output error on the calibration inputs
+        (``"whitened"``, default) or the weights in the Frobenius norm (``"svd"``).
     rank : int, optional
         Low-rank (per layer, clipped) or Monarch block rank.
     param_ratio : float, optional
@@ -161,7 +162,7 @@ class Recipe:
                 raise ValueError(f"method {m!r} needs exactly one of sparsity and pattern")
             if self.pattern is not None and not self.pattern[0] < self.pattern[1]:
                 raise ValueError(f"pattern must be N:M with N < M, got {self.pattern}")
-        if m == "lowrank" and self.kind not in ("whitened", "svd"):
+        if m in ("lowrank", "monarch") and self.kind not in ("whitened", "svd"):
             raise ValueError(f"kind must be 'whitened' or 'svd', got {self.kind!r}")
         if m == "lowrank" and (self.rank is None) == (self.param_ratio is None):
             raise ValueError("method 'lowrank' needs exactly one of rank and param_ratio")
@@ -187,7 +188,7 @@ class Recipe:
         """Whether the recipe reads layer-input statistics."""
         return (
             self.method in _CALIBRATED
-            or (self.method == "lowrank" and self.kind == "whitened")
+            or (self.method in ("lowrank", "monarch") and self.kind == "whitened")
             or self.eora_rank is not None
         )
 

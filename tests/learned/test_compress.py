@@ -79,6 +79,7 @@ RECIPES = {
     "lowrank-whitened": Recipe("lowrank", param_ratio=0.5),
     "lowrank-global": Recipe("lowrank", param_ratio=0.5, allocation="global"),
     "monarch": Recipe("monarch", nblocks=(4, 4)),
+    "monarch-frobenius": Recipe("monarch", nblocks=(4, 4), kind="svd"),
     "rtn-4": Recipe("rtn", bits=4, group_size=32),
     "gptq-4": Recipe("gptq", bits=4, group_size=32),
     "gptq-4-act-order": Recipe("gptq", bits=4, group_size=32, act_order=True),
@@ -177,6 +178,8 @@ def test_calibrated_methods_beat_magnitude_on_digits(digits: dict) -> None:
     mag = err(Recipe("magnitude", sparsity=0.7))
     assert err(Recipe("sparsegpt", sparsity=0.7)) < mag
     assert err(Recipe("lowrank", param_ratio=0.5)) < err(Recipe("lowrank", kind="svd", rank=16))
+    monarch = {"method": "monarch", "nblocks": (4, 4), "rank": 4}
+    assert err(Recipe(**monarch)) < err(Recipe(**monarch, kind="svd"))
 
 
 def test_sequential_calibration_groups_layers_reading_the_same_input() -> None:

@@ -103,6 +103,38 @@ def test_projection_is_optimal(shape, seed: int) -> None:
         assert best <= np.linalg.norm(A - near.to_dense()) * (1 + 1e-12) + 1e-12
 
 
+def _output_error(A: np.ndarray, X: np.ndarray, C: np.ndarray) -> float:
+    E = A - X
+    return float(np.trace(E @ C @ E.T))
+
+
+@FEW
+@given(shape=shapes, seed=st.integers(0, 2**16), sweeps=st.integers(1, 3))
+def test_activation_aware_projection_never_loses_to_the_frobenius_one(
+    shape, seed: int, sweeps: int
+) -> None:
+    bi, bo, p, q, r = shape
+    r = min(r, p, q)
+    rng = np.random.default_rng(seed)
+    n = bi * q
+    X = rng.standard_normal((3 * n + 5, n)) * np.logspace(0, 1.5, n)  # correlated, uneven
+    X = X @ rng.standard_normal((n, n))
+    C = X.T @ X / len(X)
+    Cd = C + 0.01 * np.mean(np.diag(C)) * np.eye(n)  # the metric it minimises (damped)
+    A = rng.standard_normal((bo * p, n))
+    C0 = C.copy()
+    plain = monarch_project(A, (bi, bo), rank=r).to_dense()
+    fits = [monarch_project(A, (bi, bo), rank=r, C=C, sweeps=k) for k in (sweeps, sweeps + 1)]
+    errors = [_output_error(A, f.to_dense(), Cd) for f in fits]
+    tol = 1e-9 * _output_error(A, 0 * A, Cd)
+    assert errors[0] <= _output_error(A, plain, Cd) + tol  # starts from it, only descends
+    assert errors[1] <= errors[0] + tol  # each sweep can only lower the error
+    np.testing.assert_array_equal(C, C0)
+    exact = _random_monarch(bi, bo, p, q, r, rng).to_dense()
+    fit = monarch_project(exact, (bi, bo), rank=r, C=C).to_dense()
+    np.testing.assert_allclose(fit, exact, atol=1e-8 * max(1.0, np.abs(exact).max()))
+
+
 def test_square_default_blocks_rectangular_shapes_and_torch() -> None:
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(0)
@@ -118,6 +150,11 @@ def test_square_default_blocks_rectangular_shapes_and_torch() -> None:
     np.testing.assert_allclose(ft.apply(torch.from_numpy(x)).numpy(), fit.apply(x), atol=1e-12)
     # Full block rank: every slice is kept exactly.
     np.testing.assert_allclose(monarch_project(W, (3, 4), rank=4).to_dense(), W, atol=1e-12)
+    X = rng.standard_normal((40, 12))
+    C = X.T @ X
+    fit = monarch_project(W, (3, 4), rank=2, C=C)
+    ft = monarch_project(torch.from_numpy(W), (3, 4), rank=2, C=torch.from_numpy(C))
+    np.testing.assert_allclose(ft.to_dense().numpy(), fit.to_dense(), atol=1e-10)
 
 
 def test_monarch_bad_input() -> None:
@@ -136,6 +173,10 @@ def test_monarch_bad_input() -> None:
         monarch_project(A, "2")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="NaN"):
         monarch_project(np.full((4, 4), np.nan))
+    with pytest.raises(ValueError, match="C must be 10 x 10"):
+        monarch_project(A, (2, 3), C=np.eye(12))
+    with pytest.raises(ValueError, match="sweeps"):
+        monarch_project(A, (2, 3), C=np.eye(10), sweeps=0)
     with pytest.raises(ValueError, match="not Monarch"):
         Monarch(np.ones((2, 3, 5)), np.ones((2, 4, 3)))
     M = monarch_project(np.ones((4, 4)))

@@ -281,6 +281,7 @@ def _recipes(size: str) -> list[tuple[str, dict[str, Any], float]]:
             None,
         ),
         ("monarch-b4", {"method": "monarch", "nblocks": [4, 4]}, None),
+        ("monarch-b4-r16", {"method": "monarch", "nblocks": [4, 4], "rank": 16}, None),
         ("bitplane-8bit", {"method": "rtn", "bits": 8, **WEIGHT_ONLY}, 0.75),
         ("bitplane-w8a8", {"method": "rtn", "bits": 8}, 0.75),
         ("rtn-4bit-g128", {"method": "rtn", "bits": 4, "group_size": 128, **WEIGHT_ONLY}, 0.875),
