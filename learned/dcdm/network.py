@@ -67,7 +67,7 @@ INITS = ("bpx", "multigrid", "random")
 RESTRICTIONS = ("average", "adjoint")
 # Damped-Jacobi weight of the multigrid initialisation: the optimal smoothing weight
 # of the 5-point (4/5) and 7-point (6/7) Laplacian.
-_JACOBI_WEIGHT = {2: 4 / 5, 3: 6 / 7}
+JACOBI_WEIGHT = {2: 4 / 5, 3: 6 / 7}
 # Slots of the multigrid initialisation: each signed field u is held as a pair of
 # non-negative channels (2 s, 2 s + 1) with u = ch[2 s] - ch[2 s + 1].
 _RESIDUAL, _CORRECTION, _PREVIOUS = 0, 1, 2
@@ -275,7 +275,7 @@ class DCDMNet(nn.Module):
                 index = list(centre)
                 index[axis] = side
                 stencil[tuple(index)] = -1.0
-        weight = _JACOBI_WEIGHT[dim] / (2 * dim)
+        weight = JACOBI_WEIGHT[dim] / (2 * dim)
         R, E, P = _RESIDUAL, _CORRECTION, _PREVIOUS
         normalise = {R: {R: identity / 2}, E: {E: -identity}, P: {P: -identity}}
         more = self.config.blocks - 3  # smoothing steps beyond V(1, 1)
