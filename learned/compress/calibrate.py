@@ -32,7 +32,14 @@ from torch import nn
 
 from numlib.calibration import CalibrationStats
 
-__all__ = ["collect_paired_stats", "collect_stats", "execution_stages", "run_batches"]
+__all__ = [
+    "collect_paired_stats",
+    "collect_stats",
+    "execution_stages",
+    "run_batches",
+    "set_module",
+    "stage_inputs",
+]
 
 
 class _StageDone(Exception):
@@ -142,7 +149,7 @@ def collect_stats(
     return stats
 
 
-def _stage_inputs(model: nn.Module, modules: dict[str, nn.Module], batch: Any) -> dict[str, Any]:
+def stage_inputs(model: nn.Module, modules: dict[str, nn.Module], batch: Any) -> dict[str, Any]:
     """Return the float64 ``tokens x features`` inputs of ``modules`` on one batch."""
     got: dict[str, torch.Tensor] = {}
 
@@ -192,8 +199,8 @@ def collect_paired_stats(
     stats = {name: CalibrationStats() for name in modules}
     sums: dict[str, torch.Tensor] = {}
     for batch in batches:
-        dense = _stage_inputs(reference, reference_modules, batch)
-        ours = _stage_inputs(model, modules, batch)
+        dense = stage_inputs(reference, reference_modules, batch)
+        ours = stage_inputs(model, modules, batch)
         for name, x in ours.items():
             stats[name].update(x)
             product = dense[name].T @ x

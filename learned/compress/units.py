@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from learned.compress.calibrate import _stage_inputs, execution_stages, set_module
+from learned.compress.calibrate import execution_stages, set_module, stage_inputs
 from numlib.calibration import whiten
 from numlib.nystrom import nystrom
 
@@ -75,14 +75,14 @@ def _drops_cleanly(
     """Whether removing one hidden unit removes exactly that input of the consumer."""
     name, layer = consumer
     width = layer.in_features
-    before = _stage_inputs(model, {name: layer}, batch)[name]
+    before = stage_inputs(model, {name: layer}, batch)[name]
     keep = torch.arange(width, device=layer.weight.device) != width // 2
     trial = _linear(layer.weight.detach()[:, keep], layer.bias, layer)
     try:
         for p, lin in producers.items():
             set_module(model, p, _rows(lin, keep))
         set_module(model, name, trial)
-        after = _stage_inputs(model, {name: trial}, batch)[name]
+        after = stage_inputs(model, {name: trial}, batch)[name]
     except (RuntimeError, ValueError):  # the model cannot run on a narrower hidden layer
         return False
     finally:
