@@ -329,10 +329,9 @@ class _Smoothed:
             e += self.jacobi * residual
             residual = r - self.matvec(e)
         e += self.network(residual) / self.scale
-        residual = r - self.matvec(e)
         for _ in range(self.steps):
-            e += self.jacobi * residual
             residual = r - self.matvec(e)
+            e += self.jacobi * residual
         return e
 
 
