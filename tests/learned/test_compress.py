@@ -439,13 +439,17 @@ def test_nystrom_narrows_the_mlp_keeps_accuracy_and_reloads(
 
 
 @settings(max_examples=12)
-@given(seed=st.integers(0, 2**31 - 1), units=st.integers(1, 12))
-def test_unit_pair_consumer_is_the_least_squares_refit(seed: int, units: int) -> None:
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    units=st.integers(1, 12),
+    select=st.sampled_from(["greedy", "top"]),
+)
+def test_unit_pair_consumer_is_the_least_squares_refit(seed: int, units: int, select: str) -> None:
     g = torch.Generator().manual_seed(seed)
     up, down = nn.Linear(6, 12).double(), nn.Linear(12, 5).double()
     H = torch.relu(up(torch.randn(200, 6, generator=g, dtype=torch.float64))).detach()
     C = H.T @ H / len(H)
-    producers, consumer = fit_unit_pair({"up": up}, down, C, units, damp=0.0)
+    producers, consumer = fit_unit_pair({"up": up}, down, C, units, select=select, damp=0.0)
     rows = producers["up"].weight.detach()
     S = [int((up.weight.detach() == r).all(1).nonzero()) for r in rows]
     assert len(S) == units
