@@ -29,7 +29,7 @@ from learned.compress.calibrate import (
     set_module,
 )
 from learned.compress.eora import eora_compensate
-from learned.compress.layers import MonarchLinear, NMSparseLinear, SparseLinear
+from learned.compress.layers import MonarchLinear, NMSparseLinear, SparseLinear, dense_linear
 from learned.compress.lowrank import allocate_ranks, factorize, lowrank_linear
 from learned.compress.recipe import Recipe
 from learned.compress.units import UnitPair, find_unit_pairs, fit_unit_pair
@@ -115,15 +115,7 @@ def dense_target_layer(
     W = linear.weight.detach().to(torch.float64)
     Finv = whiten(C.to(torch.float64), damp=damp).inverse  # C_d^{-1} = Finv^T Finv
     B = W + ((W @ (cross - C)) @ Finv.T) @ Finv
-    target = nn.Linear(linear.in_features, linear.out_features, bias=linear.bias is not None).to(
-        dtype=linear.weight.dtype, device=linear.weight.device
-    )
-    with torch.no_grad():
-        target.weight.copy_(B)
-        if linear.bias is not None:
-            assert target.bias is not None
-            target.bias.copy_(linear.bias)
-    return target
+    return dense_linear(B, None if linear.bias is None else linear.bias.detach(), linear)
 
 
 def _default_nblocks(m: int, n: int) -> tuple[int, int]:

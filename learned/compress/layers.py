@@ -27,11 +27,26 @@ __all__ = [
     "MonarchLinear",
     "NMSparseLinear",
     "SparseLinear",
+    "dense_linear",
 ]
 
 
 #: Density (``nnz / (in * out)``) up to which :class:`SparseLinear` multiplies in CSR.
 SPARSE_MM_MAX_DENSITY = 0.1
+
+
+def dense_linear(weight: torch.Tensor, bias: torch.Tensor | None, like: nn.Linear) -> nn.Linear:
+    """Return an ``nn.Linear`` holding ``weight`` and ``bias``, on ``like``'s dtype and device."""
+    out_features, in_features = weight.shape
+    layer = nn.Linear(in_features, out_features, bias=bias is not None).to(
+        dtype=like.weight.dtype, device=like.weight.device
+    )
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        if bias is not None:
+            assert layer.bias is not None
+            layer.bias.copy_(bias)
+    return layer
 
 
 def _check_size(value: Any, name: str) -> int:

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from learned.compress.calibrate import execution_stages, set_module, stage_inputs
+from learned.compress.layers import dense_linear
 from numlib.calibration import whiten
 from numlib.nystrom import nystrom
 
@@ -48,22 +49,9 @@ class UnitPair:
     consumer: str
 
 
-def _linear(weight: torch.Tensor, bias: torch.Tensor | None, like: nn.Linear) -> nn.Linear:
-    out_features, in_features = weight.shape
-    layer = nn.Linear(in_features, out_features, bias=bias is not None).to(
-        dtype=like.weight.dtype, device=like.weight.device
-    )
-    with torch.no_grad():
-        layer.weight.copy_(weight)
-        if bias is not None:
-            assert layer.bias is not None
-            layer.bias.copy_(bias)
-    return layer
-
-
 def _rows(layer: nn.Linear, index: torch.Tensor) -> nn.Linear:
     bias = None if layer.bias is None else layer.bias.detach()[index]
-    return _linear(layer.weight.detach()[index], bias, layer)
+    return dense_linear(layer.weight.detach()[index], bias, layer)
 
 
 def _drops_cleanly(
@@ -77,7 +65,7 @@ def _drops_cleanly(
     width = layer.in_features
     before = stage_inputs(model, {name: layer}, batch)[name]
     keep = torch.arange(width, device=layer.weight.device) != width // 2
-    trial = _linear(layer.weight.detach()[:, keep], layer.bias, layer)
+    trial = dense_linear(layer.weight.detach()[:, keep], layer.bias, layer)
     try:
         for p, lin in producers.items():
             set_module(model, p, _rows(lin, keep))
@@ -167,5 +155,5 @@ def fit_unit_pair(
     weight = W if select == "greedy" else None
     approx = nystrom(Cd, units, select=select, weight=weight)  # type: ignore[arg-type]
     index = torch.as_tensor(approx.index, device=consumer.weight.device)
-    fitted = _linear(W @ approx.interpolation, consumer.bias, consumer)
+    fitted = dense_linear(W @ approx.interpolation, consumer.bias, consumer)
     return {name: _rows(lin, index) for name, lin in producers.items()}, fitted
