@@ -1,45 +1,51 @@
 """Exact bit-plane matrix products on CUDA: the GPU counterpart of :mod:`numlib.bitplane`.
 
-Kernels live in ``gpu/kernels/bitplane.cu`` and are loaded with ``cupy.RawModule``
-(compiled by NVRTC for the current device on first use):
+Kernels live in ``gpu/kernels`` (see :mod:`gpu._cuda` for how they are compiled):
 
-``bitplane_gemm_popc`` (``kernel="portable"``)
+``bitplane_gemm_popc_*`` (``kernel="portable"``)
     Any CUDA device CuPy supports: ``__popc`` on uint32 words, shared-memory tiles of
-    16 rows x 16 words, a 16 x 16 int64 output tile per block, all plane pairs and the
+    16 rows x 16 words, a 16 x 16 output tile per block, all plane pairs and the
     recovery ``sum_ij c_i d_j P_ij`` fused, so the output is the final integer product.
-``bitplane_gemm_mma`` (``kernel="mma"``)
+``bitplane_gemm_mma_*`` (``kernel="mma"``)
     sm_80 and newer: binary Tensor-Core MMA
     ``mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc``, one warp per
     16 x 8 output tile, rank-one corrections and recovery in the epilogue. The XOR
     identity is evaluated through the AND product (same integer).
+``bitplane_gemm_wgmma_*`` (``kernel="wgmma"``)
+    Hopper (compute capability 9.0, target sm_90a): the warpgroup instruction
+    ``wgmma.mma_async.sync.aligned.m64n128k256.s32.b1.b1.and.popc`` on 128 x 128 tiles
+    fed by a three-stage cp.async pipeline, recovery in the epilogue.
+``bitplane_pack`` (:func:`pack_gpu`)
+    Codes to packed planes and popcounts on the device (the preprocessing step).
 
-Both reproduce :func:`numlib.bitplane.packed_matmul` bit for bit (every step is exact
-integer arithmetic). ``|result| <= K (2**a - 1)(2**b - 1)``, which int64 holds for every
-``K`` below ``2**31`` (the limit of the kernels' int32 popcount accumulators, checked here).
+All reproduce :func:`numlib.bitplane.packed_matmul` bit for bit (every step is exact
+integer arithmetic). ``|result| <= K (2**a - 1)(2**b - 1)``: int64 output holds it for
+every ``K`` below ``2**31`` (the limit of the int32 popcount accumulators, checked here);
+int32 output (``out_dtype="int32"``, and always for ``"wgmma"``, whose in-register
+recovery is int32) needs ``K (2**a - 1)(2**b - 1) < 2**31``, also checked.
 
 Which path is fastest (Jia et al., arXiv:2409.17870; see ``/work/shared/ANCHORS.md``):
 a ``WxAy`` bit-serial product costs ``x * y`` binary GEMMs. On A100-class parts (sm_80,
-sm_86, sm_89) binary MMA runs at 8x the INT8 rate, so the ``mma`` kernel wins for
-``x * y < 8``. On Hopper (sm_90) the legacy ``mma.sync`` b1 path is slow and there is no
-INT4 or binary row in the spec; binary AND needs ``wgmma ... b1.b1.and.popc`` on sm_90a
-(not implemented here), and even then bit-serial only wins for ``x * y <= 4``. For
-``bits_x * bits_w > 4`` on Hopper use :func:`int8_matmul_gpu` (cuBLAS ``cublasGemmEx``
-with INT8 inputs and INT32 compute on the signed values, when they fit in int8).
-:func:`recommended_path` encodes this rule.
+sm_86, sm_89) binary MMA runs at 8x the INT8 rate, so bit-serial wins for ``x * y < 8``.
+On Hopper (sm_90) the legacy ``mma.sync`` b1 path is slow; binary AND runs through
+``wgmma`` (sm_90a) at 4x the INT8 rate, so bit-serial only wins for ``x * y <= 4`` and
+wider products go through one INT8 GEMM (:mod:`gpu.int8`). :func:`recommended_path`
+encodes this rule and :func:`bitplane_matmul_gpu` follows it.
 
 Importing this module does not import cupy; cupy is imported inside the functions.
 Every public function raises :class:`RuntimeError` naming what is missing (cupy, a CUDA
-device, sm_80 for the MMA kernel) before any work.
+device, the architecture a kernel needs) before any work.
 """
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from gpu._cuda import KERNEL_PATH, SM90A_KERNEL_PATH, compute_capability, cupy_module
+from gpu._cuda import kernel as _kernel
+from gpu.int8 import int8_matmul_gpu, int8_operand, int8_product
 from numlib.bitplane_pack import PackedPlanes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,95 +53,62 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "KERNEL_PATH",
+    "SM90A_KERNEL_PATH",
+    "bitplane_matmul_gpu",
     "compute_capability",
     "int8_matmul_gpu",
+    "pack_gpu",
     "packed_matmul_gpu",
     "recommended_path",
     "to_device",
     "to_host",
 ]
 
-KERNEL_PATH: Path = Path(__file__).resolve().parent / "kernels" / "bitplane.cu"
-Kernel = Literal["auto", "portable", "mma"]
+Kernel = Literal["auto", "portable", "mma", "wgmma"]
+Path_ = Literal["auto", "portable", "mma", "wgmma", "int8"]
+OutDtype = Literal["int64", "int32"]
 
 _ENCODINGS = {"bipolar": 0, "unsigned": 1, "twos": 2}
 _IDENTITIES = {"and": 0, "xor": 1}
-_KERNELS = ("auto", "portable", "mma")
+_KERNELS = ("auto", "portable", "mma", "wgmma")
+_PATHS = (*_KERNELS, "int8")
+_OUT_DTYPES = ("int64", "int32")
 _MAX_BITS = 8
-_MAX_K = (1 << 31) - 1  # int32 popcount accumulators in both kernels
-# int8 x int8 products summed in int32: |x|, |w| <= 128, so exact while k * 2**14 < 2**31.
-_MAX_K_INT8 = ((1 << 31) - 1) // (1 << 14)
+_MAX_K = (1 << 31) - 1  # int32 popcount accumulators in every kernel
+_INT32_MAX = (1 << 31) - 1
 _PT_TILE = 16  # bitplane_gemm_popc: 16 x 16 threads, one output element each
 _MMA_WARPS_M, _MMA_WARPS_N = 2, 2  # bitplane_gemm_mma: 4 warps, each a 16 x 8 tile
+_WG_TILE, _WG_THREADS, _WG_SMEM = 128, 256, 3 * 2 * 128 * 32 * 4  # bitplane_sm90a.cu
+# Matrix-descriptor strides of the sm_90a kernel's no-swizzle layout (bytes): 128 between
+# the two 16-byte core matrices of a row's 256 bits (along K), 256 between 8-row groups.
+WGMMA_STRIDES = (128, 256)
+_PACK_WORDS_PER_BLOCK = 8
 _MAX_GRID_Y = 65535
 
-# cuBLAS / CUDA enum values, used when the cupy build does not export the name.
-_CUDA_R_8I, _CUDA_R_32I = 3, 10
-_CUBLAS_COMPUTE_32I = 72
-_CUBLAS_GEMM_DEFAULT = -1
+
+def _check_bits(bits: Any, name: str) -> int:
+    if not isinstance(bits, int | np.integer) or not 1 <= int(bits) <= _MAX_BITS:
+        raise ValueError(f"{name} must be an int in 1..{_MAX_BITS}, got {bits!r}")
+    return int(bits)
 
 
-# --------------------------------------------------------------------------- environment
+def _fits_int32(k: int, bits_x: int, bits_w: int) -> bool:
+    return k * ((1 << bits_x) - 1) * ((1 << bits_w) - 1) <= _INT32_MAX
 
 
-def _cupy() -> Any:
-    """Import cupy and check for a CUDA device; raise RuntimeError naming what is missing."""
-    try:
-        import cupy
-    except ImportError as exc:
-        raise RuntimeError(
-            "gpu.bitplane needs cupy, which is not installed "
-            "(pip install 'numlib[gpu]', i.e. cupy-cuda13x)"
-        ) from exc
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except cupy.cuda.runtime.CUDARuntimeError as exc:
-        raise RuntimeError(
-            f"gpu.bitplane needs a CUDA device; the CUDA runtime says: {exc}"
-        ) from exc
-    if count == 0:
-        raise RuntimeError("gpu.bitplane needs a CUDA device, but none is visible")
-    return cupy
-
-
-def compute_capability() -> int:
-    """Return the compute capability of the current CUDA device as an int, e.g. 80 or 90.
-
-    Raises
-    ------
-    RuntimeError
-        If cupy is not installed or no CUDA device is visible.
-    """
-    cupy = _cupy()
-    return int(cupy.cuda.Device().compute_capability)
-
-
-@functools.cache
-def _module(device_id: int) -> Any:
-    """Return the RawModule for one device (NVRTC compiles for its architecture)."""
-    import cupy
-
-    with cupy.cuda.Device(device_id):
-        return cupy.RawModule(
-            code=KERNEL_PATH.read_text(encoding="utf-8"),
-            options=("-std=c++17",),
-        )
-
-
-def _kernel(name: str) -> Any:
-    import cupy
-
-    return _module(int(cupy.cuda.Device().id)).get_function(name)
-
-
-def recommended_path(bits_x: int, bits_w: int, cc: int) -> Literal["portable", "mma", "int8"]:
+def recommended_path(
+    bits_x: int, bits_w: int, cc: int
+) -> Literal["portable", "mma", "wgmma", "int8"]:
     """Return the fastest exact path for a ``bits_x`` x ``bits_w`` product on capability ``cc``.
 
-    ``"int8"`` (:func:`int8_matmul_gpu`) on Hopper and newer (``cc >= 90``) when
-    ``bits_x * bits_w > 4``, where bit-serial binary GEMMs lose to INT8 IMMA; otherwise
-    ``"mma"`` on ``cc >= 80`` and ``"portable"`` below. Only a recommendation: the INT8 path
-    needs the signed values to fit in int8 (at most 7 bits bipolar-INT, 8 bits two's
-    complement, 7 bits unsigned), which the caller decides.
+    Bit-serial costs ``bits_x * bits_w`` binary GEMMs; the rule compares that with the
+    binary-to-INT8 rate ratio of each generation (Jia et al. 2025; ANCHORS.md):
+
+    * ``cc == 90`` (Hopper, sm_90a): ``"wgmma"`` while ``bits_x * bits_w <= 4``, else ``"int8"``;
+    * ``80 <= cc < 90`` (Ampere, Ada): ``"mma"`` while ``bits_x * bits_w < 8``, else ``"int8"``;
+    * ``cc > 90``: no measured binary path (``wgmma`` is sm_90a only): ``"mma"`` while
+      ``bits_x * bits_w <= 4``, else ``"int8"``;
+    * below 8.0: ``"portable"``.
 
     Parameters
     ----------
@@ -146,7 +119,7 @@ def recommended_path(bits_x: int, bits_w: int, cc: int) -> Literal["portable", "
 
     Returns
     -------
-    {"portable", "mma", "int8"}
+    {"portable", "mma", "wgmma", "int8"}
 
     Raises
     ------
@@ -155,15 +128,17 @@ def recommended_path(bits_x: int, bits_w: int, cc: int) -> Literal["portable", "
 
     Examples
     --------
-    >>> recommended_path(1, 1, 90), recommended_path(4, 4, 90), recommended_path(4, 4, 80)
-    ('mma', 'int8', 'mma')
+    >>> recommended_path(1, 1, 90), recommended_path(4, 4, 90), recommended_path(2, 2, 80)
+    ('wgmma', 'int8', 'mma')
     """
-    for name, b in (("bits_x", bits_x), ("bits_w", bits_w)):
-        if not isinstance(b, int | np.integer) or not 1 <= int(b) <= _MAX_BITS:
-            raise ValueError(f"{name} must be an int in 1..{_MAX_BITS}, got {b!r}")
-    if cc >= 90 and int(bits_x) * int(bits_w) > 4:
-        return "int8"
-    return "mma" if cc >= 80 else "portable"
+    planes = _check_bits(bits_x, "bits_x") * _check_bits(bits_w, "bits_w")
+    if cc < 80:
+        return "portable"
+    if cc == 90:
+        return "wgmma" if planes <= 4 else "int8"
+    if cc < 90:
+        return "mma" if planes < 8 else "int8"
+    return "mma" if planes <= 4 else "int8"
 
 
 # --------------------------------------------------------------------------- device planes
@@ -193,7 +168,7 @@ def to_device(packed: Any) -> PackedPlanes:
     ValueError
         If the shapes are inconsistent with each other or with ``k``.
     """
-    cupy = _cupy()
+    cupy = cupy_module()
     for attr in ("words", "k", "popcounts"):
         if not hasattr(packed, attr):
             raise TypeError(
@@ -227,8 +202,60 @@ def to_host(packed: PackedPlanes) -> Any:
     RuntimeError
         If cupy or a CUDA device is missing.
     """
-    cupy = _cupy()
+    cupy = cupy_module()
     return PackedPlanes(cupy.asnumpy(packed.words), int(packed.k), cupy.asnumpy(packed.popcounts))
+
+
+def pack_gpu(codes: Any, bits: int) -> PackedPlanes:
+    """Pack ``bits``-bit codes (``rows x k``) into planes and popcounts on the device.
+
+    The GPU form of :func:`numlib.bitplane.pack` (same layout, bit for bit): one warp
+    per 32 columns of a row gathers each plane's bits with a ballot, so packing costs
+    one read of the codes and one write of ``bits * rows * ceil(k / 32)`` words.
+
+    Parameters
+    ----------
+    codes : cupy.ndarray or numpy.ndarray
+        Integer codes in ``[0, 2**bits)``, shape ``(rows, k)``; host input is copied.
+    bits : int
+        Planes to keep, 1..8.
+
+    Returns
+    -------
+    PackedPlanes
+        With cupy ``words`` (uint32) and ``popcounts`` (int64).
+
+    Raises
+    ------
+    RuntimeError
+        If cupy or a CUDA device is missing.
+    TypeError
+        If ``codes`` is not an integer array.
+    ValueError
+        If ``bits`` is outside 1..8, ``codes`` is not 2-D or is empty, holds codes outside
+        ``[0, 2**bits)``, or has more than ``8 * 65535 * 32`` columns.
+    """
+    cupy = cupy_module()
+    bits = _check_bits(bits, "bits")
+    if not np.issubdtype(np.dtype(codes.dtype), np.integer):
+        raise TypeError(f"codes must be an integer array, got {codes.dtype}")
+    if codes.ndim != 2 or codes.size == 0:
+        raise ValueError(f"codes must be a non-empty 2-D array, got shape {codes.shape}")
+    c = cupy.asarray(codes)
+    low, high = int(c.min()), int(c.max())
+    if low < 0 or high >= 1 << bits:
+        raise ValueError(f"codes must lie in [0, 2**{bits}), got values in [{low}, {high}]")
+    rows, k = c.shape
+    kw = -(-k // 32)
+    blocks_y = -(-kw // _PACK_WORDS_PER_BLOCK)
+    if blocks_y > _MAX_GRID_Y:
+        raise ValueError(f"codes has too many columns for one launch ({k})")
+    c8 = cupy.ascontiguousarray(c.astype(cupy.uint8, copy=False))
+    words = cupy.empty((bits, rows, kw), dtype=cupy.uint32)
+    popcounts = cupy.zeros((bits, rows), dtype=cupy.uint64)
+    args = (c8, words, popcounts, np.int32(rows), np.int32(k), np.int32(kw), np.int32(bits))
+    _kernel("bitplane_pack")((rows, blocks_y, 1), (32, _PACK_WORDS_PER_BLOCK, 1), args)
+    return PackedPlanes(words, k, popcounts.view(cupy.int64))
 
 
 # --------------------------------------------------------------------------- products
@@ -241,16 +268,17 @@ def packed_matmul_gpu(
     encoding: Literal["bipolar", "unsigned", "twos"] = "bipolar",
     identity: Literal["and", "xor"] = "and",
     kernel: Kernel = "auto",
+    out_dtype: OutDtype = "int64",
 ) -> cupy.ndarray:
-    """Exact ``X W^T`` in int64 on the GPU from packed bit-planes; equals ``packed_matmul``.
+    """Exact ``X W^T`` on the GPU from packed bit-planes; equals ``packed_matmul`` bit for bit.
 
     Computes ``sum_ij c_i d_j P_ij`` with the plane products ``P_ij`` and weights of
     :func:`numlib.bitplane.packed_matmul` (AND identity
     ``4 popc(x & w) - 2 popc(x) - 2 popc(w) + K`` or XOR identity ``K - 2 popc(x ^ w)``
-    for bipolar-INT, ``popc(x & w)`` for unsigned / two's complement), bit for bit.
-    ``|result| <= K (2**a - 1)(2**b - 1)``; all accumulation is exact (int32 popcounts,
-    int64 output). Cost: ``a * b`` binary GEMMs of ``m x n x ceil(K / 32)`` words
-    (Jia et al., ASP-DAC 2025, arXiv:2409.17870, sec. 3).
+    for bipolar-INT, ``popc(x & w)`` for unsigned / two's complement).
+    ``|result| <= K (2**a - 1)(2**b - 1)``; all accumulation is exact. Cost: ``a * b``
+    binary GEMMs of ``m x n x ceil(K / 32)`` words (Jia et al., ASP-DAC 2025,
+    arXiv:2409.17870, sec. 3).
 
     Parameters
     ----------
@@ -259,34 +287,41 @@ def packed_matmul_gpu(
         planes are copied to the device first (:func:`to_device`).
     encoding : {"bipolar", "unsigned", "twos"}
     identity : {"and", "xor"}
-        Plane-product identity (the MMA kernel evaluates both through AND + popc).
-    kernel : {"auto", "portable", "mma"}
-        ``"auto"``: ``"mma"`` on compute capability 8.0 and newer, ``"portable"`` below.
-        For the precision rule (INT8 GEMM on Hopper when ``a * b > 4``) see
-        :func:`recommended_path`; ``"auto"`` does not switch to INT8 by itself.
+        Plane-product identity (the Tensor-Core kernels evaluate both through AND + popc,
+        which gives the same integer).
+    kernel : {"auto", "portable", "mma", "wgmma"}
+        ``"auto"``: ``"wgmma"`` on compute capability 9.0 when the int32 bound below holds,
+        ``"mma"`` on 8.0 and newer, ``"portable"`` below. For the precision rule (one INT8
+        GEMM for wide codes) use :func:`bitplane_matmul_gpu`.
+    out_dtype : {"int64", "int32"}
+        int32 halves the output traffic and needs ``K (2**a - 1)(2**b - 1) < 2**31``.
 
     Returns
     -------
     cupy.ndarray
-        int64, shape ``(m, n)``, on the current device.
+        ``out_dtype``, shape ``(m, n)``, on the current device.
 
     Raises
     ------
     RuntimeError
-        If cupy or a CUDA device is missing, or ``kernel="mma"`` on a device below sm_80.
+        If cupy or a CUDA device is missing, or the device lacks the kernel's architecture
+        (``"mma"``: 8.0 or newer, ``"wgmma"``: exactly 9.0).
     TypeError
         If an operand is not PackedPlanes-like.
     ValueError
-        If ``encoding``, ``identity`` or ``kernel`` is unknown, a width is outside 1..8,
-        the ``k`` differ, or ``k >= 2**31``.
+        If ``encoding``, ``identity``, ``kernel`` or ``out_dtype`` is unknown, a width is
+        outside 1..8, the ``k`` differ, ``k >= 2**31``, or int32 (asked for, or needed by
+        ``"wgmma"``) cannot hold the result.
     """
-    cupy = _cupy()
+    cupy = cupy_module()
     if encoding not in _ENCODINGS:
         raise ValueError(f"encoding must be one of {tuple(_ENCODINGS)}, got {encoding!r}")
     if identity not in _IDENTITIES:
         raise ValueError(f"identity must be one of {tuple(_IDENTITIES)}, got {identity!r}")
     if kernel not in _KERNELS:
         raise ValueError(f"kernel must be one of {_KERNELS}, got {kernel!r}")
+    if out_dtype not in _OUT_DTYPES:
+        raise ValueError(f"out_dtype must be one of {_OUT_DTYPES}, got {out_dtype!r}")
     Xd, Wd = to_device(X), to_device(W)
     for name, p in (("X", Xd), ("W", Wd)):
         if not 1 <= p.bits <= _MAX_BITS:
@@ -295,15 +330,36 @@ def packed_matmul_gpu(
         raise ValueError(f"X and W must have the same k (columns), got {Xd.k} and {Wd.k}")
     if Xd.k > _MAX_K:
         raise ValueError(f"k must be below 2**31 (int32 popcount accumulators), got {Xd.k}")
+    fits = _fits_int32(Xd.k, Xd.bits, Wd.bits)
+    if out_dtype == "int32" and not fits:
+        raise ValueError(
+            f"out_dtype='int32' cannot hold k (2**a - 1)(2**b - 1) for k={Xd.k}, "
+            f"a={Xd.bits}, b={Wd.bits}; use 'int64'"
+        )
     cc = compute_capability()
     if kernel == "auto":
-        kernel = "mma" if cc >= 80 else "portable"
-    if kernel == "mma" and cc < 80:
-        raise RuntimeError(
-            f"kernel='mma' needs a device of compute capability 8.0 or newer (binary "
-            f"mma.sync m16n8k256), this one is {cc // 10}.{cc % 10}; use kernel='portable'"
+        kernel = "wgmma" if cc == 90 and fits else "mma" if cc >= 80 else "portable"
+    _check_architecture(kernel, cc)
+    if kernel == "wgmma" and not fits:
+        raise ValueError(
+            f"kernel='wgmma' recovers in int32, which cannot hold k (2**a - 1)(2**b - 1) for "
+            f"k={Xd.k}, a={Xd.bits}, b={Wd.bits}; use kernel='mma'"
         )
-    m, n, kw = Xd.rows, Wd.rows, int(Xd.words.shape[2])
+    m, n = Xd.rows, Wd.rows
+    out = cupy.empty((m, n), dtype=out_dtype)
+    suffix = "_i32" if out_dtype == "int32" else "_i64"
+    codes = np.int32(_ENCODINGS[encoding])
+    if kernel == "wgmma":
+        Xw, Ww = _words_multiple_of_4(Xd.words), _words_multiple_of_4(Wd.words)
+        grid = (-(-n // _WG_TILE), -(-m // _WG_TILE), 1)
+        operands = (Xw, Ww, Xd.popcounts, Wd.popcounts, out)
+        sizes = (m, n, Xw.shape[2], Xd.k, Xd.bits, Wd.bits)
+        args = (*operands, *map(np.int32, sizes), codes, *map(np.uint32, WGMMA_STRIDES))
+        _check_grid(grid)
+        fn = _kernel("bitplane_gemm_wgmma" + suffix)
+        fn.max_dynamic_shared_size_bytes = _WG_SMEM
+        fn(grid, (_WG_THREADS, 1, 1), args, shared_mem=_WG_SMEM)
+        return out
     if kernel == "portable":
         block = (_PT_TILE, _PT_TILE, 1)
         grid = (-(-n // _PT_TILE), -(-m // _PT_TILE), 1)
@@ -312,106 +368,118 @@ def packed_matmul_gpu(
         block = (32 * _MMA_WARPS_M * _MMA_WARPS_N, 1, 1)
         grid = (-(-n // (8 * _MMA_WARPS_N)), -(-m // (16 * _MMA_WARPS_M)), 1)
         name = "bitplane_gemm_mma"
-    if grid[1] > _MAX_GRID_Y:
-        raise ValueError(f"X has too many rows for one launch ({m}); split it into row blocks")
-    out = cupy.empty((m, n), dtype=cupy.int64)
-    args = (
-        Xd.words,
-        Wd.words,
-        Xd.popcounts,
-        Wd.popcounts,
-        out,
-        np.int32(m),
-        np.int32(n),
-        np.int32(kw),
-        np.int32(Xd.k),
-        np.int32(Xd.bits),
-        np.int32(Wd.bits),
-        np.int32(_ENCODINGS[encoding]),
-        np.int32(_IDENTITIES[identity]),
-    )
-    _kernel(name)(grid, block, args)
+    _check_grid(grid)
+    operands = (Xd.words, Wd.words, Xd.popcounts, Wd.popcounts, out)
+    sizes = (m, n, Xd.words.shape[2], Xd.k, Xd.bits, Wd.bits)
+    identity_code = np.int32(_IDENTITIES[identity])
+    _kernel(name + suffix)(grid, block, (*operands, *map(np.int32, sizes), codes, identity_code))
     return out
 
 
-def int8_matmul_gpu(X: Any, W: Any) -> cupy.ndarray:
-    """Exact ``X W^T`` in int32 for int8 ``X`` (``m x k``) and ``W`` (``n x k``) via cuBLAS.
+def _check_architecture(kernel: str, cc: int) -> None:
+    version = f"{cc // 10}.{cc % 10}"
+    if kernel == "mma" and cc < 80:
+        raise RuntimeError(
+            f"kernel='mma' needs a device of compute capability 8.0 or newer (binary "
+            f"mma.sync m16n8k256), this one is {version}; use kernel='portable'"
+        )
+    if kernel == "wgmma" and cc != 90:
+        raise RuntimeError(
+            f"kernel='wgmma' needs a Hopper device (compute capability 9.0, sm_90a), "
+            f"this one is {version}; use kernel='mma' or 'portable'"
+        )
 
-    Calls ``cublasGemmEx`` with ``CUDA_R_8I`` inputs, ``CUDA_R_32I`` output and
-    ``CUBLAS_COMPUTE_32I`` (INT8 Tensor-Core IMMA where cuBLAS picks it; CuPy's own int8
-    matmul does not use Tensor Cores). Both operands are row-major with ``k`` contiguous,
-    which is cuBLAS's "TN" form: column-major ``C^T (n x m) = op(W) X^T`` with
-    ``transa = T``, ``transb = N``, ``lda = ldb = k``, ``ldc = n``. Exact while
-    ``k <= 131071`` (``|x|, |w| <= 128``, so ``|result| <= k 2**14 < 2**31``). This is the
-    path for ``bits_x * bits_w > 4`` on Hopper (see :func:`recommended_path`).
+
+def _check_grid(grid: tuple[int, int, int]) -> None:
+    if grid[1] > _MAX_GRID_Y:
+        raise ValueError("X has too many rows for one launch; split it into row blocks")
+
+
+def _words_multiple_of_4(words: Any) -> Any:
+    """Pad each row with zero words to a multiple of 4 (16-byte cp.async chunks)."""
+    import cupy
+
+    extra = -words.shape[2] % 4
+    if extra == 0:
+        return words
+    return cupy.pad(words, ((0, 0), (0, 0), (0, extra)))
+
+
+def bitplane_matmul_gpu(
+    X_codes: Any,
+    W: Any,
+    bits_x: int,
+    bits_w: int,
+    *,
+    encoding: Literal["bipolar", "unsigned", "twos"] = "bipolar",
+    path: Path_ = "auto",
+) -> cupy.ndarray:
+    """Exact ``X W^T`` from codes on the GPU, by the path the device and widths favour.
+
+    ``X_codes`` (activations, ``m x k``) is packed on the device (:func:`pack_gpu`) or,
+    on the INT8 path, mapped to int8 (:func:`gpu.int8.int8_operand`); ``W`` may be given
+    prepared once (packed planes, or an ``Int8Operand``) so that repeated calls pay only
+    for the activations. ``path="auto"`` follows :func:`recommended_path`; the result
+    equals ``decode(X_codes) @ decode(W_codes).T`` exactly for every path.
 
     Parameters
     ----------
-    X : cupy.ndarray or numpy.ndarray
-        int8, shape ``(m, k)``; numpy input is copied to the device.
-    W : cupy.ndarray or numpy.ndarray
-        int8, shape ``(n, k)``.
+    X_codes : cupy.ndarray or numpy.ndarray
+        Integer codes in ``[0, 2**bits_x)``, shape ``(m, k)``.
+    W : cupy.ndarray, numpy.ndarray, PackedPlanes or gpu.int8.Int8Operand
+        Weight codes (``n x k``) in ``[0, 2**bits_w)``, or the prepared form of the path.
+    bits_x, bits_w : int
+        Code widths, 1..8.
+    encoding : {"bipolar", "unsigned", "twos"}
+    path : {"auto", "portable", "mma", "wgmma", "int8"}
 
     Returns
     -------
     cupy.ndarray
-        int32, shape ``(m, n)``.
+        int32 when ``k (2**bits_x - 1)(2**bits_w - 1) < 2**31``, else int64; ``(m, n)``.
 
     Raises
     ------
     RuntimeError
-        If cupy or a CUDA device is missing.
-    TypeError
-        If an operand is not int8.
+        If cupy, a CUDA device or the path's architecture is missing.
     ValueError
-        If an operand is not 2-D or is empty, the ``k`` differ, ``k % 4 != 0`` (cuBLAS
-        INT8 requirement on the leading dimensions) or ``k > 131071``.
+        If a width, ``encoding`` or ``path`` is invalid, the codes are out of range, the
+        ``k`` differ, a prepared ``W`` does not match the path or ``bits_w``, or
+        ``path="int8"`` with a result beyond int32.
     """
-    cupy = _cupy()
-    from cupy.cuda import cublas, runtime
+    from gpu.int8 import Int8Operand
 
-    for name, a in (("X", X), ("W", W)):
-        if np.dtype(a.dtype) != np.int8:
-            raise TypeError(f"{name} must be int8, got {a.dtype}")
-        if a.ndim != 2 or a.size == 0:
-            raise ValueError(f"{name} must be a non-empty 2-D array, got shape {a.shape}")
-    (m, k), (n, kW) = X.shape, W.shape
-    if k != kW:
-        raise ValueError(f"X and W must have the same k (columns), got {k} and {kW}")
-    if k % 4:
-        raise ValueError(f"k must be a multiple of 4 for cuBLAS INT8 GEMM, got {k}; pad with zeros")
-    if k > _MAX_K_INT8:
-        raise ValueError(f"k must be at most {_MAX_K_INT8} for an exact int32 result, got {k}")
-    Xd = cupy.ascontiguousarray(cupy.asarray(X))
-    Wd = cupy.ascontiguousarray(cupy.asarray(W))
-    out = cupy.empty((m, n), dtype=cupy.int32)
-    alpha = np.ones(1, dtype=np.int32)
-    beta = np.zeros(1, dtype=np.int32)
-    handle = cupy.cuda.device.get_cublas_handle()
-    mode = cublas.getPointerMode(handle)
-    cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
-    try:
-        cublas.gemmEx(
-            handle,
-            cublas.CUBLAS_OP_T,
-            cublas.CUBLAS_OP_N,
-            n,
-            m,
-            k,
-            alpha.ctypes.data,
-            Wd.data.ptr,
-            getattr(runtime, "CUDA_R_8I", _CUDA_R_8I),
-            k,
-            Xd.data.ptr,
-            getattr(runtime, "CUDA_R_8I", _CUDA_R_8I),
-            k,
-            beta.ctypes.data,
-            out.data.ptr,
-            getattr(runtime, "CUDA_R_32I", _CUDA_R_32I),
-            n,
-            getattr(cublas, "CUBLAS_COMPUTE_32I", _CUBLAS_COMPUTE_32I),
-            getattr(cublas, "CUBLAS_GEMM_DEFAULT", _CUBLAS_GEMM_DEFAULT),
-        )
-    finally:
-        cublas.setPointerMode(handle, mode)
-    return out
+    cupy_module()
+    bits_x, bits_w = _check_bits(bits_x, "bits_x"), _check_bits(bits_w, "bits_w")
+    if path not in _PATHS:
+        raise ValueError(f"path must be one of {_PATHS}, got {path!r}")
+    if encoding not in _ENCODINGS:
+        raise ValueError(f"encoding must be one of {tuple(_ENCODINGS)}, got {encoding!r}")
+    k = int(X_codes.shape[1]) if X_codes.ndim == 2 else 0
+    fits = _fits_int32(k, bits_x, bits_w)
+    if path == "auto":
+        path = recommended_path(bits_x, bits_w, compute_capability())
+        if path == "wgmma" and not fits:
+            path = "mma"  # the int32 recovery of wgmma cannot hold this product
+    if path == "int8":
+        if not fits:
+            raise ValueError(
+                f"path='int8' returns int32, which cannot hold k (2**a - 1)(2**b - 1) for "
+                f"k={k}, a={bits_x}, b={bits_w}; use path='mma'"
+            )
+        if isinstance(W, PackedPlanes):
+            raise ValueError("path='int8' needs W as codes or an Int8Operand, not PackedPlanes")
+        Wi = W if isinstance(W, Int8Operand) else int8_operand(W, bits_w, encoding)
+        return int8_product(int8_operand(X_codes, bits_x, encoding), Wi)
+    if isinstance(W, Int8Operand):
+        raise ValueError(f"path={path!r} needs W as codes or PackedPlanes, not an Int8Operand")
+    Wp = W if isinstance(W, PackedPlanes) else pack_gpu(W, bits_w)
+    if Wp.bits != bits_w:
+        raise ValueError(f"W has {Wp.bits} planes but bits_w is {bits_w}")
+    return packed_matmul_gpu(
+        pack_gpu(X_codes, bits_x),
+        Wp,
+        encoding=encoding,
+        kernel=path,
+        out_dtype="int32" if fits else "int64",
+    )

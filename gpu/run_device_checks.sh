@@ -1,46 +1,78 @@
 #!/usr/bin/env bash
-# GPU checks for the bit-plane kernels (gpu/kernels/bitplane.cu, gpu/bitplane.py).
+# GPU checks for the bit-plane kernels (gpu/kernels/*.cu, gpu/bitplane.py, gpu/int8.py).
 #
 # Usage:  bash gpu/run_device_checks.sh [WHEEL_DIR]
 #   OUT        where logs and the benchmark report go (default ./gpu-results)
-#   WHEEL_DIR  optional folder of wheels (e.g. .whl) to install cupy-cuda13x from, offline;
-#              without it cupy must already be importable (the device image ships
-#              cupy-cuda13x 14.2.0) or pip must reach an index.
+#   WHEEL_DIR  optional folder of wheels installed (offline) into a private site folder
+#              before anything runs: packages the device image lacks and the benchmark
+#              registry imports (pyamg, array-api-compat; see README "GPU checks").
 #   PYTHON     interpreter (default: python3, the device image's one with cupy and torch)
 #
-# Through the device tool (one call; ~2-4 min of device time expected, mostly NVRTC compiles
-# and the CPU oracle; the timeout leaves room for one rerun inside the 15-minute budget):
-#   run(command="bash gpu/run_device_checks.sh", timeout_s=420)
-# with wheels carried (see /work/.library/device/README.md, "a Python package missing there"):
+# Through the device tool (one call, a few minutes of device time; the timeout leaves room
+# for one rerun inside the 15-minute budget):
 #   run(command="bash gpu/run_device_checks.sh .whl", carry=[".whl"], timeout_s=420)
 # then give_back() unless rerunning at once. Files under $OUT come back (at most 8 files).
-set -euo pipefail
+set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT="${OUT:-./gpu-results}"
 WHEEL_DIR="${1:-}"
 PY="${PYTHON:-python3}"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-export PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
-
-nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv >"$OUT/device.txt" 2>&1 || true
-
-if ! "$PY" -c "import cupy" 2>/dev/null; then
-    if [ -n "$WHEEL_DIR" ]; then
-        "$PY" -m pip install -q --no-index --no-deps --find-links "$WHEEL_DIR" cupy-cuda13x
-    else
-        "$PY" -m pip install -q "cupy-cuda13x==14.2.0"
-    fi
+if [ -n "$WHEEL_DIR" ]; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/numlib-site "$WHEEL_DIR"/*.whl || exit 1
+    export PYTHONPATH="/tmp/numlib-site${PYTHONPATH:+:$PYTHONPATH}"
 fi
-"$PY" -c "import cupy; d = cupy.cuda.Device(); print('cupy', cupy.__version__, 'cc', d.compute_capability)" \
-    | tee -a "$OUT/device.txt"
+export PYTHONPATH="$PWD:${PYTHONPATH:-}"
+export PYTHONUNBUFFERED=1
+
+{
+    nvidia-smi --query-gpu=name,compute_cap,driver_version,clocks.max.sm --format=csv
+    nvcc --version | tail -1
+    "$PY" -c "import cupy; d = cupy.cuda.Device(); print('cupy', cupy.__version__, 'cc', d.compute_capability)"
+} >"$OUT/device.txt" 2>&1
+cat "$OUT/device.txt"
+
+# 1. Smoke test of every kernel on one small product, before the long runs, so that a broken
+#    kernel shows up with its own error; for wgmma also the swapped descriptor strides, which
+#    tell a layout mistake from an arithmetic one.
+"$PY" - >"$OUT/smoke.txt" 2>&1 <<'EOF'
+import traceback
+import numpy as np
+from numlib.bitplane import pack, packed_matmul
+import gpu.bitplane as gb
+
+rng = np.random.default_rng(0)
+for a, b, m, n, k in [(1, 1, 200, 150, 1000), (2, 2, 70, 300, 4096), (8, 8, 33, 17, 257)]:
+    Xp = pack(rng.integers(0, 1 << a, (m, k), dtype=np.uint8), a)
+    Wp = pack(rng.integers(0, 1 << b, (n, k), dtype=np.uint8), b)
+    want = packed_matmul(Xp, Wp)
+    for kernel in ("portable", "mma", "wgmma"):
+        try:
+            got = gb.packed_matmul_gpu(Xp, Wp, kernel=kernel, out_dtype="int32").get()
+            print(f"W{b}A{a} {m}x{n}x{k} {kernel}: max|err| = {np.abs(got - want).max()}")
+        except Exception:
+            print(f"W{b}A{a} {kernel}: FAILED"); traceback.print_exc()
+default = gb.WGMMA_STRIDES
+for strides in (default, default[::-1]):
+    gb.WGMMA_STRIDES = strides
+    try:
+        got = gb.packed_matmul_gpu(Xp, Wp, kernel="wgmma", out_dtype="int32").get()
+        print("wgmma strides", strides, "max|err| =", np.abs(got - want).max())
+    except Exception:
+        traceback.print_exc()
+gb.WGMMA_STRIDES = default
+EOF
+cat "$OUT/smoke.txt"
 
 status=0
-# Correctness: bit-for-bit equality with numlib.bitplane.packed_matmul, both kernels, INT8 path.
-"$PY" -m pytest tests/gpu -m gpu -q -p no:cacheprovider -x 2>&1 | tee "$OUT/pytest-gpu.txt" \
-    || status=1
-# Benchmarks (validation/suites/bitplane.py): report.md, results.json and plots under $OUT.
-"$PY" -m validation --suite bitplane --size medium --out "$OUT" 2>&1 | tee "$OUT/bench.txt" \
-    || status=1
+# 2. Benchmarks (validation/suites/bitplane_gpu.py): report.md and results.json under $OUT.
+timeout 200 "$PY" -m validation --suite bitplane --case gpu-bitplane-gemm --size medium \
+    --out "$OUT" >"$OUT/bench.txt" 2>&1 || status=1
+tail -n 60 "$OUT/bench.txt"
+# 3. Correctness: bit-for-bit equality with numlib.bitplane for every kernel and path.
+timeout 150 "$PY" -m pytest tests/gpu -m gpu -q -p no:cacheprovider -rf \
+    >"$OUT/pytest-gpu.txt" 2>&1 || status=1
+tail -n 25 "$OUT/pytest-gpu.txt"
 exit "$status"

@@ -25,12 +25,15 @@
 // K < 2^31; the Python wrapper rejects K >= 2^31.
 //
 // Entry points (extern "C", no includes, NVRTC- and nvcc-compilable; numlib's gpu/bitplane.py
-// loads them with cupy.RawModule):
-//   bitplane_gemm_popc  portable, any sm >= 70 (uses only __popc and shared memory)
-//   bitplane_gemm_mma   Tensor Cores, sm >= 80: mma.sync.aligned.m16n8k256 b1 AND+popc
-// Both take the same arguments:
+// loads them with cupy.RawModule), each for an int64 (_i64) or int32 (_i32) output:
+//   bitplane_gemm_popc_*  portable, any sm >= 70 (uses only __popc and shared memory)
+//   bitplane_gemm_mma_*   Tensor Cores, sm >= 80: mma.sync.aligned.m16n8k256 b1 AND+popc
+//   bitplane_pack         codes -> packed planes and popcounts on the device
+// The products take the same arguments:
 //   (const unsigned* X, const unsigned* W, const long long* popx, const long long* popw,
-//    long long* out, int m, int n, int kw, int K, int ax, int bw, int encoding, int identity)
+//    Out* out, int m, int n, int kw, int K, int ax, int bw, int encoding, int identity)
+// An int32 output is exact when K (2^a - 1)(2^b - 1) < 2^31 (the wrapper checks it).
+// Hopper's binary AND path (wgmma, sm_90a only) is in bitplane_sm90a.cu.
 // encoding: 0 bipolar, 1 unsigned, 2 twos; identity: 0 and, 1 xor; ax, bw in 1..8.
 // Reference: Jia et al., "Efficient Arbitrary Precision Acceleration for Large Language Models
 // on GPU Tensor Cores", ASP-DAC 2025, arXiv:2409.17870, sec. 3.
@@ -86,13 +89,13 @@ __device__ __forceinline__ long long nl_beta_sum(const long long* popx, const lo
     return total;
 }
 
-extern "C" __global__ void bitplane_gemm_popc(const unsigned* __restrict__ X,
-                                              const unsigned* __restrict__ W,
-                                              const long long* __restrict__ popx,
-                                              const long long* __restrict__ popw,
-                                              long long* __restrict__ out, int m, int n, int kw,
-                                              int K, int ax, int bw, int encoding,
-                                              int identity) {
+template <typename Out>
+__device__ __forceinline__ void nl_gemm_popc(const unsigned* __restrict__ X,
+                                             const unsigned* __restrict__ W,
+                                             const long long* __restrict__ popx,
+                                             const long long* __restrict__ popw,
+                                             Out* __restrict__ out, int m, int n, int kw, int K,
+                                             int ax, int bw, int encoding, int identity) {
     // +1 column of padding: thread tx reads Ws[j][tx][t], stride 17 words, conflict-free.
     __shared__ unsigned Xs[NL_MAX_BITS][PT_TILE][PT_KW + 1];
     __shared__ unsigned Ws[NL_MAX_BITS][PT_TILE][PT_KW + 1];
@@ -135,9 +138,21 @@ extern "C" __global__ void bitplane_gemm_popc(const unsigned* __restrict__ X,
     if (row < m && col < n) {
         acc += nl_beta_sum(popx, popw, row, col, m, n, ax, bw, encoding, identity, K);
         const bool halve = encoding != NL_ENC_BIPOLAR && use_xor;
-        out[(long long)row * n + col] = halve ? acc / 2 : acc;  // exact: acc is even then
+        out[(long long)row * n + col] = (Out)(halve ? acc / 2 : acc);  // exact: acc is even
     }
 }
+
+#define NL_GEMM_ARGS(Out)                                                                 \
+    const unsigned *__restrict__ X, const unsigned *__restrict__ W,                       \
+        const long long *__restrict__ popx, const long long *__restrict__ popw,           \
+        Out *__restrict__ out, int m, int n, int kw, int K, int ax, int bw, int encoding, \
+        int identity
+#define NL_GEMM_PASS X, W, popx, popw, out, m, n, kw, K, ax, bw, encoding, identity
+
+extern "C" __global__ void bitplane_gemm_popc_i64(NL_GEMM_ARGS(long long)) {
+    nl_gemm_popc(NL_GEMM_PASS);
+}
+extern "C" __global__ void bitplane_gemm_popc_i32(NL_GEMM_ARGS(int)) { nl_gemm_popc(NL_GEMM_PASS); }
 
 __device__ __forceinline__ unsigned nl_load(const unsigned* __restrict__ P, int plane, int rows,
                                             int kw, int r, int w) {
@@ -164,13 +179,13 @@ __device__ __forceinline__ unsigned nl_load(const unsigned* __restrict__ P, int 
 // elements.) Each register therefore holds exactly one packed word: the 32 consecutive k of
 // word (k0/32 + tig) or (k0/32 + 4 + tig). The order of bits inside a register is the same for
 // A and B and AND+popc sums over all of them, so it does not matter here.
-extern "C" __global__ void bitplane_gemm_mma(const unsigned* __restrict__ X,
-                                             const unsigned* __restrict__ W,
-                                             const long long* __restrict__ popx,
-                                             const long long* __restrict__ popw,
-                                             long long* __restrict__ out, int m, int n, int kw,
-                                             int K, int ax, int bw, int encoding,
-                                             int identity) {
+template <typename Out>
+__device__ __forceinline__ void nl_gemm_mma(const unsigned* __restrict__ X,
+                                            const unsigned* __restrict__ W,
+                                            const long long* __restrict__ popx,
+                                            const long long* __restrict__ popw,
+                                            Out* __restrict__ out, int m, int n, int kw, int K,
+                                            int ax, int bw, int encoding, int identity) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2, tig = lane & 3;
@@ -234,9 +249,39 @@ extern "C" __global__ void bitplane_gemm_mma(const unsigned* __restrict__ X,
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
         const int r = row0 + g + 8 * (e >> 1), c = col0 + 2 * tig + (e & 1);
-        if (r < m && c < n) out[(long long)r * n + c] = acc[e];
+        if (r < m && c < n) out[(long long)r * n + c] = (Out)acc[e];
     }
 #elif defined(__CUDA_ARCH__)
     __trap();  // compiled for sm < 80: no b1 MMA; the Python wrapper never launches this
 #endif
+}
+
+extern "C" __global__ void bitplane_gemm_mma_i64(NL_GEMM_ARGS(long long)) {
+    nl_gemm_mma(NL_GEMM_PASS);
+}
+extern "C" __global__ void bitplane_gemm_mma_i32(NL_GEMM_ARGS(int)) { nl_gemm_mma(NL_GEMM_PASS); }
+
+// Plane packing on the device (the preprocessing step): codes uint8 [rows][K] -> words
+// uint32 [bits][rows][kw] in the PackedPlanes layout above, and popcounts int64 [bits][rows]
+// (zeroed by the caller, accumulated here). One warp per (row, word): lane l holds the code of
+// column 32 * word + l, and __ballot_sync gathers bit p of the 32 codes into one word, bit l
+// from lane l, which is exactly the little-endian bit order of numlib.bitplane_pack. Columns
+// past K contribute zero bits (the zero padding). Block: 32 x 8 threads (8 words of one row);
+// grid: (rows, ceil(kw / 8)).
+extern "C" __global__ void bitplane_pack(const unsigned char* __restrict__ codes,
+                                         unsigned* __restrict__ words,
+                                         unsigned long long* __restrict__ popcounts, int rows,
+                                         int K, int kw, int bits) {
+    const int lane = threadIdx.x, word = blockIdx.y * blockDim.y + threadIdx.y;
+    const int row = blockIdx.x;
+    if (word >= kw) return;  // whole warp: word depends on threadIdx.y only
+    const int col = word * 32 + lane;
+    const unsigned code = col < K ? codes[(long long)row * K + col] : 0u;
+    for (int p = 0; p < bits; ++p) {
+        const unsigned plane = __ballot_sync(0xffffffffu, (code >> p) & 1u);
+        if (lane == 0) {
+            words[((long long)p * rows + row) * kw + word] = plane;
+            atomicAdd(&popcounts[(long long)p * rows + row], (unsigned long long)__popc(plane));
+        }
+    }
 }

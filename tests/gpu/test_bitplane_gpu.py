@@ -19,7 +19,7 @@ pytestmark = pytest.mark.gpu
 PAIRS = [(1, 1), (1, 2), (2, 1), (2, 2), (3, 5), (4, 4), (1, 8), (8, 1), (5, 7), (8, 8)]
 # k not a multiple of 32 (and of 256, the MMA chunk), one below a word, one exact multiple.
 KS = [1, 31, 33, 100, 257, 300, 512]
-KERNELS = ["portable", "mma"]
+KERNELS = ["portable", "mma", "wgmma"]
 
 
 def _cc() -> int:
@@ -29,8 +29,10 @@ def _cc() -> int:
 
 
 def _skip_unsupported(kernel: str) -> None:
-    if kernel == "mma" and _cc() < 80:
-        pytest.skip("the mma kernel needs compute capability 8.0 or newer")
+    if kernel in ("mma", "int8") and _cc() < 80:
+        pytest.skip(f"the {kernel} path is only tested on compute capability 8.0 or newer")
+    if kernel == "wgmma" and _cc() != 90:
+        pytest.skip("the wgmma kernel needs a Hopper device (compute capability 9.0)")
 
 
 def _operands(rng: np.random.Generator, m: int, n: int, k: int, a: int, b: int) -> tuple[Any, Any]:
@@ -39,11 +41,14 @@ def _operands(rng: np.random.Generator, m: int, n: int, k: int, a: int, b: int) 
     return pack(X, a), pack(W, b)
 
 
+@pytest.mark.parametrize("out_dtype", ["int64", "int32"])
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("identity", ["and", "xor"])
 @pytest.mark.parametrize("encoding", ENCODINGS)
 @pytest.mark.parametrize(("a", "b"), PAIRS)
-def test_matches_oracle(a: int, b: int, encoding: str, identity: str, kernel: str) -> None:
+def test_matches_oracle(
+    a: int, b: int, encoding: str, identity: str, kernel: str, out_dtype: str
+) -> None:
     import cupy
 
     from gpu.bitplane import packed_matmul_gpu, to_device
@@ -55,9 +60,14 @@ def test_matches_oracle(a: int, b: int, encoding: str, identity: str, kernel: st
         Xp, Wp = _operands(rng, 37, 19, k, a, b)
         want = packed_matmul(Xp, Wp, encoding=encoding, identity=identity)
         got = packed_matmul_gpu(
-            to_device(Xp), to_device(Wp), encoding=encoding, identity=identity, kernel=kernel
+            to_device(Xp),
+            to_device(Wp),
+            encoding=encoding,
+            identity=identity,
+            kernel=kernel,
+            out_dtype=out_dtype,
         )
-        assert got.dtype == cupy.int64
+        assert got.dtype == cupy.dtype(out_dtype)
         assert got.shape == want.shape
         np.testing.assert_array_equal(cupy.asnumpy(got), want, err_msg=f"k={k}")
 
@@ -108,12 +118,23 @@ def test_auto_dispatch_and_errors() -> None:
     with pytest.raises(ValueError, match="identity"):
         packed_matmul_gpu(Xp, Wp, identity="or")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="kernel"):
-        packed_matmul_gpu(Xp, Wp, kernel="wgmma")  # type: ignore[arg-type]
+        packed_matmul_gpu(Xp, Wp, kernel="bmma")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="out_dtype"):
+        packed_matmul_gpu(Xp, Wp, out_dtype="int16")  # type: ignore[arg-type]
+    wide = pack(np.full((2, 40000), 255, dtype=np.uint8), 8)
+    with pytest.raises(ValueError, match="int32"):
+        packed_matmul_gpu(wide, wide, out_dtype="int32")
     with pytest.raises(TypeError, match="PackedPlanes-like"):
         packed_matmul_gpu(np.zeros((2, 2)), Wp)
     if _cc() < 80:
         with pytest.raises(RuntimeError, match=r"8\.0"):
             packed_matmul_gpu(Xp, Wp, kernel="mma")
+    if _cc() != 90:
+        with pytest.raises(RuntimeError, match=r"9\.0"):
+            packed_matmul_gpu(Xp, Wp, kernel="wgmma")
+    else:
+        with pytest.raises(ValueError, match="wgmma"):
+            packed_matmul_gpu(wide, wide, kernel="wgmma")
 
 
 @pytest.mark.parametrize(("m", "n", "k"), [(1, 1, 4), (37, 19, 100), (256, 128, 4096)])
@@ -145,3 +166,90 @@ def test_int8_errors() -> None:
         int8_matmul_gpu(X.astype(np.int16), X)
     with pytest.raises(ValueError, match="same k"):
         int8_matmul_gpu(np.zeros((4, 8), np.int8), np.zeros((4, 12), np.int8))
+
+
+PACK_CASES = [(1, 1, 1), (37, 100, 3), (300, 4133, 8), (5, 256, 2)]
+
+
+@pytest.mark.parametrize(("rows", "k", "bits"), PACK_CASES)
+def test_pack_gpu_equals_pack(rows: int, k: int, bits: int) -> None:
+    import cupy
+
+    from gpu.bitplane import pack_gpu
+
+    rng = np.random.default_rng(rows * k + bits)
+    codes = rng.integers(0, 1 << bits, size=(rows, k), dtype=np.uint8)
+    want = pack(codes, bits)
+    got = pack_gpu(cupy.asarray(codes), bits)
+    assert got.k == want.k
+    np.testing.assert_array_equal(cupy.asnumpy(got.words), want.words)
+    np.testing.assert_array_equal(cupy.asnumpy(got.popcounts), want.popcounts)
+
+
+def test_pack_gpu_errors() -> None:
+    from gpu.bitplane import pack_gpu
+
+    with pytest.raises(ValueError, match="bits"):
+        pack_gpu(np.zeros((2, 3), np.uint8), 9)
+    with pytest.raises(ValueError, match=r"\[0, 2\*\*2\)"):
+        pack_gpu(np.full((2, 3), 4, np.uint8), 2)
+    with pytest.raises(TypeError, match="integer"):
+        pack_gpu(np.zeros((2, 3)), 2)
+    with pytest.raises(ValueError, match="2-D"):
+        pack_gpu(np.zeros(3, np.uint8), 2)
+
+
+PATHS = ["portable", "mma", "wgmma", "int8"]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize(("a", "b"), [(1, 1), (2, 2), (1, 4), (4, 4), (7, 3), (8, 8), (8, 1)])
+def test_bitplane_matmul_gpu_every_path_is_exact(a: int, b: int, encoding: str, path: str) -> None:
+    """Codes in, exact integers out, by every path (INT8: affine int8 maps + corrections)."""
+    import cupy
+
+    from gpu.bitplane import bitplane_matmul_gpu
+    from numlib.bitplane import decode
+
+    _skip_unsupported(path)
+    rng = np.random.default_rng([a, b, len(encoding), len(path)])
+    for m, n, k in [(1, 1, 1), (37, 19, 33), (130, 260, 1030)]:
+        X = rng.integers(0, 1 << a, size=(m, k), dtype=np.uint8)
+        W = rng.integers(0, 1 << b, size=(n, k), dtype=np.uint8)
+        want = decode(X, a, encoding).astype(np.int64) @ decode(W, b, encoding).astype(np.int64).T
+        got = bitplane_matmul_gpu(cupy.asarray(X), W, a, b, encoding=encoding, path=path)
+        assert got.dtype == cupy.int32  # every case here fits int32
+        np.testing.assert_array_equal(cupy.asnumpy(got), want, err_msg=f"{m}x{n}x{k}")
+
+
+def test_bitplane_matmul_gpu_prepared_weights_and_errors() -> None:
+    import cupy
+
+    from gpu.bitplane import bitplane_matmul_gpu, pack_gpu
+    from gpu.int8 import int8_operand
+
+    rng = np.random.default_rng(11)
+    X = cupy.asarray(rng.integers(0, 4, size=(9, 200), dtype=np.uint8))
+    W = cupy.asarray(rng.integers(0, 256, size=(7, 200), dtype=np.uint8))
+    direct = bitplane_matmul_gpu(X, W, 2, 8)
+    np.testing.assert_array_equal(
+        cupy.asnumpy(bitplane_matmul_gpu(X, int8_operand(W, 8), 2, 8, path="int8")),
+        cupy.asnumpy(direct),
+    )
+    np.testing.assert_array_equal(
+        cupy.asnumpy(bitplane_matmul_gpu(X, pack_gpu(W, 8), 2, 8, path="portable")),
+        cupy.asnumpy(direct),
+    )
+    with pytest.raises(ValueError, match="PackedPlanes"):
+        bitplane_matmul_gpu(X, pack_gpu(W, 8), 2, 8, path="int8")
+    with pytest.raises(ValueError, match="Int8Operand"):
+        bitplane_matmul_gpu(X, int8_operand(W, 8), 2, 8, path="portable")
+    with pytest.raises(ValueError, match="bits_w"):
+        bitplane_matmul_gpu(X, pack_gpu(W, 8), 2, 7, path="portable")
+    with pytest.raises(ValueError, match="path"):
+        bitplane_matmul_gpu(X, W, 2, 8, path="fp16")  # type: ignore[arg-type]
+    big = cupy.full((2, 40000), 255, dtype=cupy.uint8)
+    with pytest.raises(ValueError, match="int32"):
+        bitplane_matmul_gpu(big, big, 8, 8, path="int8")
+    assert bitplane_matmul_gpu(big, big, 8, 8, path="portable").dtype == cupy.int64

@@ -3,6 +3,7 @@
 from validation.suites import (
     attention,
     bitplane,
+    bitplane_gpu,
     completion,
     compress,
     dcdm,
@@ -21,6 +22,7 @@ from validation.suites import (
 __all__ = [
     "attention",
     "bitplane",
+    "bitplane_gpu",
     "completion",
     "compress",
     "dcdm",

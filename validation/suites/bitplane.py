@@ -23,9 +23,8 @@ Times are the best of ``repeat`` runs, encoding excluded. Metrics:
 ``bits``, ``m``, ``n``, ``k``, ``binary_gemms``
     The problem; ``binary_gemms = b * b``.
 
-GPU cases (``M = N = K = 4096`` and LLM layer shapes against ``cublas-int8`` and
-``cublas-fp16``) are recorded as skipped until a CUDA kernel exists, so that
-``results.json`` shows what a GPU session will fill in.
+The GPU case ``gpu-bitplane-gemm`` (against cuBLAS INT8 and FP16) lives in
+:mod:`validation.suites.bitplane_gpu`.
 """
 
 from __future__ import annotations
@@ -42,15 +41,6 @@ PEER = "numpy-int64"
 SEED = 20250401
 SHAPE = {"small": 64, "medium": 512}
 PRECISIONS = (1, 2, 4, 8)
-# GPU shapes (m, n, k): square, and LLaMA-7B-like decode/prefill projections.
-GPU_SHAPES = {
-    "square-4096": (4096, 4096, 4096),
-    "llm-prefill-qkv": (2048, 12288, 4096),
-    "llm-prefill-mlp-down": (2048, 4096, 11008),
-    "llm-decode-mlp-up": (16, 11008, 4096),
-}
-GPU_PEERS = ("cublas-int8", "cublas-fp16")
-GPU_PRECISIONS = (1, 2, 4)
 
 
 def _bipolar_values(rng: np.random.Generator, shape: tuple[int, int], bits: int) -> np.ndarray:
@@ -95,26 +85,3 @@ def _register_exact(bits: int) -> None:
 
 for _bits in PRECISIONS:
     _register_exact(_bits)
-
-
-@case(SUITE, "gpu-bitplane-gemm")
-def gpu_bitplane_gemm(size: str, *, repeat: int) -> list[Record]:
-    """GPU bit-plane GEMM (W1A1/W2A2/W4A4) vs cuBLAS INT8 and FP16; skipped without CUDA.
-
-    Shapes ``M = N = K = 4096`` and LLM projections (``GPU_SHAPES``); recorded as
-    skipped until the CUDA kernel lands, for every size.
-    """
-    del repeat
-    return [
-        Record.skip(
-            SUITE,
-            f"gpu-w{bits}a{bits}-{shape}",
-            size,
-            "no CUDA device",
-            method="numlib.gpu.bitplane",
-            peer=peer,
-        )
-        for shape in GPU_SHAPES
-        for bits in GPU_PRECISIONS
-        for peer in GPU_PEERS
-    ]
