@@ -14,7 +14,8 @@ Kernels live in ``gpu/kernels`` (see :mod:`gpu._cuda` for how they are compiled)
 ``bitplane_gemm_wgmma_*`` (``kernel="wgmma"``)
     Hopper (compute capability 9.0, target sm_90a): the warpgroup instruction
     ``wgmma.mma_async.sync.aligned.m64n128k256.s32.b1.b1.and.popc`` on 128 x 128 tiles
-    fed by a three-stage cp.async pipeline, recovery in the epilogue.
+    fed by a four-stage cp.async pipeline, all plane pairs in one accumulator (Horner's
+    rule), recovery in the epilogue, K split across blocks when the grid is small.
 ``bitplane_pack`` (:func:`pack_gpu`)
     Codes to packed planes and popcounts on the device (the preprocessing step).
 
@@ -78,10 +79,10 @@ _MAX_K = (1 << 31) - 1  # int32 popcount accumulators in every kernel
 _INT32_MAX = (1 << 31) - 1
 _PT_TILE = 16  # bitplane_gemm_popc: 16 x 16 threads, one output element each
 _MMA_WARPS_M, _MMA_WARPS_N = 2, 2  # bitplane_gemm_mma: 4 warps, each a 16 x 8 tile
-_WG_TILE, _WG_THREADS, _WG_SMEM = 128, 256, 3 * 2 * 128 * 32 * 4  # bitplane_sm90a.cu
-# Matrix-descriptor strides of the sm_90a kernel's no-swizzle layout (bytes): 128 between
-# the two 16-byte core matrices of a row's 256 bits (along K), 256 between 8-row groups.
-WGMMA_STRIDES = (128, 256)
+# bitplane_sm90a.cu: 128 x 128 tiles, 256 threads, 4 stages of 16 words (A and B tiles).
+_WG_TILE, _WG_THREADS, _WG_STAGE_WORDS = 128, 256, 16
+_WG_SMEM = 4 * 2 * _WG_TILE * _WG_STAGE_WORDS * 4
+_WG_BLOCKS_PER_SM = 2  # __launch_bounds__(256, 2): split K until the grid fills this
 _PACK_WORDS_PER_BLOCK = 8
 _MAX_GRID_Y = 65535
 
@@ -350,16 +351,7 @@ def packed_matmul_gpu(
     suffix = "_i32" if out_dtype == "int32" else "_i64"
     codes = np.int32(_ENCODINGS[encoding])
     if kernel == "wgmma":
-        Xw, Ww = _words_multiple_of_4(Xd.words), _words_multiple_of_4(Wd.words)
-        grid = (-(-n // _WG_TILE), -(-m // _WG_TILE), 1)
-        operands = (Xw, Ww, Xd.popcounts, Wd.popcounts, out)
-        sizes = (m, n, Xw.shape[2], Xd.k, Xd.bits, Wd.bits)
-        args = (*operands, *map(np.int32, sizes), codes, *map(np.uint32, WGMMA_STRIDES))
-        _check_grid(grid)
-        fn = _kernel("bitplane_gemm_wgmma" + suffix)
-        fn.max_dynamic_shared_size_bytes = _WG_SMEM
-        fn(grid, (_WG_THREADS, 1, 1), args, shared_mem=_WG_SMEM)
-        return out
+        return _wgmma(Xd, Wd, encoding, out_dtype)
     if kernel == "portable":
         block = (_PT_TILE, _PT_TILE, 1)
         grid = (-(-n // _PT_TILE), -(-m // _PT_TILE), 1)
@@ -374,6 +366,50 @@ def packed_matmul_gpu(
     identity_code = np.int32(_IDENTITIES[identity])
     _kernel(name + suffix)(grid, block, (*operands, *map(np.int32, sizes), codes, identity_code))
     return out
+
+
+def _wgmma(X: PackedPlanes, W: PackedPlanes, encoding: str, out_dtype: str) -> Any:
+    """Launch bitplane_gemm_wgmma_* (see the file comment of bitplane_sm90a.cu)."""
+    import cupy
+
+    a, b, k = X.bits, W.bits, X.k
+    if encoding == "twos":  # offset binary: all plane weights positive (Horner's rule)
+        X, W = _offset_binary(X), _offset_binary(W)
+        alpha, beta_x, beta_w, gamma = 1, -(1 << (b - 1)), -(1 << (a - 1)), 1 << (a + b - 2)
+    elif encoding == "bipolar":
+        top_x, top_w = (1 << a) - 1, (1 << b) - 1
+        alpha, beta_x, beta_w, gamma = 4, -2 * top_w, -2 * top_x, top_x * top_w
+    else:
+        alpha, beta_x, beta_w, gamma = 1, 0, 0, 0
+    Xw, Ww = _words_multiple_of_4(X.words), _words_multiple_of_4(W.words)
+    m, n, kw = X.rows, W.rows, int(Xw.shape[2])
+    grid_x, grid_y = -(-n // _WG_TILE), -(-m // _WG_TILE)
+    _check_grid((grid_x, grid_y, 1))
+    stages = -(-kw // _WG_STAGE_WORDS)
+    wanted = _WG_BLOCKS_PER_SM * cupy.cuda.Device().attributes["MultiProcessorCount"]
+    splits = min(stages, -(-wanted // (grid_x * grid_y)))
+    per_split = -(-stages // splits)
+    splits = -(-stages // per_split)
+    out = (cupy.zeros if splits > 1 else cupy.empty)((m, n), dtype=out_dtype)
+    sizes = (m, n, kw, k, a, b, alpha, beta_x, beta_w, gamma, per_split)
+    args = (Xw, Ww, X.popcounts, W.popcounts, out, *map(np.int32, sizes))
+    fn = _kernel("bitplane_gemm_wgmma_" + ("i32" if out_dtype == "int32" else "i64"))
+    fn.max_dynamic_shared_size_bytes = _WG_SMEM
+    fn((grid_x, grid_y, splits), (_WG_THREADS, 1, 1), args, shared_mem=_WG_SMEM)
+    return out
+
+
+def _offset_binary(P: PackedPlanes) -> PackedPlanes:
+    """Two's-complement planes as offset binary: the top plane inverted on the ``k`` bits."""
+    import cupy
+
+    words, popcounts = P.words.copy(), P.popcounts.copy()
+    mask = cupy.full(words.shape[2], 0xFFFFFFFF, dtype=cupy.uint32)
+    if P.k % 32:
+        mask[-1] = (1 << (P.k % 32)) - 1  # pad bits stay zero
+    words[-1] = ~words[-1] & mask
+    popcounts[-1] = P.k - popcounts[-1]
+    return PackedPlanes(words, P.k, popcounts)
 
 
 def _check_architecture(kernel: str, cc: int) -> None:

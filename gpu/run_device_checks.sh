@@ -34,9 +34,8 @@ export PYTHONUNBUFFERED=1
 } >"$OUT/device.txt" 2>&1
 cat "$OUT/device.txt"
 
-# 1. Smoke test of every kernel on one small product, before the long runs, so that a broken
-#    kernel shows up with its own error; for wgmma also the swapped descriptor strides, which
-#    tell a layout mistake from an arithmetic one.
+# 1. Smoke test of every kernel on a few products, before the long runs, so that a broken
+#    kernel shows up with its own error.
 "$PY" - >"$OUT/smoke.txt" 2>&1 <<'EOF'
 import traceback
 import numpy as np
@@ -44,25 +43,22 @@ from numlib.bitplane import pack, packed_matmul
 import gpu.bitplane as gb
 
 rng = np.random.default_rng(0)
-for a, b, m, n, k in [(1, 1, 200, 150, 1000), (2, 2, 70, 300, 4096), (8, 8, 33, 17, 257)]:
+cases = [(1, 1, 200, 150, 1000), (2, 2, 70, 300, 4096), (8, 8, 33, 17, 257), (1, 1, 1, 4096, 4096)]
+for a, b, m, n, k in cases:
     Xp = pack(rng.integers(0, 1 << a, (m, k), dtype=np.uint8), a)
     Wp = pack(rng.integers(0, 1 << b, (n, k), dtype=np.uint8), b)
-    want = packed_matmul(Xp, Wp)
-    for kernel in ("portable", "mma", "wgmma"):
-        try:
-            got = gb.packed_matmul_gpu(Xp, Wp, kernel=kernel, out_dtype="int32").get()
-            print(f"W{b}A{a} {m}x{n}x{k} {kernel}: max|err| = {np.abs(got - want).max()}")
-        except Exception:
-            print(f"W{b}A{a} {kernel}: FAILED"); traceback.print_exc()
-default = gb.WGMMA_STRIDES
-for strides in (default, default[::-1]):
-    gb.WGMMA_STRIDES = strides
-    try:
-        got = gb.packed_matmul_gpu(Xp, Wp, kernel="wgmma", out_dtype="int32").get()
-        print("wgmma strides", strides, "max|err| =", np.abs(got - want).max())
-    except Exception:
-        traceback.print_exc()
-gb.WGMMA_STRIDES = default
+    for encoding in ("bipolar", "twos"):
+        want = packed_matmul(Xp, Wp, encoding=encoding)
+        for kernel in ("portable", "mma", "wgmma"):
+            try:
+                got = gb.packed_matmul_gpu(
+                    Xp, Wp, encoding=encoding, kernel=kernel, out_dtype="int32"
+                ).get()
+                err = np.abs(got - want).max()
+                print(f"W{b}A{a} {m}x{n}x{k} {encoding} {kernel}: max|err| = {err}")
+            except Exception:
+                print(f"W{b}A{a} {encoding} {kernel}: FAILED")
+                traceback.print_exc()
 EOF
 cat "$OUT/smoke.txt"
 

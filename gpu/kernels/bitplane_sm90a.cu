@@ -9,22 +9,36 @@
 // which needs the architecture-specific target sm_90a (NVRTC or nvcc -arch=sm_90a).
 //
 // Block: two warpgroups (256 threads) own a 128 x 128 output tile; warpgroup g owns rows
-// 64 g .. 64 g + 63, one m64n128 accumulator (64 s32 registers per thread). The k loop runs
-// over stages of 1024 bits (32 words, four wgmma k-steps), WG_STAGES deep in shared memory,
-// filled by cp.async (16-byte chunks, zero-filled past the matrix edges, which contributes
-// nothing to an AND popcount). Plane pairs (i, j) run one after another through the same
-// pipeline; after each pair the epilogue turns s = popc(x AND w) into the plane product
-// P_ij (bipolar: 4 s - 2 popc(x) - 2 popc(w) + K; unsigned/two's complement: s; the XOR
-// identity gives the same integer, see bitplane.cu) and adds c_i d_j P_ij into an int32 total.
-// int32 is exact because the caller checks K (2^a - 1)(2^b - 1) < 2^31.
+// 64 g .. 64 g + 63, one m64n128 s32 accumulator (64 registers per thread), two blocks per
+// multiprocessor. The k loop runs over stages of 512 bits (16 words, two wgmma k-steps),
+// WG_STAGES deep in shared memory, filled by cp.async (16-byte chunks, zero-filled past the
+// matrix edges, which adds nothing to an AND popcount) two stages ahead, while one group of
+// MMAs stays in flight (wgmma.wait_group 1).
+//
+// One accumulator for all plane pairs (Horner's rule): with non-negative plane weights
+// c_i d_j = 2^(i+j), D = sum_ij 2^(i+j) s_ij = sum_t 2^t sum_{i+j=t} s_ij, so pairs run in
+// decreasing t and the accumulator is doubled whenever t drops. D <= K (2^a-1)(2^b-1) < 2^31
+// (the caller checks it). The recovery is then affine in D and the weighted popcounts
+// PX(r) = sum_i 2^i popc(x_i,r), PW(c) = sum_j 2^j popc(w_j,c):
+//   out = alpha D + beta_x PX + beta_w PW + gamma K,
+// bipolar (alpha, beta_x, beta_w, gamma) = (4, -2(2^b-1), -2(2^a-1), (2^a-1)(2^b-1)) from
+// P_ij = 4 s - 2 popc(x) - 2 popc(w) + K; unsigned (1, 0, 0, 0). Two's complement codes are
+// passed as offset binary (top plane inverted, gpu/bitplane.py): v = u' - 2^(a-1), so
+// (1, -2^(b-1), -2^(a-1), 2^(a+b-2)). The XOR identity gives the same integers (bitplane.cu).
+//
+// Split K (gridDim.z > 1, for grids too small to fill the device, e.g. one token): block z
+// takes stages [z kt_per_split, (z + 1) kt_per_split) of every pair and adds its share into a
+// zeroed output with integer atomics; only z = 0 adds the popcount terms. Integer addition is
+// exact modulo 2^32 (or 2^64), and the final value fits, so the result is exact whatever the
+// order of the atomics.
 //
 // Shared-memory operand layout (no swizzle, "interleave" mode of the matrix descriptor): for
 // each k-step of 256 bits a tile of R rows is stored as core matrices of 8 rows x 16 bytes
 // (128 contiguous bytes, row r % 8 at byte 16 (r % 8)); the two cores of a row's 32 bytes are
 // 128 bytes apart (leading-dimension byte offset, along K) and consecutive 8-row groups 256
 // bytes apart (stride-dimension byte offset, along M or N). The b1 k256 operand has the same
-// byte layout as a 16-bit k16 one (32 bytes per row). Both offsets are kernel arguments so
-// that a device check can confirm them (gpu/bitplane.py passes 128 and 256).
+// byte layout as a 16-bit k16 one (32 bytes per row). (Checked on an H200: swapping the two
+// offsets gives wrong products.)
 //
 // Reference: Jia et al., "Efficient Arbitrary Precision Acceleration for Large Language Models
 // on GPU Tensor Cores", ASP-DAC 2025, arXiv:2409.17870 (bit-plane decomposition, recovery
@@ -33,38 +47,33 @@
 #define WG_BM 128
 #define WG_BN 128
 #define WG_THREADS 256
-#define WG_STAGE_WORDS 32
-#define WG_STAGES 3
-#define WG_TILE_BYTES (WG_BM * WG_STAGE_WORDS * 4)  // one operand, one stage: 16 KiB
+#define WG_STAGE_WORDS 16
+#define WG_STAGES 4
+#define WG_TILE_BYTES (WG_BM * WG_STAGE_WORDS * 4)  // one operand, one stage: 8 KiB
 #define WG_STAGE_BYTES (2 * WG_TILE_BYTES)          // A and B
-#define WG_ENC_BIPOLAR 0
-#define WG_ENC_TWOS 2
+#define WG_KSTEP_BYTES (WG_BM * 32)                 // 128 rows x 256 bits
+#define WG_LBO 128                                  // bytes between the two k-cores of a row
+#define WG_SBO 256                                  // bytes between 8-row groups
 
-__device__ __forceinline__ int wg_plane_weight(int p, int bits, int encoding) {
-    const int w = 1 << p;
-    return (encoding == WG_ENC_TWOS && p == bits - 1) ? -w : w;
-}
-
-__device__ __forceinline__ unsigned long long wg_desc(unsigned saddr, unsigned lbo, unsigned sbo) {
+__device__ __forceinline__ unsigned long long wg_desc(unsigned saddr) {
     return (unsigned long long)((saddr & 0x3FFFF) >> 4) |
-           ((unsigned long long)((lbo >> 4) & 0x3FFF) << 16) |
-           ((unsigned long long)((sbo >> 4) & 0x3FFF) << 32);
+           ((unsigned long long)(WG_LBO >> 4) << 16) | ((unsigned long long)(WG_SBO >> 4) << 32);
 }
 
-// Copies plane `plane` of rows [row0, row0 + 128) and words [w0, w0 + 32) of a packed operand
-// into one stage tile: 1024 chunks of 16 bytes, four per thread. Lanes 0..7 take eight rows of
+// Copies plane `plane` of rows [row0, row0 + 128) and words [w0, w0 + 16) of a packed operand
+// into one stage tile: 512 chunks of 16 bytes, two per thread. Lanes 0..7 take eight rows of
 // one chunk, so a warp reads 64 contiguous bytes of each of 8 rows and writes 128 contiguous
 // bytes of shared memory per chunk column (no bank conflicts).
 __device__ __forceinline__ void wg_load_tile(unsigned sbase, const unsigned* __restrict__ P,
                                              int plane, int rows, int kw, int row0, int w0) {
 #pragma unroll
-    for (int it = 0; it < 4; ++it) {
+    for (int it = 0; it < 2; ++it) {
         const int q = threadIdx.x + WG_THREADS * it;
-        const int rlo = q & 7, c = (q >> 3) & 7, rg = q >> 6;
+        const int rlo = q & 7, c = (q >> 3) & 3, rg = q >> 5;
         const int r = row0 + rg * 8 + rlo, w = w0 + 4 * c;
         const bool ok = r < rows && w < kw;
         const unsigned* src = ok ? P + ((long long)plane * rows + r) * kw + w : P;
-        const unsigned dst = sbase + (c >> 1) * (WG_BM * 32) + rg * 256 + (c & 1) * 128 + rlo * 16;
+        const unsigned dst = sbase + (c >> 1) * WG_KSTEP_BYTES + rg * 256 + (c & 1) * 128 + rlo * 16;
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
                      "r"(ok ? 16 : 0));
     }
@@ -94,13 +103,45 @@ __device__ __forceinline__ void wg_fence_operands(int (&d)[64]) {
     for (int i = 0; i < 64; ++i) asm volatile("" : "+r"(d[i])::"memory");
 }
 
+// Plane pair number p in Horner order: decreasing t = i + j, increasing i within one t.
+__device__ __forceinline__ int wg_pair(int p, int ax, int bw, int& i) {
+    for (int t = ax + bw - 2;; --t) {
+        const int lo = max(0, t - (bw - 1)), count = min(ax - 1, t) - lo + 1;
+        if (p < count) {
+            i = lo + p;
+            return t;
+        }
+        p -= count;
+    }
+}
+
+__device__ __forceinline__ long long wg_weighted_popcount(const long long* __restrict__ pop,
+                                                         int planes, int rows, int r) {
+    long long total = 0;
+    for (int p = planes - 1; p >= 0; --p) total = 2 * total + pop[(long long)p * rows + r];
+    return total;
+}
+
+__device__ __forceinline__ void wg_store(int* out, int v) { *out = v; }
+__device__ __forceinline__ void wg_store(long long* out, long long v) { *out = v; }
+__device__ __forceinline__ void wg_store2(int* out, int a, int b) {
+    *reinterpret_cast<int2*>(out) = make_int2(a, b);
+}
+__device__ __forceinline__ void wg_store2(long long* out, long long a, long long b) {
+    *reinterpret_cast<longlong2*>(out) = make_longlong2(a, b);
+}
+__device__ __forceinline__ void wg_add(int* out, int v) { atomicAdd(out, v); }
+__device__ __forceinline__ void wg_add(long long* out, long long v) {
+    atomicAdd(reinterpret_cast<unsigned long long*>(out), (unsigned long long)v);
+}
+
 template <typename Out>
 __device__ __forceinline__ void wg_gemm(const unsigned* __restrict__ X,
                                         const unsigned* __restrict__ W,
                                         const long long* __restrict__ popx,
                                         const long long* __restrict__ popw, Out* __restrict__ out,
-                                        int m, int n, int kw, int K, int ax, int bw, int encoding,
-                                        unsigned lbo, unsigned sbo) {
+                                        int m, int n, int kw, int K, int ax, int bw, int alpha,
+                                        int beta_x, int beta_w, int gamma, int kt_per_split) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
     extern __shared__ __align__(1024) unsigned char smem[];
     unsigned sbase;
@@ -111,66 +152,102 @@ __device__ __forceinline__ void wg_gemm(const unsigned* __restrict__ X,
     const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
     const int g = lane >> 2, tig = lane & 3;
     const int kt_count = (kw + WG_STAGE_WORDS - 1) / WG_STAGE_WORDS;
-    const int iters = ax * bw * kt_count;
+    const int kt_begin = blockIdx.z * kt_per_split;
+    const int kt_local = min(kt_per_split, kt_count - kt_begin);
+    const int iters = ax * bw * kt_local;
+    const bool active = row0 + 64 * wg < m;  // warpgroup-uniform: rows past m need no MMA
 
     auto load_stage = [&](int it) {
-        const int pair = it / kt_count, w0 = (it % kt_count) * WG_STAGE_WORDS;
+        int i;
+        const int t = wg_pair(it / kt_local, ax, bw, i);
+        const int w0 = (kt_begin + it % kt_local) * WG_STAGE_WORDS;
         const unsigned s = sbase + (it % WG_STAGES) * WG_STAGE_BYTES;
-        wg_load_tile(s, X, pair / bw, m, kw, row0, w0);
-        wg_load_tile(s + WG_TILE_BYTES, W, pair % bw, n, kw, col0, w0);
+        wg_load_tile(s, X, i, m, kw, row0, w0);
+        wg_load_tile(s + WG_TILE_BYTES, W, t - i, n, kw, col0, w0);
     };
 #pragma unroll
-    for (int s = 0; s < WG_STAGES - 1; ++s) {
+    for (int s = 0; s < WG_STAGES - 2; ++s) {
         if (s < iters) load_stage(s);
         asm volatile("cp.async.commit_group;\n" ::);
     }
 
-    int d[64], total[64];
+    int d[64];
 #pragma unroll
-    for (int e = 0; e < 64; ++e) d[e] = total[e] = 0;
+    for (int e = 0; e < 64; ++e) d[e] = 0;
+    int t_prev = ax + bw - 2;
 
     for (int it = 0; it < iters; ++it) {
-        asm volatile("cp.async.wait_group %0;\n" ::"n"(WG_STAGES - 2));
+        asm volatile("cp.async.wait_group %0;\n" ::"n"(WG_STAGES - 3));
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         __syncthreads();
-        const unsigned a = sbase + (it % WG_STAGES) * WG_STAGE_BYTES + wg * (64 / 8) * 256;
-        const unsigned b = sbase + (it % WG_STAGES) * WG_STAGE_BYTES + WG_TILE_BYTES;
-        wg_fence_operands(d);
-        asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#pragma unroll
-        for (int ks = 0; ks < WG_STAGE_WORDS / 8; ++ks)
-            wg_mma(d, wg_desc(a + ks * WG_BM * 32, lbo, sbo), wg_desc(b + ks * WG_BN * 32, lbo, sbo));
-        asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-        asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-        wg_fence_operands(d);
-        // Stage (it + STAGES - 1) % STAGES was last read in iteration it - 1, which every
-        // thread has finished (the barrier above), so it can be refilled now.
-        if (it + WG_STAGES - 1 < iters) load_stage(it + WG_STAGES - 1);
+        // Stage (it + 2) % 4 was last read by the MMAs of iteration it - 2, which every
+        // warpgroup has waited for (wait_group 1 in iteration it - 1, then the barrier).
+        if (it + WG_STAGES - 2 < iters) load_stage(it + WG_STAGES - 2);
         asm volatile("cp.async.commit_group;\n" ::);
-
-        if ((it + 1) % kt_count == 0) {  // plane pair finished: recover into the total
-            const int pair = it / kt_count, i = pair / bw, j = pair % bw;
-            const int cij = wg_plane_weight(i, ax, encoding) * wg_plane_weight(j, bw, encoding);
+        if (it % kt_local == 0) {
+            int i;
+            const int t = wg_pair(it / kt_local, ax, bw, i);
+            if (t != t_prev) {  // t dropped by one: D <- 2 D (Horner), after the MMAs land
+                asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+                wg_fence_operands(d);
 #pragma unroll
-            for (int e = 0; e < 64; ++e) {
-                int P = d[e];
-                if (encoding == WG_ENC_BIPOLAR) {
-                    const int r = row0 + 64 * wg + 16 * warp + g + 8 * ((e >> 1) & 1);
-                    const int c = col0 + 8 * (e >> 2) + 2 * tig + (e & 1);
-                    const int px = r < m ? (int)popx[(long long)i * m + r] : 0;
-                    const int pw = c < n ? (int)popw[(long long)j * n + c] : 0;
-                    P = 4 * P - 2 * px - 2 * pw + K;
-                }
-                total[e] += cij * P;
-                d[e] = 0;
+                for (int e = 0; e < 64; ++e) d[e] *= 2;
+                t_prev = t;
             }
         }
+        if (active) {
+            const unsigned stage = sbase + (it % WG_STAGES) * WG_STAGE_BYTES;
+            const unsigned a = stage + wg * (64 / 8) * 256, b = stage + WG_TILE_BYTES;
+            wg_fence_operands(d);
+            asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+            for (int ks = 0; ks < WG_STAGE_WORDS / 8; ++ks)
+                wg_mma(d, wg_desc(a + ks * WG_KSTEP_BYTES), wg_desc(b + ks * WG_KSTEP_BYTES));
+            asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+            asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+        }
+    }
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    wg_fence_operands(d);
+    if (!active) return;
+
+    const bool split = gridDim.z > 1, corrections = blockIdx.z == 0;
+    const int rbase = row0 + 64 * wg + 16 * warp + g;
+    long long row_term[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int r = rbase + 8 * h;
+        row_term[h] = corrections && r < m
+                          ? beta_x * wg_weighted_popcount(popx, ax, m, r) + (long long)gamma * K
+                          : 0;
     }
 #pragma unroll
-    for (int e = 0; e < 64; ++e) {
-        const int r = row0 + 64 * wg + 16 * warp + g + 8 * ((e >> 1) & 1);
-        const int c = col0 + 8 * (e >> 2) + 2 * tig + (e & 1);
-        if (r < m && c < n) out[(long long)r * n + c] = (Out)total[e];
+    for (int c8 = 0; c8 < WG_BN / 8; ++c8) {
+        const int c = col0 + 8 * c8 + 2 * tig;
+        long long col_term[2];
+#pragma unroll
+        for (int q = 0; q < 2; ++q)
+            col_term[q] = corrections && c + q < n
+                              ? beta_w * wg_weighted_popcount(popw, bw, n, c + q)
+                              : 0;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const int r = rbase + 8 * h;
+            if (r >= m) continue;
+            const Out v0 = (Out)(alpha * (long long)d[4 * c8 + 2 * h] + row_term[h] + col_term[0]);
+            const Out v1 =
+                (Out)(alpha * (long long)d[4 * c8 + 2 * h + 1] + row_term[h] + col_term[1]);
+            Out* dst = out + (long long)r * n + c;
+            if (split) {
+                if (c < n) wg_add(dst, v0);
+                if (c + 1 < n) wg_add(dst + 1, v1);
+            } else if (c + 1 < n && (n & 1) == 0) {
+                wg_store2(dst, v0, v1);  // 8 (16) aligned bytes: c and n are even
+            } else {
+                if (c < n) wg_store(dst, v0);
+                if (c + 1 < n) wg_store(dst + 1, v1);
+            }
+        }
     }
 #else
     __trap();  // needs sm_90a; gpu/bitplane.py compiles this file for that target only
@@ -180,15 +257,16 @@ __device__ __forceinline__ void wg_gemm(const unsigned* __restrict__ X,
 #define WG_ARGS(Out)                                                                      \
     const unsigned *__restrict__ X, const unsigned *__restrict__ W,                       \
         const long long *__restrict__ popx, const long long *__restrict__ popw,           \
-        Out *__restrict__ out, int m, int n, int kw, int K, int ax, int bw, int encoding, \
-        unsigned lbo, unsigned sbo
-#define WG_PASS X, W, popx, popw, out, m, n, kw, K, ax, bw, encoding, lbo, sbo
+        Out *__restrict__ out, int m, int n, int kw, int K, int ax, int bw, int alpha,    \
+        int beta_x, int beta_w, int gamma, int kt_per_split
+#define WG_PASS X, W, popx, popw, out, m, n, kw, K, ax, bw, alpha, beta_x, beta_w, gamma, \
+                kt_per_split
 
-extern "C" __global__ void __launch_bounds__(WG_THREADS)
+extern "C" __global__ void __launch_bounds__(WG_THREADS, 2)
     bitplane_gemm_wgmma_i32(WG_ARGS(int)) {
     wg_gemm(WG_PASS);
 }
-extern "C" __global__ void __launch_bounds__(WG_THREADS)
+extern "C" __global__ void __launch_bounds__(WG_THREADS, 2)
     bitplane_gemm_wgmma_i64(WG_ARGS(long long)) {
     wg_gemm(WG_PASS);
 }
