@@ -16,6 +16,11 @@ Kernels live in ``gpu/kernels`` (see :mod:`gpu._cuda` for how they are compiled)
     ``wgmma.mma_async.sync.aligned.m64n128k256.s32.b1.b1.and.popc`` on 128 x 128 tiles
     fed by a four-stage cp.async pipeline, all plane pairs in one accumulator (Horner's
     rule), recovery in the epilogue, K split across blocks when the grid is small.
+``bitplane_gemv{4,16,32}_*`` (``kernel="gemv"``)
+    Few rows of ``X`` (decoding one to a few tokens): the weight planes are streamed once
+    from global memory, ``X`` sits in shared memory, ``__popc`` on words, one warp per
+    output column; the product is bandwidth-bound, so reading ``b`` bits per weight instead
+    of 8 is what it gains.
 ``bitplane_pack`` (:func:`pack_gpu`)
     Codes to packed planes and popcounts on the device (the preprocessing step).
 
@@ -55,6 +60,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "KERNEL_PATH",
     "SM90A_KERNEL_PATH",
+    "auto_kernel",
     "bitplane_matmul_gpu",
     "compute_capability",
     "int8_matmul_gpu",
@@ -65,13 +71,13 @@ __all__ = [
     "to_host",
 ]
 
-Kernel = Literal["auto", "portable", "mma", "wgmma"]
-Path_ = Literal["auto", "portable", "mma", "wgmma", "int8"]
+Kernel = Literal["auto", "portable", "mma", "wgmma", "gemv"]
+Path_ = Literal["auto", "portable", "mma", "wgmma", "gemv", "int8"]
 OutDtype = Literal["int64", "int32"]
 
 _ENCODINGS = {"bipolar": 0, "unsigned": 1, "twos": 2}
 _IDENTITIES = {"and": 0, "xor": 1}
-_KERNELS = ("auto", "portable", "mma", "wgmma")
+_KERNELS = ("auto", "portable", "mma", "wgmma", "gemv")
 _PATHS = (*_KERNELS, "int8")
 _OUT_DTYPES = ("int64", "int32")
 _MAX_BITS = 8
@@ -79,10 +85,16 @@ _MAX_K = (1 << 31) - 1  # int32 popcount accumulators in every kernel
 _INT32_MAX = (1 << 31) - 1
 _PT_TILE = 16  # bitplane_gemm_popc: 16 x 16 threads, one output element each
 _MMA_WARPS_M, _MMA_WARPS_N = 2, 2  # bitplane_gemm_mma: 4 warps, each a 16 x 8 tile
-# bitplane_sm90a.cu: 128 x 128 tiles, 256 threads, 4 stages of 16 words (A and B tiles).
-_WG_TILE, _WG_THREADS, _WG_STAGE_WORDS = 128, 256, 16
+# bitplane_sm90a.cu: 128 x 128 tiles, 256 threads, 4 stages of 16 words (A and B tiles),
+# two blocks per multiprocessor (__launch_bounds__).
+_WG_TILE, _WG_THREADS, _WG_STAGE_WORDS, _WG_BLOCKS_PER_SM = 128, 256, 16, 2
 _WG_SMEM = 4 * 2 * _WG_TILE * _WG_STAGE_WORDS * 4
-_WG_BLOCKS_PER_SM = 2  # __launch_bounds__(256, 2): split K until the grid fills this
+_WG_SPLIT_MAX_ROWS = 64  # split K only while the atomics (m n per split) stay cheap
+# bitplane_gemv{rows}_*: 8 warps per block, X in (dynamic) shared memory; per accumulator
+# count (rows of X), the blocks per multiprocessor of its __launch_bounds__.
+_GV_THREADS, _GV_MAX_SMEM = 256, 96 * 1024
+_GV_VARIANTS = {4: 6, 16: 4, 32: 2}
+_GV_MAX_ROWS = max(_GV_VARIANTS)
 _PACK_WORDS_PER_BLOCK = 8
 _MAX_GRID_Y = 65535
 
@@ -290,10 +302,11 @@ def packed_matmul_gpu(
     identity : {"and", "xor"}
         Plane-product identity (the Tensor-Core kernels evaluate both through AND + popc,
         which gives the same integer).
-    kernel : {"auto", "portable", "mma", "wgmma"}
-        ``"auto"``: ``"wgmma"`` on compute capability 9.0 when the int32 bound below holds,
-        ``"mma"`` on 8.0 and newer, ``"portable"`` below. For the precision rule (one INT8
-        GEMM for wide codes) use :func:`bitplane_matmul_gpu`.
+    kernel : {"auto", "portable", "mma", "wgmma", "gemv"}
+        ``"auto"``: ``"gemv"`` for at most 32 rows of ``X`` whose planes fit 96 KiB, else
+        ``"wgmma"`` on compute capability 9.0, ``"mma"`` on 8.0 and newer, ``"portable"``
+        below (``"gemv"`` and ``"wgmma"`` only within the int32 bound below). For the
+        precision rule (one INT8 GEMM for wide codes) use :func:`bitplane_matmul_gpu`.
     out_dtype : {"int64", "int32"}
         int32 halves the output traffic and needs ``K (2**a - 1)(2**b - 1) < 2**31``.
 
@@ -311,8 +324,8 @@ def packed_matmul_gpu(
         If an operand is not PackedPlanes-like.
     ValueError
         If ``encoding``, ``identity``, ``kernel`` or ``out_dtype`` is unknown, a width is
-        outside 1..8, the ``k`` differ, ``k >= 2**31``, or int32 (asked for, or needed by
-        ``"wgmma"``) cannot hold the result.
+        outside 1..8, the ``k`` differ, ``k >= 2**31``, int32 (asked for, or needed by
+        ``"wgmma"`` and ``"gemv"``) cannot hold the result, or ``"gemv"`` gets too many rows.
     """
     cupy = cupy_module()
     if encoding not in _ENCODINGS:
@@ -339,19 +352,21 @@ def packed_matmul_gpu(
         )
     cc = compute_capability()
     if kernel == "auto":
-        kernel = "wgmma" if cc == 90 and fits else "mma" if cc >= 80 else "portable"
+        kernel = auto_kernel(Xd.rows, Xd.k, Xd.bits, Wd.bits, cc)
     _check_architecture(kernel, cc)
-    if kernel == "wgmma" and not fits:
+    if kernel in ("wgmma", "gemv") and not fits:
         raise ValueError(
-            f"kernel='wgmma' recovers in int32, which cannot hold k (2**a - 1)(2**b - 1) for "
-            f"k={Xd.k}, a={Xd.bits}, b={Wd.bits}; use kernel='mma'"
+            f"kernel={kernel!r} recovers in int32, which cannot hold k (2**a - 1)(2**b - 1) "
+            f"for k={Xd.k}, a={Xd.bits}, b={Wd.bits}; use kernel='mma'"
         )
+    if kernel == "wgmma":
+        return _wgmma(Xd, Wd, encoding, out_dtype)
+    if kernel == "gemv":
+        return _gemv(Xd, Wd, encoding, out_dtype)
     m, n = Xd.rows, Wd.rows
     out = cupy.empty((m, n), dtype=out_dtype)
     suffix = "_i32" if out_dtype == "int32" else "_i64"
     codes = np.int32(_ENCODINGS[encoding])
-    if kernel == "wgmma":
-        return _wgmma(Xd, Wd, encoding, out_dtype)
     if kernel == "portable":
         block = (_PT_TILE, _PT_TILE, 1)
         grid = (-(-n // _PT_TILE), -(-m // _PT_TILE), 1)
@@ -368,34 +383,118 @@ def packed_matmul_gpu(
     return out
 
 
-def _wgmma(X: PackedPlanes, W: PackedPlanes, encoding: str, out_dtype: str) -> Any:
-    """Launch bitplane_gemm_wgmma_* (see the file comment of bitplane_sm90a.cu)."""
+def auto_kernel(m: int, k: int, bits_x: int, bits_w: int, cc: int) -> str:
+    """Return the kernel ``kernel="auto"`` runs for an ``m x k`` by ``n x k`` product.
+
+    ``"gemv"`` for at most 32 rows of X whose planes fit 96 KiB (the product is then
+    bandwidth-bound and reads ``bits_w`` bits per weight); otherwise ``"wgmma"`` on
+    compute capability 9.0, ``"mma"`` on 8.0 and newer, ``"portable"`` below. The
+    int32-recovering kernels (``"gemv"``, ``"wgmma"``) only when
+    ``k (2**bits_x - 1)(2**bits_w - 1) < 2**31``.
+
+    Raises
+    ------
+    ValueError
+        If a width is outside 1..8.
+
+    Examples
+    --------
+    >>> auto_kernel(1, 4096, 1, 1, 90), auto_kernel(4096, 4096, 1, 1, 90)
+    ('gemv', 'wgmma')
+    """
+    bits_x, bits_w = _check_bits(bits_x, "bits_x"), _check_bits(bits_w, "bits_w")
+    fits = _fits_int32(k, bits_x, bits_w)
+    if fits and _gemv_smem(m, bits_x, -(-k // 32)) is not None:
+        return "gemv"
+    if cc == 90 and fits:
+        return "wgmma"
+    return "mma" if cc >= 80 else "portable"
+
+
+def _affine_recovery(
+    X: PackedPlanes, W: PackedPlanes, encoding: str
+) -> tuple[PackedPlanes, PackedPlanes, tuple[int, int, int, int]]:
+    """Operands and ``(alpha, beta_x, beta_w, gamma)`` of the single-accumulator kernels.
+
+    ``out = alpha D + beta_x PX + beta_w PW + gamma K`` with ``D = sum_ij 2^(i+j) s_ij``
+    (see bitplane_sm90a.cu); two's complement goes through offset binary.
+    """
+    a, b = X.bits, W.bits
+    if encoding == "twos":
+        return (
+            _offset_binary(X),
+            _offset_binary(W),
+            (1, -(1 << (b - 1)), -(1 << (a - 1)), 1 << (a + b - 2)),
+        )
+    if encoding == "bipolar":
+        top_x, top_w = (1 << a) - 1, (1 << b) - 1
+        return X, W, (4, -2 * top_w, -2 * top_x, top_x * top_w)
+    return X, W, (1, 0, 0, 0)
+
+
+def _multiprocessors() -> int:
     import cupy
 
-    a, b, k = X.bits, W.bits, X.k
-    if encoding == "twos":  # offset binary: all plane weights positive (Horner's rule)
-        X, W = _offset_binary(X), _offset_binary(W)
-        alpha, beta_x, beta_w, gamma = 1, -(1 << (b - 1)), -(1 << (a - 1)), 1 << (a + b - 2)
-    elif encoding == "bipolar":
-        top_x, top_w = (1 << a) - 1, (1 << b) - 1
-        alpha, beta_x, beta_w, gamma = 4, -2 * top_w, -2 * top_x, top_x * top_w
-    else:
-        alpha, beta_x, beta_w, gamma = 1, 0, 0, 0
+    return int(cupy.cuda.Device().attributes["MultiProcessorCount"])
+
+
+def _wgmma(X: PackedPlanes, W: PackedPlanes, encoding: str, out_dtype: str) -> Any:
+    """Launch bitplane_gemm_wgmma_* (see the file comment of bitplane_sm90a.cu).
+
+    K is split across blocks when the grid would leave the device half idle and X has
+    few rows (the split adds with atomics, ``m n`` per split).
+    """
+    import cupy
+
+    m, n, k = X.rows, W.rows, X.k
+    X, W, constants = _affine_recovery(X, W, encoding)
     Xw, Ww = _words_multiple_of_4(X.words), _words_multiple_of_4(W.words)
-    m, n, kw = X.rows, W.rows, int(Xw.shape[2])
+    kw = int(Xw.shape[2])
     grid_x, grid_y = -(-n // _WG_TILE), -(-m // _WG_TILE)
     _check_grid((grid_x, grid_y, 1))
     stages = -(-kw // _WG_STAGE_WORDS)
-    wanted = _WG_BLOCKS_PER_SM * cupy.cuda.Device().attributes["MultiProcessorCount"]
-    splits = min(stages, -(-wanted // (grid_x * grid_y)))
+    splits = 1
+    if m <= _WG_SPLIT_MAX_ROWS:
+        wanted = _WG_BLOCKS_PER_SM * _multiprocessors()
+        splits = min(stages, -(-wanted // (grid_x * grid_y)))
     per_split = -(-stages // splits)
     splits = -(-stages // per_split)
     out = (cupy.zeros if splits > 1 else cupy.empty)((m, n), dtype=out_dtype)
-    sizes = (m, n, kw, k, a, b, alpha, beta_x, beta_w, gamma, per_split)
+    sizes = (m, n, kw, k, X.bits, W.bits, *constants, per_split)
     args = (Xw, Ww, X.popcounts, W.popcounts, out, *map(np.int32, sizes))
     fn = _kernel("bitplane_gemm_wgmma_" + ("i32" if out_dtype == "int32" else "i64"))
     fn.max_dynamic_shared_size_bytes = _WG_SMEM
     fn((grid_x, grid_y, splits), (_WG_THREADS, 1, 1), args, shared_mem=_WG_SMEM)
+    return out
+
+
+def _gemv_smem(m: int, bits_x: int, kw: int) -> int | None:
+    """Shared memory of bitplane_gemv_* for X (bytes), or None when it does not apply."""
+    smem = 4 * m * bits_x * kw
+    return smem if m <= _GV_MAX_ROWS and smem <= _GV_MAX_SMEM else None
+
+
+def _gemv(X: PackedPlanes, W: PackedPlanes, encoding: str, out_dtype: str) -> Any:
+    """Launch bitplane_gemv{4,16,32}_* (few rows of X; see its comment in bitplane.cu)."""
+    import cupy
+
+    m, n, k = X.rows, W.rows, X.k
+    X, W, constants = _affine_recovery(X, W, encoding)
+    kw = int(X.words.shape[2])
+    smem = _gemv_smem(m, X.bits, kw)
+    if smem is None:
+        raise ValueError(
+            f"kernel='gemv' needs at most {_GV_MAX_ROWS} rows of X whose planes fit "
+            f"{_GV_MAX_SMEM} bytes of shared memory, got {m} rows of {X.bits} planes and k={k}"
+        )
+    out = cupy.empty((m, n), dtype=out_dtype)
+    rows = min(r for r in _GV_VARIANTS if r >= m)
+    blocks = min(-(-n // (_GV_THREADS // 32)), _GV_VARIANTS[rows] * _multiprocessors())
+    sizes = (m, n, kw, k, X.bits, W.bits, *constants)
+    args = (X.words, W.words, X.popcounts, W.popcounts, out, *map(np.int32, sizes))
+    fn = _kernel(f"bitplane_gemv{rows}_" + ("i32" if out_dtype == "int32" else "i64"))
+    fn.max_dynamic_shared_size_bytes = max(smem, 1)
+    fn((blocks, 1, 1), (_GV_THREADS, 1, 1), args, shared_mem=smem)
     return out
 
 
@@ -455,8 +554,10 @@ def bitplane_matmul_gpu(
     ``X_codes`` (activations, ``m x k``) is packed on the device (:func:`pack_gpu`) or,
     on the INT8 path, mapped to int8 (:func:`gpu.int8.int8_operand`); ``W`` may be given
     prepared once (packed planes, or an ``Int8Operand``) so that repeated calls pay only
-    for the activations. ``path="auto"`` follows :func:`recommended_path`; the result
-    equals ``decode(X_codes) @ decode(W_codes).T`` exactly for every path.
+    for the activations. ``path="auto"`` follows :func:`recommended_path` between INT8 and
+    bit-serial, and a bit-serial product then picks its kernel as
+    :func:`packed_matmul_gpu` does (``"gemv"`` for few rows). The result equals
+    ``decode(X_codes) @ decode(W_codes).T`` exactly for every path.
 
     Parameters
     ----------
@@ -467,7 +568,7 @@ def bitplane_matmul_gpu(
     bits_x, bits_w : int
         Code widths, 1..8.
     encoding : {"bipolar", "unsigned", "twos"}
-    path : {"auto", "portable", "mma", "wgmma", "int8"}
+    path : {"auto", "portable", "mma", "wgmma", "gemv", "int8"}
 
     Returns
     -------
@@ -494,9 +595,10 @@ def bitplane_matmul_gpu(
     k = int(X_codes.shape[1]) if X_codes.ndim == 2 else 0
     fits = _fits_int32(k, bits_x, bits_w)
     if path == "auto":
-        path = recommended_path(bits_x, bits_w, compute_capability())
-        if path == "wgmma" and not fits:
-            path = "mma"  # the int32 recovery of wgmma cannot hold this product
+        # INT8 or bit-serial by the widths; a bit-serial product then picks its kernel as
+        # packed_matmul_gpu does (gemv for few rows)
+        binary = recommended_path(bits_x, bits_w, compute_capability()) != "int8"
+        path = "auto" if binary else "int8"
     if path == "int8":
         if not fits:
             raise ValueError(

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gpu._cuda import cupy_module
+from gpu._cuda import cupy_module, kernel
 
 if TYPE_CHECKING:  # pragma: no cover
     import cupy
@@ -101,21 +101,16 @@ def int8_operand(codes: Any, bits: int, encoding: str = "bipolar") -> Int8Operan
     return Int8Operand(t8, k, alpha, beta, t8.sum(axis=1, dtype=cupy.int32))
 
 
-_CORRECT = None
+_ROWS_PER_LAUNCH = 65535  # grid.y limit of int8_rank_one
 
 
-def _rank_one_correction() -> Any:
-    global _CORRECT
-    if _CORRECT is None:
-        import cupy
-
-        _CORRECT = cupy.ElementwiseKernel(
-            "raw int32 r, raw int32 c, int32 n",
-            "int32 out",
-            "out += r[i / n] + c[i % n]",
-            "numlib_int8_rank_one",
-        )
-    return _CORRECT
+def _add_rank_one(out: Any, row: Any, col: Any) -> None:
+    """``out += row[:, None] + col[None, :]`` in place (int32), by bitplane.cu's int8_rank_one."""
+    m, n = out.shape
+    fn = kernel("int8_rank_one")
+    for r0 in range(0, m, _ROWS_PER_LAUNCH):
+        rows = min(_ROWS_PER_LAUNCH, m - r0)
+        fn((-(-n // 1024), rows, 1), (256, 1, 1), (out[r0 : r0 + rows], row[r0:], col, np.int32(n)))
 
 
 def int8_product(X: Int8Operand, W: Int8Operand) -> cupy.ndarray:
@@ -136,7 +131,7 @@ def int8_product(X: Int8Operand, W: Int8Operand) -> cupy.ndarray:
         k = X.k
         r = (X.alpha * W.beta) * X.row_sums
         c = (X.beta * W.alpha) * W.row_sums + X.beta * W.beta * k
-        _rank_one_correction()(r, c.astype(r.dtype), np.int32(out.shape[1]), out)
+        _add_rank_one(out, r.astype(out.dtype), c.astype(out.dtype))
     return out
 
 

@@ -43,13 +43,14 @@ from numlib.bitplane import pack, packed_matmul
 import gpu.bitplane as gb
 
 rng = np.random.default_rng(0)
-cases = [(1, 1, 200, 150, 1000), (2, 2, 70, 300, 4096), (8, 8, 33, 17, 257), (1, 1, 1, 4096, 4096)]
+cases = [(1, 1, 200, 150, 1000), (2, 2, 70, 300, 4096), (8, 8, 33, 17, 257), (1, 1, 1, 4096, 4096),
+         (2, 2, 16, 4096, 4096), (1, 1, 1536, 2816, 4096)]
 for a, b, m, n, k in cases:
     Xp = pack(rng.integers(0, 1 << a, (m, k), dtype=np.uint8), a)
     Wp = pack(rng.integers(0, 1 << b, (n, k), dtype=np.uint8), b)
     for encoding in ("bipolar", "twos"):
         want = packed_matmul(Xp, Wp, encoding=encoding)
-        for kernel in ("portable", "mma", "wgmma"):
+        for kernel in ("portable", "mma", "wgmma") + (("gemv",) if m <= 32 else ()):
             try:
                 got = gb.packed_matmul_gpu(
                     Xp, Wp, encoding=encoding, kernel=kernel, out_dtype="int32"
@@ -59,6 +60,7 @@ for a, b, m, n, k in cases:
             except Exception:
                 print(f"W{b}A{a} {encoding} {kernel}: FAILED")
                 traceback.print_exc()
+
 EOF
 cat "$OUT/smoke.txt"
 

@@ -285,3 +285,122 @@ extern "C" __global__ void bitplane_pack(const unsigned char* __restrict__ codes
         }
     }
 }
+
+// Products with few rows of X (decode: one to a few tokens), any sm >= 70. The weights are read
+// once, straight from global memory (coalesced: lane l takes words l, l + 32, ... of a row), and
+// X, small, sits in shared memory. One warp per output column at a time, grid-stride; per X row
+// r a lane accumulates D_r = sum_ij 2^(i+j) popc(x_ir AND w_jc) over its words (Horner-free:
+// the weight is a shift), the warp sums the lanes, and lane r writes the recovery
+//   out[r][c] = alpha D_r + beta_x PX_r + beta_w PW_c + gamma K
+// with the affine constants and weighted popcounts of bitplane_sm90a.cu (two's complement
+// codes arrive as offset binary). D_r <= K (2^a - 1)(2^b - 1) < 2^31 (the caller checks it).
+// The kernel waits on memory, not on popcounts, so everything that can be loaded early is:
+// a batch of GV_UNROLL words per lane and plane at once, the column's popcounts before its
+// words, the lane's row popcounts once per warp. ROWS (4, 16 or 32, at least m) sizes the
+// accumulators, and fewer registers let more warps hide the latency.
+// Shared memory: X words, ax * m * kw (dynamic).
+#define GV_WARPS 8
+#define GV_UNROLL 4  // words per lane per batch
+
+template <int ROWS, typename Out>
+__device__ __forceinline__ void nl_gemv(const unsigned* __restrict__ X,
+                                        const unsigned* __restrict__ W,
+                                        const long long* __restrict__ popx,
+                                        const long long* __restrict__ popw,
+                                        Out* __restrict__ out, int m, int n, int kw, int K, int ax,
+                                        int bw, int alpha, int beta_x, int beta_w, int gamma) {
+    extern __shared__ unsigned xs[];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    long long row_term = 0;  // lane r < m: beta_x PX_r + gamma K
+    if (lane < m) {
+        for (int i = ax - 1; i >= 0; --i) row_term = 2 * row_term + popx[(long long)i * m + lane];
+        row_term = beta_x * row_term + (long long)gamma * K;
+    }
+    for (int q = threadIdx.x; q < ax * m * kw; q += blockDim.x) xs[q] = X[q];
+    __syncthreads();
+    for (int c = blockIdx.x * GV_WARPS + warp; c < n; c += gridDim.x * GV_WARPS) {
+        int pop[NL_MAX_BITS];  // popcounts are at most K < 2^31
+#pragma unroll
+        for (int j = 0; j < NL_MAX_BITS; ++j) pop[j] = j < bw ? (int)popw[(long long)j * n + c] : 0;
+        int acc[ROWS];
+#pragma unroll
+        for (int r = 0; r < ROWS; ++r) acc[r] = 0;
+        for (int w0 = lane; w0 < kw; w0 += 32 * GV_UNROLL) {
+            for (int j = 0; j < bw; ++j) {
+                unsigned wv[GV_UNROLL];
+#pragma unroll
+                for (int u = 0; u < GV_UNROLL; ++u) {
+                    const int w = w0 + 32 * u;
+                    wv[u] = w < kw ? __ldg(&W[((long long)j * n + c) * kw + w]) : 0u;
+                }
+                for (int i = 0; i < ax; ++i) {
+                    const unsigned* xi = xs + (long long)i * m * kw;
+#pragma unroll
+                    for (int u = 0; u < GV_UNROLL; ++u) {
+                        const int w = w0 + 32 * u;
+                        if (w >= kw) break;
+#pragma unroll
+                        for (int r = 0; r < ROWS; ++r)
+                            if (r < m) acc[r] += __popc(xi[r * kw + w] & wv[u]) << (i + j);
+                    }
+                }
+            }
+        }
+        long long pw = 0;
+#pragma unroll
+        for (int j = NL_MAX_BITS - 1; j >= 0; --j) pw = 2 * pw + pop[j];
+#pragma unroll
+        for (int r = 0; r < ROWS; ++r) {
+            if (r < m) {
+                int total = acc[r];
+                for (int off = 16; off > 0; off >>= 1)
+                    total += __shfl_xor_sync(0xffffffffu, total, off);
+                if (lane == r)
+                    out[(long long)r * n + c] =
+                        (Out)(alpha * (long long)total + row_term + beta_w * pw);
+            }
+        }
+    }
+}
+
+#define NL_GEMV_ARGS(Out)                                                                 \
+    const unsigned *__restrict__ X, const unsigned *__restrict__ W,                       \
+        const long long *__restrict__ popx, const long long *__restrict__ popw,           \
+        Out *__restrict__ out, int m, int n, int kw, int K, int ax, int bw, int alpha,    \
+        int beta_x, int beta_w, int gamma
+#define NL_GEMV_PASS X, W, popx, popw, out, m, n, kw, K, ax, bw, alpha, beta_x, beta_w, gamma
+
+// Blocks per multiprocessor: as many as the accumulators allow without spills (launch bounds).
+#define NL_GEMV(ROWS, BLOCKS)                                                                 \
+    extern "C" __global__ void __launch_bounds__(GV_WARPS * 32, BLOCKS)                     \
+        bitplane_gemv##ROWS##_i32(NL_GEMV_ARGS(int)) {                                        \
+        nl_gemv<ROWS>(NL_GEMV_PASS);                                                          \
+    }                                                                                         \
+    extern "C" __global__ void __launch_bounds__(GV_WARPS * 32, BLOCKS)                     \
+        bitplane_gemv##ROWS##_i64(NL_GEMV_ARGS(long long)) {                                  \
+        nl_gemv<ROWS>(NL_GEMV_PASS);                                                          \
+    }
+NL_GEMV(4, 6)
+NL_GEMV(16, 4)
+NL_GEMV(32, 2)
+
+// out[r][c] += row[r] + col[c] for an int32 m x n matrix (the rank-one corrections of the
+// INT8 path, gpu/int8.py). Grid (ceil(n / 1024), m), four columns per thread: no index
+// division, 16-byte accesses where n % 4 == 0 keeps the rows aligned.
+extern "C" __global__ void int8_rank_one(int* __restrict__ out, const int* __restrict__ row,
+                                         const int* __restrict__ col, int n) {
+    const int c = 4 * (blockIdx.x * blockDim.x + threadIdx.x), r = blockIdx.y;
+    int* o = out + (long long)r * n + c;
+    const int base = row[r];
+    if ((n & 3) == 0 && c < n) {
+        int4 v = *reinterpret_cast<int4*>(o);
+        const int4 d = *reinterpret_cast<const int4*>(col + c);
+        v.x += base + d.x;
+        v.y += base + d.y;
+        v.z += base + d.z;
+        v.w += base + d.w;
+        *reinterpret_cast<int4*>(o) = v;
+    } else {
+        for (int q = 0; q < 4 && c + q < n; ++q) o[q] += base + col[c + q];
+    }
+}

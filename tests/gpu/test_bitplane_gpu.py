@@ -19,7 +19,7 @@ pytestmark = pytest.mark.gpu
 PAIRS = [(1, 1), (1, 2), (2, 1), (2, 2), (3, 5), (4, 4), (1, 8), (8, 1), (5, 7), (8, 8)]
 # k not a multiple of 32 (and of 256, the MMA chunk), one below a word, one exact multiple.
 KS = [1, 31, 33, 100, 257, 300, 512]
-KERNELS = ["portable", "mma", "wgmma"]
+KERNELS = ["portable", "mma", "wgmma", "gemv"]
 
 
 def _cc() -> int:
@@ -56,8 +56,9 @@ def test_matches_oracle(
     _skip_unsupported(kernel)
     rng = np.random.default_rng([a, b, len(encoding), len(identity), len(kernel)])
     for k in KS:
-        # m, n not multiples of the tiles (16 x 16 portable, 32 x 16 per MMA block).
-        Xp, Wp = _operands(rng, 37, 19, k, a, b)
+        # m, n not multiples of the tiles (16 x 16 portable, 32 x 16 per MMA block); gemv
+        # takes at most 32 rows.
+        Xp, Wp = _operands(rng, 29 if kernel == "gemv" else 37, 19, k, a, b)
         want = packed_matmul(Xp, Wp, encoding=encoding, identity=identity)
         got = packed_matmul_gpu(
             to_device(Xp),
@@ -81,7 +82,8 @@ def test_many_blocks_and_extreme_codes(kernel: str, identity: str) -> None:
 
     _skip_unsupported(kernel)
     rng = np.random.default_rng(7)
-    m, n, k = 300, 211, 4133
+    # gemv: at most 32 rows of X, whose 8 planes fit 96 KiB
+    m, n, k = 8 if kernel == "gemv" else 300, 211, 4133
     for encoding in ENCODINGS:
         Xp, Wp = _operands(rng, m, n, k, 8, 8)
         want = packed_matmul(Xp, Wp, encoding=encoding, identity=identity)
@@ -89,7 +91,7 @@ def test_many_blocks_and_extreme_codes(kernel: str, identity: str) -> None:
         np.testing.assert_array_equal(cupy.asnumpy(got), want)
     # all-ones / all-zeros codes: the largest magnitudes of every encoding
     for fill in (0, 255):
-        X = np.full((33, k), fill, dtype=np.uint8)
+        X = np.full((min(m, 33), k), fill, dtype=np.uint8)
         Xp, Wp = pack(X, 8), pack(np.full((17, k), 255 - fill, dtype=np.uint8), 8)
         for encoding in ENCODINGS:
             want = packed_matmul(Xp, Wp, encoding=encoding, identity=identity)
@@ -199,7 +201,7 @@ def test_pack_gpu_errors() -> None:
         pack_gpu(np.zeros(3, np.uint8), 2)
 
 
-PATHS = ["portable", "mma", "wgmma", "int8"]
+PATHS = ["portable", "mma", "wgmma", "gemv", "int8"]
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -214,7 +216,9 @@ def test_bitplane_matmul_gpu_every_path_is_exact(a: int, b: int, encoding: str, 
 
     _skip_unsupported(path)
     rng = np.random.default_rng([a, b, len(encoding), len(path)])
-    for m, n, k in [(1, 1, 1), (37, 19, 33), (130, 260, 1030)]:
+    for m, n, k in [(1, 1, 1), (10, 19, 70), (37, 19, 33), (130, 260, 1030)]:
+        if path == "gemv" and m > 32:
+            continue
         X = rng.integers(0, 1 << a, size=(m, k), dtype=np.uint8)
         W = rng.integers(0, 1 << b, size=(n, k), dtype=np.uint8)
         want = decode(X, a, encoding).astype(np.int64) @ decode(W, b, encoding).astype(np.int64).T
@@ -253,3 +257,33 @@ def test_bitplane_matmul_gpu_prepared_weights_and_errors() -> None:
     with pytest.raises(ValueError, match="int32"):
         bitplane_matmul_gpu(big, big, 8, 8, path="int8")
     assert bitplane_matmul_gpu(big, big, 8, 8, path="portable").dtype == cupy.int64
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_wgmma_many_tiles_and_split_k(encoding: str) -> None:
+    """Full waves of tiles and the split-K atomics reproduce the oracle.
+
+    1536 x 2816 is 12 x 22 tiles of 128 x 128; 20 x 300 with k = 4133 is a three-tile grid
+    that splits its nine k-stages across blocks.
+    """
+    import cupy
+
+    from gpu.bitplane import packed_matmul_gpu
+
+    _skip_unsupported("wgmma")
+    rng = np.random.default_rng(len(encoding))
+    for m, n, k, a, b in [(1536, 2816, 300, 1, 1), (1536, 2816, 100, 2, 2), (20, 300, 4133, 2, 2)]:
+        Xp, Wp = _operands(rng, m, n, k, a, b)
+        want = packed_matmul(Xp, Wp, encoding=encoding)
+        for out_dtype in ("int32", "int64"):
+            got = packed_matmul_gpu(Xp, Wp, encoding=encoding, kernel="wgmma", out_dtype=out_dtype)
+            np.testing.assert_array_equal(cupy.asnumpy(got), want, err_msg=f"{m}x{n}x{k}")
+
+
+def test_gemv_rejects_too_many_rows() -> None:
+    from gpu.bitplane import packed_matmul_gpu
+
+    rng = np.random.default_rng(5)
+    Xp, Wp = _operands(rng, 33, 8, 64, 1, 1)
+    with pytest.raises(ValueError, match="gemv"):
+        packed_matmul_gpu(Xp, Wp, kernel="gemv")

@@ -130,6 +130,8 @@ def _compare(
     m, n, k = dims
     cc = gb.compute_capability()
     path = gb.recommended_path(bx, bw, cc)
+    if path != "int8":
+        path = gb.auto_kernel(m, k, bx, bw, cc)
     rng = cupy.random.default_rng(SEED + 16 * bw + bx)
     X = rng.integers(0, 1 << bx, size=(m, k)).astype(cupy.uint8)
     W = rng.integers(0, 1 << bw, size=(n, k)).astype(cupy.uint8)
@@ -144,13 +146,18 @@ def _compare(
         def kernel_only() -> Any:
             return gb.packed_matmul_gpu(Xp, Wp, kernel=path, out_dtype="int32")
 
+        if path == "gemv" and cc == 90:  # the Tensor-Core kernel on the same rows, to compare
+            wgmma_s, _ = _device_seconds(
+                lambda: gb.packed_matmul_gpu(Xp, Wp, kernel="wgmma", out_dtype="int32"), 1
+            )
+
     time_s, timing = _device_seconds(kernel_only, repeat)
     out = kernel_only()
     ref = _bipolar_float(X, bx) @ _bipolar_float(W, bw).T
     error = float(cupy.abs(out.astype(cupy.float64) - ref).max())
     del ref
     end_to_end_s, end_to_end_timing = _device_seconds(
-        lambda: gb.bitplane_matmul_gpu(X, Wp, bx, bw, path=path), 1
+        lambda: gb.bitplane_matmul_gpu(X, Wp, bx, bw), 1
     )
 
     Xi = rng.integers(-128, 128, size=(m, k)).astype(cupy.int8)
@@ -178,6 +185,8 @@ def _compare(
         "cublas_fp16_timing": fp16_timing,
         "compute_capability": cc,
     }
+    if path == "gemv" and cc == 90:
+        metrics["wgmma_tops"] = ops / wgmma_s / 1e12
     if (bw, bx) == (1, 1) and path == "wgmma" and shape.startswith("square"):
         legacy_s, _ = _device_seconds(
             lambda: gb.packed_matmul_gpu(Xp, Wp, kernel="mma", out_dtype="int32"), 1
