@@ -219,7 +219,7 @@ def to_host(packed: PackedPlanes) -> Any:
     return PackedPlanes(cupy.asnumpy(packed.words), int(packed.k), cupy.asnumpy(packed.popcounts))
 
 
-def pack_gpu(codes: Any, bits: int) -> PackedPlanes:
+def pack_gpu(codes: Any, bits: int, *, check_codes: bool = True) -> PackedPlanes:
     """Pack ``bits``-bit codes (``rows x k``) into planes and popcounts on the device.
 
     The GPU form of :func:`numlib.bitplane.pack` (same layout, bit for bit): one warp
@@ -232,6 +232,11 @@ def pack_gpu(codes: Any, bits: int) -> PackedPlanes:
         Integer codes in ``[0, 2**bits)``, shape ``(rows, k)``; host input is copied.
     bits : int
         Planes to keep, 1..8.
+    check_codes : bool
+        Check that every code lies in ``[0, 2**bits)``. The check reads two numbers back
+        to the host, a synchronisation per call; pass False for codes known to be in
+        range (a quantiser's output), as ``check_finite=False`` in scipy: codes out of
+        range then give wrong planes silently (the bits above ``bits`` are dropped).
 
     Returns
     -------
@@ -246,7 +251,7 @@ def pack_gpu(codes: Any, bits: int) -> PackedPlanes:
         If ``codes`` is not an integer array.
     ValueError
         If ``bits`` is outside 1..8, ``codes`` is not 2-D or is empty, holds codes outside
-        ``[0, 2**bits)``, or has more than ``8 * 65535 * 32`` columns.
+        ``[0, 2**bits)`` (when checked), or has more than ``8 * 65535 * 32`` columns.
     """
     cupy = cupy_module()
     bits = _check_bits(bits, "bits")
@@ -255,9 +260,10 @@ def pack_gpu(codes: Any, bits: int) -> PackedPlanes:
     if codes.ndim != 2 or codes.size == 0:
         raise ValueError(f"codes must be a non-empty 2-D array, got shape {codes.shape}")
     c = cupy.asarray(codes)
-    low, high = int(c.min()), int(c.max())
-    if low < 0 or high >= 1 << bits:
-        raise ValueError(f"codes must lie in [0, 2**{bits}), got values in [{low}, {high}]")
+    if check_codes:
+        low, high = int(c.min()), int(c.max())
+        if low < 0 or high >= 1 << bits:
+            raise ValueError(f"codes must lie in [0, 2**{bits}), got values in [{low}, {high}]")
     rows, k = c.shape
     kw = -(-k // 32)
     blocks_y = -(-kw // _PACK_WORDS_PER_BLOCK)
@@ -548,6 +554,7 @@ def bitplane_matmul_gpu(
     *,
     encoding: Literal["bipolar", "unsigned", "twos"] = "bipolar",
     path: Path_ = "auto",
+    check_codes: bool = True,
 ) -> cupy.ndarray:
     """Exact ``X W^T`` from codes on the GPU, by the path the device and widths favour.
 
@@ -569,6 +576,9 @@ def bitplane_matmul_gpu(
         Code widths, 1..8.
     encoding : {"bipolar", "unsigned", "twos"}
     path : {"auto", "portable", "mma", "wgmma", "gemv", "int8"}
+    check_codes : bool
+        Check the range of ``X_codes`` (and of ``W`` given as codes) on packing; see
+        :func:`pack_gpu` (a host synchronisation per call).
 
     Returns
     -------
@@ -611,11 +621,11 @@ def bitplane_matmul_gpu(
         return int8_product(int8_operand(X_codes, bits_x, encoding), Wi)
     if isinstance(W, Int8Operand):
         raise ValueError(f"path={path!r} needs W as codes or PackedPlanes, not an Int8Operand")
-    Wp = W if isinstance(W, PackedPlanes) else pack_gpu(W, bits_w)
+    Wp = W if isinstance(W, PackedPlanes) else pack_gpu(W, bits_w, check_codes=check_codes)
     if Wp.bits != bits_w:
         raise ValueError(f"W has {Wp.bits} planes but bits_w is {bits_w}")
     return packed_matmul_gpu(
-        pack_gpu(X_codes, bits_x),
+        pack_gpu(X_codes, bits_x, check_codes=check_codes),
         Wp,
         encoding=encoding,
         kernel=path,

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from learned import bitplane_cuda
 from numlib import bitplane
 
 __all__ = [
@@ -308,11 +309,12 @@ class BitplaneLinear(nn.Module):
 
     Memory: ``weight_bits / 32`` of an fp32 weight plus the scales.
 
-    Devices: on CPU and CUDA the same vectorised torch implementation runs on the
-    tensors' device (int64 AND, SWAR popcount, shifted sums) — correct and
-    portable, but no faster than a float GEMM. The Tensor-Core kernels of
-    ``gpu.bitplane.packed_matmul_gpu`` will be dispatched for CUDA inputs once they
-    are verified on a GPU; this module does not import ``gpu`` or cupy.
+    Devices: on CUDA, with row scales and cupy installed, the integer product runs
+    in numlib's GPU kernels (:mod:`learned.bitplane_cuda`: ``gemv`` for a few tokens,
+    Tensor-Core ``wgmma``/``mma`` otherwise, planes of the weights packed once and
+    cached); otherwise a vectorised torch implementation runs on the tensors' device
+    (int64 AND, SWAR popcount, shifted sums), correct and portable but no faster than
+    a float GEMM. Both give the same integers, so the same outputs bit for bit.
 
     Inference only: quantisation has no useful gradient, and a silently detached
     output would break training without warning. ``forward`` therefore raises if
@@ -416,6 +418,7 @@ class BitplaneLinear(nn.Module):
             )
         else:
             self.register_buffer("bias", None)
+        self._cuda_cache: tuple[tuple[int, int], Any] | None = None
 
     @property
     def _cols(self) -> int:
@@ -575,17 +578,28 @@ class BitplaneLinear(nn.Module):
             bias = None if self.bias is None else self.bias.to(out_dtype)
             return nn.functional.linear(x, weight, bias)
         codes, sx = quantize_activations(x2, self.activation_bits)
-        # gpu.bitplane.packed_matmul_gpu takes this branch on CUDA once it is verified;
-        # until then the portable torch kernel below runs on every device.
-        xw = pack_codes(codes, self.activation_bits, self._cols)
-        p = bitplane_product(
-            xw, self.weight_words, self.activation_bits, self.weight_bits, self._cols
-        )
+        if self.weight_words.shape[2] == 1 and bitplane_cuda.available(x2):
+            p = bitplane_cuda.product(codes, self.activation_bits, self._cuda_weights())
+            p = p.unsqueeze(-1)  # the one scale group
+        else:
+            xw = pack_codes(codes, self.activation_bits, self._cols)
+            p = bitplane_product(
+                xw, self.weight_words, self.activation_bits, self.weight_bits, self._cols
+            )
         # Scales are constant along each group, so they factor out of its product.
         y = sx * (p.to(torch.float64) * self.weight_scales).sum(dim=-1)
         if self.bias is not None:
             y = y + self.bias.to(torch.float64)
         return y.to(out_dtype).reshape(*lead, self.out_features)
+
+    def _cuda_weights(self) -> Any:
+        """Device planes of the weights for gpu.bitplane, rebuilt when the words change."""
+        # _version counts in-place writes (load_state_dict, copy_), data_ptr catches .to()
+        key = (self.weight_words.data_ptr(), self.weight_words._version)
+        if self._cuda_cache is None or self._cuda_cache[0] != key:
+            codes = self.weight_codes()
+            self._cuda_cache = (key, bitplane_cuda.weight_planes(codes, self.weight_bits))
+        return self._cuda_cache[1]
 
     def extra_repr(self) -> str:
         """Sizes, bit widths and group size, as shown by ``repr``."""
