@@ -5,7 +5,8 @@
 #   OUT        where logs and the benchmark report go (default ./gpu-results)
 #   WHEEL_DIR  optional folder of wheels installed (offline) into a private site folder
 #              before anything runs: packages the device image lacks and the benchmark
-#              registry imports (pyamg, array-api-compat; see README "GPU checks").
+#              registry imports (pyamg, array-api-compat; README, "On the GPU", says how
+#              to fetch them).
 #   PYTHON     interpreter (default: python3, the device image's one with cupy and torch)
 #
 # Through the device tool (one call, a few minutes of device time; the timeout leaves room
