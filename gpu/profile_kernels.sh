@@ -8,17 +8,7 @@
 # library's KINDS.md); without counters the report says so and nothing else fails.
 set -uo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-OUT="${OUT:-./gpu-results}"
-WHEEL_DIR="${1:-}"
-PY="${PYTHON:-python3}"
-mkdir -p "$OUT"
-if [ -n "$WHEEL_DIR" ]; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/numlib-site "$WHEEL_DIR"/*.whl || exit 1
-    export PYTHONPATH="/tmp/numlib-site${PYTHONPATH:+:$PYTHONPATH}"
-fi
-export PYTHONPATH="$PWD:${PYTHONPATH:-}"
+source "$(dirname "${BASH_SOURCE[0]}")/device_env.sh" "${1:-}"
 
 cat >/tmp/numlib_profile_target.py <<'EOF'
 # One call of each kernel at a benchmark shape (after a warm-up call that compiles).

@@ -15,18 +15,7 @@
 # then give_back() unless rerunning at once. Files under $OUT come back (at most 8 files).
 set -uo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-OUT="${OUT:-./gpu-results}"
-WHEEL_DIR="${1:-}"
-PY="${PYTHON:-python3}"
-mkdir -p "$OUT"
-if [ -n "$WHEEL_DIR" ]; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/numlib-site "$WHEEL_DIR"/*.whl || exit 1
-    export PYTHONPATH="/tmp/numlib-site${PYTHONPATH:+:$PYTHONPATH}"
-fi
-export PYTHONPATH="$PWD:${PYTHONPATH:-}"
-export PYTHONUNBUFFERED=1
+source "$(dirname "${BASH_SOURCE[0]}")/device_env.sh" "${1:-}"
 
 {
     nvidia-smi --query-gpu=name,compute_cap,driver_version,clocks.max.sm --format=csv

@@ -89,13 +89,16 @@ __device__ __forceinline__ long long nl_beta_sum(const long long* popx, const lo
     return total;
 }
 
+// The arguments of every product kernel (see the list above).
+#define NL_GEMM_ARGS(Out)                                                                 \
+    const unsigned *__restrict__ X, const unsigned *__restrict__ W,                       \
+        const long long *__restrict__ popx, const long long *__restrict__ popw,           \
+        Out *__restrict__ out, int m, int n, int kw, int K, int ax, int bw, int encoding, \
+        int identity
+#define NL_GEMM_PASS X, W, popx, popw, out, m, n, kw, K, ax, bw, encoding, identity
+
 template <typename Out>
-__device__ __forceinline__ void nl_gemm_popc(const unsigned* __restrict__ X,
-                                             const unsigned* __restrict__ W,
-                                             const long long* __restrict__ popx,
-                                             const long long* __restrict__ popw,
-                                             Out* __restrict__ out, int m, int n, int kw, int K,
-                                             int ax, int bw, int encoding, int identity) {
+__device__ __forceinline__ void nl_gemm_popc(NL_GEMM_ARGS(Out)) {
     // +1 column of padding: thread tx reads Ws[j][tx][t], stride 17 words, conflict-free.
     __shared__ unsigned Xs[NL_MAX_BITS][PT_TILE][PT_KW + 1];
     __shared__ unsigned Ws[NL_MAX_BITS][PT_TILE][PT_KW + 1];
@@ -142,13 +145,6 @@ __device__ __forceinline__ void nl_gemm_popc(const unsigned* __restrict__ X,
     }
 }
 
-#define NL_GEMM_ARGS(Out)                                                                 \
-    const unsigned *__restrict__ X, const unsigned *__restrict__ W,                       \
-        const long long *__restrict__ popx, const long long *__restrict__ popw,           \
-        Out *__restrict__ out, int m, int n, int kw, int K, int ax, int bw, int encoding, \
-        int identity
-#define NL_GEMM_PASS X, W, popx, popw, out, m, n, kw, K, ax, bw, encoding, identity
-
 extern "C" __global__ void bitplane_gemm_popc_i64(NL_GEMM_ARGS(long long)) {
     nl_gemm_popc(NL_GEMM_PASS);
 }
@@ -180,12 +176,7 @@ __device__ __forceinline__ unsigned nl_load(const unsigned* __restrict__ P, int 
 // word (k0/32 + tig) or (k0/32 + 4 + tig). The order of bits inside a register is the same for
 // A and B and AND+popc sums over all of them, so it does not matter here.
 template <typename Out>
-__device__ __forceinline__ void nl_gemm_mma(const unsigned* __restrict__ X,
-                                            const unsigned* __restrict__ W,
-                                            const long long* __restrict__ popx,
-                                            const long long* __restrict__ popw,
-                                            Out* __restrict__ out, int m, int n, int kw, int K,
-                                            int ax, int bw, int encoding, int identity) {
+__device__ __forceinline__ void nl_gemm_mma(NL_GEMM_ARGS(Out)) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2, tig = lane & 3;
@@ -302,13 +293,15 @@ extern "C" __global__ void bitplane_pack(const unsigned char* __restrict__ codes
 #define GV_WARPS 8
 #define GV_UNROLL 4  // words per lane per batch
 
+#define NL_GEMV_ARGS(Out)                                                                 \
+    const unsigned *__restrict__ X, const unsigned *__restrict__ W,                       \
+        const long long *__restrict__ popx, const long long *__restrict__ popw,           \
+        Out *__restrict__ out, int m, int n, int kw, int K, int ax, int bw, int alpha,    \
+        int beta_x, int beta_w, int gamma
+#define NL_GEMV_PASS X, W, popx, popw, out, m, n, kw, K, ax, bw, alpha, beta_x, beta_w, gamma
+
 template <int ROWS, typename Out>
-__device__ __forceinline__ void nl_gemv(const unsigned* __restrict__ X,
-                                        const unsigned* __restrict__ W,
-                                        const long long* __restrict__ popx,
-                                        const long long* __restrict__ popw,
-                                        Out* __restrict__ out, int m, int n, int kw, int K, int ax,
-                                        int bw, int alpha, int beta_x, int beta_w, int gamma) {
+__device__ __forceinline__ void nl_gemv(NL_GEMV_ARGS(Out)) {
     extern __shared__ unsigned xs[];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     long long row_term = 0;  // lane r < m: beta_x PX_r + gamma K
@@ -363,12 +356,6 @@ __device__ __forceinline__ void nl_gemv(const unsigned* __restrict__ X,
     }
 }
 
-#define NL_GEMV_ARGS(Out)                                                                 \
-    const unsigned *__restrict__ X, const unsigned *__restrict__ W,                       \
-        const long long *__restrict__ popx, const long long *__restrict__ popw,           \
-        Out *__restrict__ out, int m, int n, int kw, int K, int ax, int bw, int alpha,    \
-        int beta_x, int beta_w, int gamma
-#define NL_GEMV_PASS X, W, popx, popw, out, m, n, kw, K, ax, bw, alpha, beta_x, beta_w, gamma
 
 // Blocks per multiprocessor: as many as the accumulators allow without spills (launch bounds).
 #define NL_GEMV(ROWS, BLOCKS)                                                                 \

@@ -135,13 +135,16 @@ __device__ __forceinline__ void wg_add(long long* out, long long v) {
 }
 
 // A tile (A: 128 x 16 words, B: BN x 16 words) per stage, STAGES stages.
+#define WG_ARGS(Out)                                                                      \
+    const unsigned *__restrict__ X, const unsigned *__restrict__ W,                       \
+        const long long *__restrict__ popx, const long long *__restrict__ popw,           \
+        Out *__restrict__ out, int m, int n, int kw, int K, int ax, int bw, int alpha,    \
+        int beta_x, int beta_w, int gamma, int kt_per_split
+#define WG_PASS X, W, popx, popw, out, m, n, kw, K, ax, bw, alpha, beta_x, beta_w, gamma, \
+                kt_per_split
+
 template <int BN, int STAGES, typename Out>
-__device__ __forceinline__ void wg_gemm(const unsigned* __restrict__ X,
-                                        const unsigned* __restrict__ W,
-                                        const long long* __restrict__ popx,
-                                        const long long* __restrict__ popw, Out* __restrict__ out,
-                                        int m, int n, int kw, int K, int ax, int bw, int alpha,
-                                        int beta_x, int beta_w, int gamma, int kt_per_split) {
+__device__ __forceinline__ void wg_gemm(WG_ARGS(Out)) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
     extern __shared__ __align__(1024) unsigned char smem[];
     unsigned sbase;
@@ -258,13 +261,6 @@ __device__ __forceinline__ void wg_gemm(const unsigned* __restrict__ X,
 #endif
 }
 
-#define WG_ARGS(Out)                                                                      \
-    const unsigned *__restrict__ X, const unsigned *__restrict__ W,                       \
-        const long long *__restrict__ popx, const long long *__restrict__ popw,           \
-        Out *__restrict__ out, int m, int n, int kw, int K, int ax, int bw, int alpha,    \
-        int beta_x, int beta_w, int gamma, int kt_per_split
-#define WG_PASS X, W, popx, popw, out, m, n, kw, K, ax, bw, alpha, beta_x, beta_w, gamma, \
-                kt_per_split
 
 // 128 x 128 tiles, four stages (64 KiB), two blocks per multiprocessor. Measured on an H200
 // at W1A1 4096^3: a 128 x 256 tile (128 accumulators, one block per multiprocessor, six
