@@ -26,9 +26,10 @@ Kernels live in ``gpu/kernels`` (see :mod:`gpu._cuda` for how they are compiled)
 
 All reproduce :func:`numlib.bitplane.packed_matmul` bit for bit (every step is exact
 integer arithmetic). ``|result| <= K (2**a - 1)(2**b - 1)``: int64 output holds it for
-every ``K`` below ``2**31`` (the limit of the int32 popcount accumulators, checked here);
-int32 output (``out_dtype="int32"``, and always for ``"wgmma"``, whose in-register
-recovery is int32) needs ``K (2**a - 1)(2**b - 1) < 2**31``, also checked.
+every ``K`` below ``2**31`` (the limit of the int32 popcount accumulators, checked here).
+int32 output (``out_dtype="int32"``), and the ``wgmma`` and ``gemv`` kernels whatever the
+output type (they recover in int32 registers), need ``K (2**a - 1)(2**b - 1) < 2**31``,
+also checked.
 
 Which path is fastest (Jia et al., arXiv:2409.17870; see ``/work/shared/ANCHORS.md``):
 a ``WxAy`` bit-serial product costs ``x * y`` binary GEMMs. On A100-class parts (sm_80,
@@ -49,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from gpu._codes import MAX_BITS, check_bits, device_codes
 from gpu._cuda import KERNEL_PATH, SM90A_KERNEL_PATH, compute_capability, cupy_module
 from gpu._cuda import kernel as _kernel
 from gpu.int8 import int8_matmul_gpu, int8_operand, int8_product
@@ -72,7 +74,7 @@ __all__ = [
 ]
 
 Kernel = Literal["auto", "portable", "mma", "wgmma", "gemv"]
-Path_ = Literal["auto", "portable", "mma", "wgmma", "gemv", "int8"]
+ProductPath = Literal["auto", "portable", "mma", "wgmma", "gemv", "int8"]
 OutDtype = Literal["int64", "int32"]
 
 _ENCODINGS = {"bipolar": 0, "unsigned": 1, "twos": 2}
@@ -80,7 +82,6 @@ _IDENTITIES = {"and": 0, "xor": 1}
 _KERNELS = ("auto", "portable", "mma", "wgmma", "gemv")
 _PATHS = (*_KERNELS, "int8")
 _OUT_DTYPES = ("int64", "int32")
-_MAX_BITS = 8
 _MAX_K = (1 << 31) - 1  # int32 popcount accumulators in every kernel
 _INT32_MAX = (1 << 31) - 1
 _PT_TILE = 16  # bitplane_gemm_popc: 16 x 16 threads, one output element each
@@ -97,12 +98,6 @@ _GV_VARIANTS = {4: 6, 16: 4, 32: 2}
 _GV_MAX_ROWS = max(_GV_VARIANTS)
 _PACK_WORDS_PER_BLOCK = 8
 _MAX_GRID_Y = 65535
-
-
-def _check_bits(bits: Any, name: str) -> int:
-    if not isinstance(bits, int | np.integer) or not 1 <= int(bits) <= _MAX_BITS:
-        raise ValueError(f"{name} must be an int in 1..{_MAX_BITS}, got {bits!r}")
-    return int(bits)
 
 
 def _fits_int32(k: int, bits_x: int, bits_w: int) -> bool:
@@ -122,6 +117,9 @@ def recommended_path(
     * ``cc > 90``: no measured binary path (``wgmma`` is sm_90a only): ``"mma"`` while
       ``bits_x * bits_w <= 4``, else ``"int8"``;
     * below 8.0: ``"portable"``.
+
+    A bit-serial choice is refined by the number of rows (:func:`auto_kernel`: ``"gemv"``
+    when decoding a few tokens), which :func:`bitplane_matmul_gpu` does.
 
     Parameters
     ----------
@@ -144,7 +142,7 @@ def recommended_path(
     >>> recommended_path(1, 1, 90), recommended_path(4, 4, 90), recommended_path(2, 2, 80)
     ('wgmma', 'int8', 'mma')
     """
-    planes = _check_bits(bits_x, "bits_x") * _check_bits(bits_w, "bits_w")
+    planes = check_bits(bits_x, "bits_x") * check_bits(bits_w, "bits_w")
     if cc < 80:
         return "portable"
     if cc == 90:
@@ -254,16 +252,8 @@ def pack_gpu(codes: Any, bits: int, *, check_codes: bool = True) -> PackedPlanes
         ``[0, 2**bits)`` (when checked), or has more than ``8 * 65535 * 32`` columns.
     """
     cupy = cupy_module()
-    bits = _check_bits(bits, "bits")
-    if not np.issubdtype(np.dtype(codes.dtype), np.integer):
-        raise TypeError(f"codes must be an integer array, got {codes.dtype}")
-    if codes.ndim != 2 or codes.size == 0:
-        raise ValueError(f"codes must be a non-empty 2-D array, got shape {codes.shape}")
-    c = cupy.asarray(codes)
-    if check_codes:
-        low, high = int(c.min()), int(c.max())
-        if low < 0 or high >= 1 << bits:
-            raise ValueError(f"codes must lie in [0, 2**{bits}), got values in [{low}, {high}]")
+    bits = check_bits(bits, "bits")
+    c = device_codes(codes, bits, check_codes=check_codes)
     rows, k = c.shape
     kw = -(-k // 32)
     blocks_y = -(-kw // _PACK_WORDS_PER_BLOCK)
@@ -344,8 +334,8 @@ def packed_matmul_gpu(
         raise ValueError(f"out_dtype must be one of {_OUT_DTYPES}, got {out_dtype!r}")
     Xd, Wd = to_device(X), to_device(W)
     for name, p in (("X", Xd), ("W", Wd)):
-        if not 1 <= p.bits <= _MAX_BITS:
-            raise ValueError(f"{name} must have 1..{_MAX_BITS} planes, got {p.bits}")
+        if not 1 <= p.bits <= MAX_BITS:
+            raise ValueError(f"{name} must have 1..{MAX_BITS} planes, got {p.bits}")
     if Xd.k != Wd.k:
         raise ValueError(f"X and W must have the same k (columns), got {Xd.k} and {Wd.k}")
     if Xd.k > _MAX_K:
@@ -408,7 +398,7 @@ def auto_kernel(m: int, k: int, bits_x: int, bits_w: int, cc: int) -> str:
     >>> auto_kernel(1, 4096, 1, 1, 90), auto_kernel(4096, 4096, 1, 1, 90)
     ('gemv', 'wgmma')
     """
-    bits_x, bits_w = _check_bits(bits_x, "bits_x"), _check_bits(bits_w, "bits_w")
+    bits_x, bits_w = check_bits(bits_x, "bits_x"), check_bits(bits_w, "bits_w")
     fits = _fits_int32(k, bits_x, bits_w)
     if fits and _gemv_smem(m, bits_x, -(-k // 32)) is not None:
         return "gemv"
@@ -485,7 +475,6 @@ def _gemv(X: PackedPlanes, W: PackedPlanes, encoding: str, out_dtype: str) -> An
     import cupy
 
     m, n, k = X.rows, W.rows, X.k
-    X, W, constants = _affine_recovery(X, W, encoding)
     kw = int(X.words.shape[2])
     smem = _gemv_smem(m, X.bits, kw)
     if smem is None:
@@ -493,6 +482,7 @@ def _gemv(X: PackedPlanes, W: PackedPlanes, encoding: str, out_dtype: str) -> An
             f"kernel='gemv' needs at most {_GV_MAX_ROWS} rows of X whose planes fit "
             f"{_GV_MAX_SMEM} bytes of shared memory, got {m} rows of {X.bits} planes and k={k}"
         )
+    X, W, constants = _affine_recovery(X, W, encoding)
     out = cupy.empty((m, n), dtype=out_dtype)
     rows = min(r for r in _GV_VARIANTS if r >= m)
     blocks = min(-(-n // (_GV_THREADS // 32)), _GV_VARIANTS[rows] * _multiprocessors())
@@ -553,7 +543,7 @@ def bitplane_matmul_gpu(
     bits_w: int,
     *,
     encoding: Literal["bipolar", "unsigned", "twos"] = "bipolar",
-    path: Path_ = "auto",
+    path: ProductPath = "auto",
     check_codes: bool = True,
 ) -> cupy.ndarray:
     """Exact ``X W^T`` from codes on the GPU, by the path the device and widths favour.
@@ -597,7 +587,7 @@ def bitplane_matmul_gpu(
     from gpu.int8 import Int8Operand
 
     cupy_module()
-    bits_x, bits_w = _check_bits(bits_x, "bits_x"), _check_bits(bits_w, "bits_w")
+    bits_x, bits_w = check_bits(bits_x, "bits_x"), check_bits(bits_w, "bits_w")
     if path not in _PATHS:
         raise ValueError(f"path must be one of {_PATHS}, got {path!r}")
     if encoding not in _ENCODINGS:
@@ -617,8 +607,8 @@ def bitplane_matmul_gpu(
             )
         if isinstance(W, PackedPlanes):
             raise ValueError("path='int8' needs W as codes or an Int8Operand, not PackedPlanes")
-        Wi = W if isinstance(W, Int8Operand) else int8_operand(W, bits_w, encoding)
-        return int8_product(int8_operand(X_codes, bits_x, encoding), Wi)
+        Wi = W if isinstance(W, Int8Operand) else int8_operand(W, bits_w, encoding, check_codes)
+        return int8_product(int8_operand(X_codes, bits_x, encoding, check_codes), Wi)
     if isinstance(W, Int8Operand):
         raise ValueError(f"path={path!r} needs W as codes or PackedPlanes, not an Int8Operand")
     Wp = W if isinstance(W, PackedPlanes) else pack_gpu(W, bits_w, check_codes=check_codes)

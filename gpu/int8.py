@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gpu._codes import check_bits, device_codes
 from gpu._cuda import cupy_module, kernel
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,24 +70,28 @@ class Int8Operand:
     row_sums: Any
 
 
-def int8_operand(codes: Any, bits: int, encoding: str = "bipolar") -> Int8Operand:
+def int8_operand(
+    codes: Any, bits: int, encoding: str = "bipolar", check_codes: bool = True
+) -> Int8Operand:
     """Turn ``bits``-bit codes (device or host, ``rows x k``) into an :class:`Int8Operand`.
+
+    ``check_codes`` as in :func:`gpu.bitplane.pack_gpu` (a host synchronisation).
 
     Raises
     ------
     RuntimeError
         If cupy or a CUDA device is missing.
+    TypeError
+        If ``codes`` is not an integer array.
     ValueError
-        If ``bits`` is outside 1..8, ``encoding`` is unknown or ``codes`` is not 2-D.
+        If ``bits`` is outside 1..8, ``encoding`` is unknown, ``codes`` is not 2-D or is
+        empty, or (when checked) holds codes outside ``[0, 2**bits)``.
     """
     cupy = cupy_module()
-    if not isinstance(bits, int | np.integer) or not 1 <= int(bits) <= 8:
-        raise ValueError(f"bits must be an int in 1..8, got {bits!r}")
+    bits = check_bits(bits, "bits")
     if encoding not in _ENCODINGS:
         raise ValueError(f"encoding must be one of {_ENCODINGS}, got {encoding!r}")
-    if codes.ndim != 2:
-        raise ValueError(f"codes must be 2-D, got shape {codes.shape}")
-    u = cupy.asarray(codes).astype(cupy.int16)
+    u = device_codes(codes, bits, check_codes=check_codes).astype(cupy.int16)
     alpha, beta = 1, 0
     if encoding == "twos":
         t = cupy.where(u >= (1 << (bits - 1)), u - (1 << bits), u)

@@ -253,6 +253,9 @@ def test_bitplane_matmul_gpu_prepared_weights_and_errors() -> None:
         bitplane_matmul_gpu(X, pack_gpu(W, 8), 2, 7, path="portable")
     with pytest.raises(ValueError, match="path"):
         bitplane_matmul_gpu(X, W, 2, 8, path="fp16")  # type: ignore[arg-type]
+    for path in ("int8", "auto"):  # codes of W above 2**7 - 1, on either path
+        with pytest.raises(ValueError, match=r"\[0, 2\*\*7\)"):
+            bitplane_matmul_gpu(X, W, 2, 7, path=path)  # type: ignore[arg-type]
     big = cupy.full((2, 40000), 255, dtype=cupy.uint8)
     with pytest.raises(ValueError, match="int32"):
         bitplane_matmul_gpu(big, big, 8, 8, path="int8")
