@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 
 from learned.bitplane_linear import (
     BitplaneLinear,
-    bitplane_product,
-    pack_codes,
+    integer_product,
     quantize_activations,
 )
 from numlib import bitplane
@@ -43,27 +42,22 @@ def _reference(lin: torch.nn.Linear, x: torch.Tensor, wb: int, ab: int, gs: int 
 # --------------------------------------------------------------------------- integer kernel
 
 
+def _exact_ints(p: torch.Tensor) -> np.ndarray:
+    """The float64 product as int64, after checking that every entry is an integer."""
+    a = p.numpy()
+    assert a.dtype == np.float64 and np.array_equal(a, np.round(a))
+    return a.astype(np.int64)
+
+
 @given(a=bits_st, b=bits_st, m=st.integers(1, 6), n=st.integers(1, 6), seed=seed_st)
 def test_product_equals_numlib_packed_matmul(a: int, b: int, m: int, n: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     k = int(rng.integers(1, 200))
-    if k % 32 == 0:
-        k += 1  # the padding path is the interesting one
     X = rng.integers(0, 1 << a, (m, k))
     W = rng.integers(0, 1 << b, (n, k))
-    px, pw = bitplane.pack(X, a), bitplane.pack(W, b)
-    xw = pack_codes(torch.from_numpy(X), a, k)
-    ww = pack_codes(torch.from_numpy(W), b, k)
-    # Same packed layout as numlib, word for word.
-    assert np.array_equal(xw[:, :, 0].numpy().astype(np.uint32), px.words)
-    assert np.array_equal(ww[:, :, 0].numpy().astype(np.uint32), pw.words)
-    got = bitplane_product(xw, ww, a, b, k)[..., 0].numpy()
-    assert got.dtype == np.int64
-    assert np.array_equal(got, bitplane.packed_matmul(px, pw))
+    got = _exact_ints(integer_product(torch.from_numpy(X), a, torch.from_numpy(W), b, k)[..., 0])
+    assert np.array_equal(got, bitplane.packed_matmul(bitplane.pack(X, a), bitplane.pack(W, b)))
     assert np.array_equal(got, bitplane.decode(X, a) @ bitplane.decode(W, b).T)
-    # int32 storage words (uint32 bit patterns) give the same product.
-    w32 = torch.from_numpy(pw.words[:, :, None, :].view(np.int32))
-    assert np.array_equal(bitplane_product(xw, w32, a, b, k)[..., 0].numpy(), got)
 
 
 @given(a=bits_st, b=bits_st, groups=st.integers(1, 4), gs=st.integers(1, 70), seed=seed_st)
@@ -74,25 +68,29 @@ def test_grouped_product_matches_per_group_oracle(
     k = groups * gs
     X = rng.integers(0, 1 << a, (3, k))
     W = rng.integers(0, 1 << b, (4, k))
-    got = bitplane_product(
-        pack_codes(torch.from_numpy(X), a, gs), pack_codes(torch.from_numpy(W), b, gs), a, b, gs
-    ).numpy()
+    got = _exact_ints(integer_product(torch.from_numpy(X), a, torch.from_numpy(W), b, gs))
     for g in range(groups):
         cols = slice(g * gs, (g + 1) * gs)
         assert np.array_equal(got[..., g], bitplane.bitplane_matmul(X[:, cols], W[:, cols], a, b))
 
 
-def test_product_extreme_codes_many_words() -> None:
-    # All-ones / all-zeros codes at 8 bits over > 31 * 64 columns: exercises the sign
-    # bit of every int64 word, the word-chunk loop and the largest magnitudes.
-    k = 31 * 64 * 2 + 5
+def test_product_extreme_codes_beyond_float32() -> None:
+    # All-ones / all-zeros 8-bit codes: |X W^T| = 255^2 k > 2^24, so a float32 GEMM would
+    # round; float64 stays exact (every partial sum is an integer below 2^53).
+    k = 4000
     for cx, cw in ((255, 255), (0, 255), (0, 0), (255, 0)):
         X = np.full((2, k), cx)
         W = np.full((3, k), cw)
-        got = bitplane_product(
-            pack_codes(torch.from_numpy(X), 8, k), pack_codes(torch.from_numpy(W), 8, k), 8, 8, k
-        )[..., 0].numpy()
-        assert np.array_equal(got, bitplane.decode(X, 8) @ bitplane.decode(W, 8).T)
+        got = _exact_ints(integer_product(torch.from_numpy(X), 8, torch.from_numpy(W), 8, k))
+        want = bitplane.decode(X, 8) @ bitplane.decode(W, 8).T
+        assert np.abs(want).max() > 1 << 24
+        assert np.array_equal(got[..., 0], want)
+
+
+def test_product_refuses_groups_beyond_float64() -> None:
+    codes = torch.zeros((1, 1), dtype=torch.int64)
+    with pytest.raises(ValueError, match="2\\*\\*53"):
+        integer_product(codes, 8, codes, 8, (1 << 53) // 255**2 + 1)
 
 
 # --------------------------------------------------------------------------- activation quantiser

@@ -20,12 +20,11 @@ record holds
     best-of-``repeat`` CPU time (one thread) to embed a batch of 32 held-out sentences (8 at
     ``small``),
     beside ``dense_latency_ms`` and ``speedup_vs_dense`` measured interleaved with it.
-    Models whose :class:`~learned.bitplane_linear.BitplaneLinear` layers quantise
-    activations are timed with the real bit-plane kernel on one sentence
-    (``latency_tokens``), since its CPU emulation is about 1000x slower than a GEMM, and
-    not at all at size ``small``; their ``cosine`` is computed through
-    :func:`~learned.compress.quantize.dequantized_kernels` (equal to float64 rounding).
-    Weight-only layers (``activation_bits=None``) run their real float path everywhere;
+    :class:`~learned.bitplane_linear.BitplaneLinear` layers run their real path: weight-only
+    ones a float GEMM of the unpacked weight, those that quantise activations the exact
+    integer product (on a CPU one float64 GEMM of the integer values); ``cosine`` is
+    computed through :func:`~learned.compress.quantize.dequantized_kernels` (equal to
+    float64 rounding);
 ``compress_s``
     wall time of :func:`~learned.compress.compress` (sequential calibration included).
 
@@ -331,7 +330,7 @@ class _Bench:
         self.one_sentence = batches(self.tokenizer, evals[:1], 1)
         self.repeat = repeat
         self.reference = embed(self.model, self.evals)
-        self.peers: dict[tuple[float, int | None], tuple[dict[str, Any], float | None]] = {}
+        self.peers: dict[float, tuple[dict[str, Any], float]] = {}
         self.dense_bytes = dense_bytes(self.model)
         self.dense_params = stored_numbers(self.model)
         self.targeted_params = sum(
@@ -369,8 +368,8 @@ class _Bench:
 
 
 def _peer(
-    bench: _Bench, sparsity: float, data: list[dict[str, Any]] | None
-) -> tuple[dict[str, Any], float | None]:
+    bench: _Bench, sparsity: float, data: list[dict[str, Any]]
+) -> tuple[dict[str, Any], float]:
     import copy
 
     import torch
@@ -381,30 +380,28 @@ def _peer(
         if encoder_linear(mod, name):
             tprune.l1_unstructured(mod, "weight", amount=sparsity)
             tprune.remove(mod, "weight")
-    key = (sparsity, None if data is None else id(data))
-    if key in bench.peers:  # recipes of equal strength share the peer
-        return bench.peers[key]
-    latency = None if data is None else bench.latency(model, data)
+    if sparsity in bench.peers:  # recipes of equal strength share the peer
+        return bench.peers[sparsity]
+    latency = bench.latency(model, data)
     nonzero = sum(int((p != 0).sum()) for p in model.parameters())
     with torch.no_grad():
         cosine = bench.cosine(model)
-    bench.peers[key] = (
+    bench.peers[sparsity] = (
         {
             "cosine": cosine,
             "params": nonzero,
             "bytes_on_disk": bench.dense_bytes,
-            "latency_ms": None if latency is None else 1e3 * latency,
+            "latency_ms": 1e3 * latency,
             "sparsity": sparsity,
         },
         latency,
     )
-    return bench.peers[key]
+    return bench.peers[sparsity]
 
 
 def _recipe_record(
     bench: _Bench, size: str, name: str, spec: dict[str, Any], peer_s: float | None
 ) -> Record:
-    from learned.bitplane_linear import BitplaneLinear
     from learned.compress import Recipe, compress, load_compressed, quantize, save_compressed
 
     recipe = Recipe.from_dict(spec)
@@ -425,14 +422,8 @@ def _recipe_record(
         reload_diff = float(
             (embed(small, bench.one_sentence) - embed(reloaded, bench.one_sentence)).abs().max()
         )
-    data: list[dict[str, Any]] | None = bench.latency_batch
-    if any(
-        isinstance(m, BitplaneLinear) and m.activation_bits is not None for m in small.modules()
-    ):
-        data = None if size == "small" else bench.one_sentence
-    latency = dense_latency = None
-    if data is not None:
-        latency, dense_latency = bench.latency_pair(small, data)
+    data = bench.latency_batch
+    latency, dense_latency = bench.latency_pair(small, data)
     peer_metrics, peer_latency = _peer(bench, peer_s, data)
     metrics = {
         "cosine": cosine,
@@ -441,10 +432,10 @@ def _recipe_record(
         "dense_params": bench.dense_params,
         "bytes_on_disk": size_bytes,
         "dense_bytes": bench.dense_bytes,
-        "latency_ms": None if latency is None else 1e3 * latency,
-        "dense_latency_ms": None if dense_latency is None else 1e3 * dense_latency,
-        "speedup_vs_dense": None if latency is None else dense_latency / latency,
-        "latency_tokens": None if data is None else sum(b["attention_mask"].numel() for b in data),
+        "latency_ms": 1e3 * latency,
+        "dense_latency_ms": 1e3 * dense_latency,
+        "speedup_vs_dense": dense_latency / latency,
+        "latency_tokens": sum(b["attention_mask"].numel() for b in data),
         "compress_s": compress_s,
     }
     return Record(
