@@ -375,10 +375,9 @@ def dequantized_kernels(model: nn.Module) -> Iterator[nn.Module]:
     keep it in floating point) and multiplies the
     dequantised activations by :meth:`BitplaneLinear.dequantized_weight` in float64:
     the same result to float64 rounding (``BitplaneLinear``'s documented guarantee),
-    without the bit-plane AND/popcount emulation, which on CPU is about 1000x slower
-    than a float GEMM (55 s vs 0.06 s for 2000 tokens through a 384 x 1536 layer at
-    4/8 bits, one thread). Used for calibration passes and accuracy evaluation; time the
-    real kernel outside the context. The layers are restored on exit.
+    with the weight dequantised once on entry instead of unpacked on every call. Used for
+    accuracy evaluation; time the real layer outside the context. The layers are
+    restored on exit.
     """
     patched = []
     for mod in model.modules():
