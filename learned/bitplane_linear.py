@@ -189,7 +189,7 @@ class BitplaneLinear(nn.Module):
     weight dequantised on the fly from the packed planes, ``y = x (s_w W_int)^T + b``
     in ``x``'s dtype. The storage is the same; the product is a float GEMM instead of
     the bit-plane kernel, and only the weight's rounding is applied. Unpacking the
-    planes on every call costs 20-40% of that GEMM on a CPU (measured on MiniLM's
+    planes on every call costs 25-40% of that GEMM on a CPU (measured on MiniLM's
     layers), so the layer saves memory, not time.
 
     Storage (buffers; the module has no parameters):
