@@ -38,6 +38,7 @@ __all__ = ["Int8Operand", "int8_matmul_gpu", "int8_operand", "int8_product"]
 # int8 x int8 products summed in int32: |t| <= 128, so exact while k * 2**14 < 2**31.
 MAX_K_INT8 = ((1 << 31) - 1) // (1 << 14)
 _ENCODINGS = ("bipolar", "unsigned", "twos")
+_MIN_CC_INT8 = 61  # dp4a; INT8 Tensor Cores from 7.5
 
 # cuBLAS / CUDA enum values, used when the cupy build does not export the name.
 _CUDA_R_8I, _CUDA_R_32I = 3, 10
@@ -167,7 +168,8 @@ def int8_matmul_gpu(X: Any, W: Any, *, alpha: int = 1) -> cupy.ndarray:
     Raises
     ------
     RuntimeError
-        If cupy or a CUDA device is missing.
+        If cupy or a CUDA device is missing, or the device is older than compute
+        capability 6.1 (cuBLAS INT8 GEMM needs dp4a or INT8 Tensor Cores).
     TypeError
         If an operand is not int8.
     ValueError
@@ -176,6 +178,13 @@ def int8_matmul_gpu(X: Any, W: Any, *, alpha: int = 1) -> cupy.ndarray:
     """
     cupy = cupy_module()
     from cupy.cuda import cublas, runtime
+
+    cc = int(cupy.cuda.Device().compute_capability)
+    if cc < _MIN_CC_INT8:
+        raise RuntimeError(
+            f"cuBLAS INT8 GEMM needs compute capability 6.1 or newer, this device is "
+            f"{cc // 10}.{cc % 10}; use gpu.bitplane.packed_matmul_gpu(kernel='portable')"
+        )
 
     for name, a in (("X", X), ("W", W)):
         if np.dtype(a.dtype) != np.int8:

@@ -29,8 +29,10 @@ def _cc() -> int:
 
 
 def _skip_unsupported(kernel: str) -> None:
-    if kernel in ("mma", "int8") and _cc() < 80:
-        pytest.skip(f"the {kernel} path is only tested on compute capability 8.0 or newer")
+    if kernel == "mma" and _cc() < 80:
+        pytest.skip("the mma kernel needs binary mma.sync, compute capability 8.0 or newer")
+    if kernel == "int8" and _cc() < 61:
+        pytest.skip("cuBLAS INT8 GEMM needs compute capability 6.1 or newer (dp4a)")
     if kernel == "wgmma" and _cc() != 90:
         pytest.skip("the wgmma kernel needs a Hopper device (compute capability 9.0)")
 
