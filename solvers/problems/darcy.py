@@ -174,6 +174,7 @@ def darcy_skr(
     rng: int | np.random.Generator | None = None,
     alpha: float = 2.5,
     tau: float = 7.0,
+    reference_indexing: bool = False,
 ) -> LinearSystem:
     """Build the SKR reference code's "Darcy" system ``-Δ(a u) = 1`` as ``L diag(a)``.
 
@@ -182,8 +183,9 @@ def darcy_skr(
     ``L diag(a)`` (5-point Laplacian times the nodal coefficient) is nonsymmetric,
     with a condition number about the coefficient's contrast times the
     Laplacian's, which is why GMRES needs many more iterations on it than on
-    :func:`darcy`. The reference code's extra defect (one diagonal offset by two
-    entries) is not reproduced. Interior nodes of an ``(n + 2)``-point grid,
+    :func:`darcy`. The reference code's extra defect, its diagonal ``-n`` read
+    two entries early, is reproduced only with ``reference_indexing=True``.
+    Interior nodes of an ``(n + 2)``-point grid,
     ``h = 1/(n + 1)``, ``a = exp(GRF)`` at the nodes with their periodic GRF
     (``boundary="periodic"``), zero Dirichlet data.
 
@@ -195,6 +197,17 @@ def darcy_skr(
         Seed or generator for the coefficient.
     alpha, tau : float
         Random-field parameters (the paper's 2.5 and 7).
+    reference_indexing : bool
+        Build the matrix the reference code builds: entry ``(j + n, j)`` of the
+        diagonal ``-n`` holds the coefficient of the node two places before ``j``
+        in the flattened padded field (``coef[:-2, 1:-1].flatten()[s - 2:]``,
+        which ``scipy.sparse.diags`` silently truncates), instead of ``j``'s own.
+        The result is no longer ``L diag(a)`` and is indefinite: at ``n = 100``
+        (seed 0) it has real eigenvalues from ``-0.028 / h^2`` up to
+        ``-0.0009 / h^2``, where the correct operator's smallest is
+        ``+0.0018 / h^2``, and GMRES(40) stagnates on it (relative residual
+        1.3e-4 after 10,000 iterations, against 876 iterations to 1e-8 on the
+        correct operator). This is the matrix behind the paper's Darcy figures.
 
     Returns
     -------
@@ -209,16 +222,28 @@ def darcy_skr(
     n = check_positive_int(n, "n")
     alpha = check_positive_real(alpha, "alpha")
     tau = check_positive_real(tau, "tau")
+    if not isinstance(reference_indexing, bool | np.bool_):
+        raise TypeError(f"reference_indexing must be a bool, got {type(reference_indexing).__name__}")
     # Their coefficient: the FNO periodic GRF on the full (n + 2)^2 node grid, of
     # which the interior nodes enter the matrix.
     field = gaussian_random_field(
         (n + 2, n + 2), alpha=alpha, tau=tau, rng=as_generator(rng), boundary="periodic"
     )
-    a = np.exp(field[1:-1, 1:-1])
+    padded = np.exp(field)
+    a = padded[1:-1, 1:-1]
     h = 1.0 / (n + 1)
     second = sp.diags_array([-1.0, 2.0, -1.0], offsets=[-1, 0, 1], shape=(n, n)) / h**2
     eye = sp.eye_array(n)
     laplacian = sp.kron(second, eye) + sp.kron(eye, second)
     A = laplacian @ sp.diags_array(a.ravel())
-    params = {"n": n, "alpha": alpha, "tau": tau, "coefficient": a}
+    if reference_indexing and n > 1:
+        read = padded[:-2, 1:-1].ravel()[n - 2 : n * n - 2]
+        A = A + sp.diags_array((a.ravel()[:-n] - read) / h**2, offsets=-n, shape=A.shape)
+    params = {
+        "n": n,
+        "alpha": alpha,
+        "tau": tau,
+        "coefficient": a,
+        "reference_indexing": bool(reference_indexing),
+    }
     return LinearSystem(_canonical(A), np.ones(n * n), None, "darcy_skr", (n, n), h, params)

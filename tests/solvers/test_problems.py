@@ -556,6 +556,7 @@ def nan_field(x, y):
         (lambda: darcy(4, alpha=0.0), ValueError, "^alpha"),
         (lambda: darcy(4, tau=-7.0), ValueError, "^tau"),
         (lambda: darcy(4, rng=1.5), TypeError, "^rng"),
+        (lambda: darcy_skr(4, reference_indexing="yes"), TypeError, "^reference_indexing"),
         (
             lambda: darcy(4, coefficient=np.ones((4, 4)), solution=(nan_field, nan_field)),
             ValueError,
@@ -600,6 +601,20 @@ def test_darcy_skr_is_the_laplacian_times_the_nodal_coefficient(n, seed):
     np.testing.assert_array_equal(system.b, np.ones(n * n))
     again = darcy_skr(n, rng=seed)
     np.testing.assert_array_equal(again.A.toarray(), system.A.toarray())
+
+
+@SMALL
+@given(st.integers(3, 9), seeds)
+def test_darcy_skr_reference_indexing_reads_diagonal_minus_n_two_entries_early(n, seed):
+    correct = darcy_skr(n, rng=seed).A.toarray()
+    reference = darcy_skr(n, rng=seed, reference_indexing=True).A.toarray()
+    rows, cols = np.nonzero(reference != correct)
+    assert np.all(rows - cols == n)  # only the diagonal -n differs
+    # Entry (j + n, j) holds what the correct operator has at (j + n - 2, j - 2):
+    # the neighbour coefficient of the node two places before j in row-major order.
+    j = np.arange(2, n * n - n)
+    np.testing.assert_allclose(reference[j + n, j], correct[j + n - 2, j - 2], rtol=1e-14)
+    assert darcy_skr(n, rng=seed, reference_indexing=True).params["reference_indexing"]
 
 
 @SMALL
