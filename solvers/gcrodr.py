@@ -294,16 +294,15 @@ class _Recycler:
         xp = self.xp
         kc, s = self.k_current, cycle.steps
         scale = 1.0 / np.array([vector_norm(xp, u) for u in self.U]) if kc else np.ones(0)
-        U_hat = _combine(xp, np.diag(scale).astype(self.host_dtype), self.U) if kc else self.U
         G = np.zeros((kc + s + 1, kc + s), dtype=self.host_dtype)
         G[:kc, :kc] = np.diag(scale)
         G[:kc, kc:] = cycle.B
         G[kc:, kc:] = cycle.H
         WV = np.zeros_like(G)
         WV[kc:, kc:] = np.eye(s + 1, s)
-        if kc:
-            WV[:kc, :kc] = _gram(xp, self.C, U_hat)
-            WV[kc:, :kc] = _gram(xp, cycle.V, U_hat)
+        if kc:  # Gram matrices with U_hat = diag(scale) U, which is never formed
+            WV[:kc, :kc] = _gram(xp, self.C, self.U) * scale
+            WV[kc:, :kc] = _gram(xp, cycle.V, self.U) * scale
         P = _smallest_harmonic_ritz(G, WV, min(self.k, kc + s), real=self.host_dtype is np.float64)
         if P.shape[1] == 0:
             return
@@ -311,14 +310,14 @@ class _Recycler:
         diagonal = np.abs(np.diag(R))
         if diagonal.size == 0 or diagonal.min() <= self.eps * diagonal.max() * (kc + s):
             return  # the candidate space is numerically rank deficient; keep the old one
-        # Y = V_hat^T P and C = W^T Q in column terms, written for row storage.
-        Y = _combine(xp, P[kc:].T, cycle.V[:s])
+        # U = R^{-T} P^T [U_hat; V_s] and C = Q^T [C; V] in column terms, for row storage.
+        to_U = np.linalg.solve(R.T, P.T)
+        U = _combine(xp, to_U[:, kc:], cycle.V[:s])
         C = _combine(xp, Q[kc:].T, cycle.V)
         if kc:
-            Y = Y + _combine(xp, P[:kc].T, U_hat)
+            U = U + _combine(xp, to_U[:, :kc] * scale, self.U)
             C = C + _combine(xp, Q[:kc].T, self.C)
-        self.C = C
-        self.U = _combine(xp, np.linalg.inv(R).T, Y)
+        self.C, self.U = C, U
 
 
 def _smallest_harmonic_ritz(G: np.ndarray, WV: np.ndarray, k: int, *, real: bool) -> np.ndarray:

@@ -12,15 +12,17 @@ neural operator, a parameter sweep, time steps):
     system recompute only the Galerkin coarse operators ``P^T A P`` (PETSc
     GAMG's interpolation reuse, :func:`solvers.setup_reuse.galerkin_hierarchy`)
     and run CG preconditioned by that V-cycle, warm-started from the
-    predecessor's solution; build a new hierarchy (for the next system) once
-    a solve needs more than twice the iterations the hierarchy gave when fresh.
+    predecessor's solution; once a solve has taken twice the iterations the
+    hierarchy gave when fresh without converging, a new hierarchy is built for
+    that system and CG continues from its iterate.
 ``lu-reuse``
     Nonsymmetric or indefinite, one sparsity pattern: the sparse LU of one
     system, with a fresh diagonal scaling per system
     (:class:`solvers.setup_reuse.ScaledFactor`), is the right preconditioner
     of GMRES(m) for its neighbours in the order, warm-started from the
-    predecessor; refactorised (for the next system) once a solve needs more
-    than ``max(2 x fresh, 20)`` iterations. With so good a preconditioner the
+    predecessor; once a solve has taken ``max(2 x fresh, 20)`` iterations
+    without converging, the system is refactorised and the solve continues
+    from its iterate with the new factor. With so good a preconditioner the
     few remaining iterations do not repay GCRO-DR's ``k`` extra applications
     per system, so there is no recycled space.
 ``ilu-reuse``
@@ -473,23 +475,35 @@ class _Runner:
         solve: Callable[..., SolveResult],
         floor: int = 0,
     ) -> SolveResult:
-        fresh = self.setup is None
-        if fresh:
-            self.setup = self._timed_setup(lambda: build(A))
         # The per-system update (Galerkin products, diagonal scaling) is part of
         # the solve's time, not of the set-up.
-        result = solve(A, b, M=adapt(self.setup, A))
-        if fresh:
+        if self.setup is None:
+            self.setup = self._timed_setup(lambda: build(A))
+            result = solve(A, b, M=adapt(self.setup, A))
             self.fresh_iterations = result.iterations
-        elif result.iterations > max(2 * self.fresh_iterations, floor):
-            # The extra iterations of the stale set-up now cost about what a
-            # new set-up would (SA set-up or LU and a solve cost about the
-            # same at these sizes). Counting iterations rather than timing
-            # keeps every run of a sequence identical: build anew for the next
-            # system.
-            self.setup = None
-            self.rebuilds += 1
-        return result
+            return result
+        # A stale set-up gets the iterations a fresh one needed, twice over; past
+        # that its extra iterations cost about what a new set-up does (SA set-up
+        # or LU and a solve cost about the same at these sizes), so the set-up is
+        # rebuilt for this system and the solve goes on from where it stopped.
+        # Counting iterations rather than timing keeps every run identical.
+        budget = max(2 * self.fresh_iterations, floor, 1)
+        if self.options["maxiter"] is not None:
+            budget = min(budget, self.options["maxiter"])
+        stale = solve(A, b, M=adapt(self.setup, A), maxiter=budget)
+        if stale.converged or stale.iterations < budget:
+            return stale
+        self.rebuilds += 1
+        self.setup = self._timed_setup(lambda: build(A))
+        maxiter = self.options["maxiter"]
+        rest = solve(
+            A,
+            b,
+            M=adapt(self.setup, A),
+            x0=stale.x,
+            maxiter=None if maxiter is None else max(maxiter - stale.iterations, 1),
+        )
+        return _continued(stale, rest)
 
     def _amg_reuse(self, A: Any, b: np.ndarray) -> SolveResult:
         def adapt(hierarchy: Any, A: Any) -> Any:
@@ -508,39 +522,38 @@ class _Runner:
             A, b, build, ScaledFactor.preconditioner, self._recycled_gmres
         )
 
-    def _warm_gmres(self, A: Any, b: np.ndarray, M: Any = None) -> SolveResult:
-        return gmres(A, b, restart=self.m, x0=self._warm(A, b), M=M, **self.options)
+    def _warm_gmres(self, A: Any, b: np.ndarray, M: Any = None, **start: Any) -> SolveResult:
+        return gmres(A, b, restart=self.m, M=M, **self._options(A, b, **start))
 
-    def _pcg(self, A: Any, b: np.ndarray, M: Any = None) -> SolveResult:
-        return cg(A, b, x0=self._warm(A, b), M=M, **self.options)
+    def _pcg(self, A: Any, b: np.ndarray, M: Any = None, **start: Any) -> SolveResult:
+        return cg(A, b, M=M, **self._options(A, b, **start))
 
-    def _recycled_gmres(self, A: Any, b: np.ndarray, M: Any = None) -> SolveResult:
-        result = gcrodr(
-            A,
-            b,
-            m=self.m,
-            k=self.k,
-            recycle=self.recycle,
-            x0=self._warm(A, b),
-            M=M,
-            **self.options,
-        )
+    def _recycled_gmres(self, A: Any, b: np.ndarray, M: Any = None, **start: Any) -> SolveResult:
+        options = self._options(A, b, **start)
+        result = gcrodr(A, b, m=self.m, k=self.k, recycle=self.recycle, M=M, **options)
         self.recycle = result.info["recycle"]
         return result
+
+    def _options(
+        self, A: Any, b: np.ndarray, x0: Any = None, maxiter: int | None = None
+    ) -> dict[str, Any]:
+        """Tolerances, a start (``x0``, else the predecessor's solution) and an iteration cap."""
+        options = dict(self.options, x0=self._warm(A, b) if x0 is None else x0)
+        if maxiter is not None:
+            options["maxiter"] = maxiter
+        return options
 
     def _gcrodr(self, A: Any, b: np.ndarray) -> SolveResult:
         return self._recycled_gmres(A, b)
 
     def _deflated_cg(self, A: Any, b: np.ndarray) -> SolveResult:
-        result = deflated_cg(
-            A, b, k=self.k, recycle=self.recycle, x0=self._warm(A, b), **self.options
-        )
+        result = deflated_cg(A, b, k=self.k, recycle=self.recycle, **self._options(A, b))
         self.recycle = result.info["recycle"]
         return result
 
     def _warm_start(self, A: Any, b: np.ndarray) -> SolveResult:
         if self.spd:
-            return cg(A, b, x0=self._warm(A, b), **self.options)
+            return self._pcg(A, b)
         return self._warm_gmres(A, b)
 
     def _cg(self, A: Any, b: np.ndarray) -> SolveResult:
@@ -548,6 +561,17 @@ class _Runner:
 
     def _gmres(self, A: Any, b: np.ndarray) -> SolveResult:
         return gmres(A, b, restart=self.m, **self.options)
+
+
+def _continued(first: SolveResult, second: SolveResult) -> SolveResult:
+    """One result for a solve that ``second`` continued from ``first``'s iterate."""
+    return SolveResult(
+        x=second.x,
+        converged=second.converged,
+        iterations=first.iterations + second.iterations,
+        residual_norms=np.concatenate([first.residual_norms, second.residual_norms[1:]]),
+        info=second.info | {"iterations_before_rebuild": first.iterations},
+    )
 
 
 def _factorise(A: Any) -> Callable[[np.ndarray], np.ndarray]:

@@ -209,6 +209,24 @@ def test_lu_reuse_diagonal_update_makes_a_column_scaled_family_one_factorisation
     assert_solved(systems, out)
 
 
+def test_a_stale_factor_is_replaced_within_the_system_that_outgrows_it():
+    from solvers.recycle import REBUILD_FLOOR
+
+    # The SKR reference's matrices are not column scalings of each other, so a
+    # neighbour's LU is a weak preconditioner and some solves exhaust their budget.
+    systems = [
+        darcy_skr(24, rng=np.random.default_rng([5, i]), reference_indexing=True) for i in range(6)
+    ]
+    out = solve_sequence(systems, rtol=RTOL)
+    assert out.strategy == "lu-reuse"
+    before = [r.info.get("iterations_before_rebuild") for r in out.results]
+    assert out.info["rebuilds"] == sum(b is not None for b in before) >= 1
+    # Budget: max(2 x the fresh factor's iterations (1), the floor); never more.
+    for result, spent in zip(out.results, before, strict=True):
+        assert spent == REBUILD_FLOOR if spent is not None else result.iterations <= REBUILD_FLOOR
+    assert_solved(systems, out)
+
+
 def test_amg_reuse_keeps_one_hierarchy_for_a_darcy_family():
     systems = darcy_family(8, 16)
     out = solve_sequence(systems, strategy="amg-reuse", rtol=RTOL)
