@@ -22,7 +22,9 @@ neural operator, a parameter sweep, time steps):
     of GMRES(m) for its neighbours in the order, warm-started from the
     predecessor; once a solve has taken ``max(2 x fresh, 20)`` iterations
     without converging, the system is refactorised and the solve continues
-    from its iterate with the new factor. With so good a preconditioner the
+    from its iterate with the new factor. After two such systems running,
+    every system is factorised afresh, with a neighbour's factor tried again
+    on every eighth. With so good a preconditioner the
     few remaining iterations do not repay GCRO-DR's ``k`` extra applications
     per system, so there is no recycled space.
 ``ilu-reuse``
@@ -93,6 +95,11 @@ LU_REUSE_LIMIT = 250_000
 # (or twice its fresh count): at 1e4-4e4 unknowns a factorisation costs about
 # 20 preconditioned GMRES steps.
 REBUILD_FLOOR = 20
+# After this many systems running on which a reused set-up failed, the systems are
+# too far apart for reuse: each is set up afresh, and reuse is tried again on
+# every PROBE_EVERY-th system.
+STALE_FAILURES = 2
+PROBE_EVERY = 8
 
 
 @dataclass(frozen=True)
@@ -422,6 +429,7 @@ class _Runner:
         self.factor: Callable[[np.ndarray], np.ndarray] | None = None
         self.setup: Any = None  # the reused AMG hierarchy or ScaledFactor
         self.fresh_iterations = 0
+        self.stale_failures = self.skipped = 0
 
     def solve(self, A: Any, b: np.ndarray) -> SolveResult:
         start = time.perf_counter()
@@ -477,6 +485,11 @@ class _Runner:
     ) -> SolveResult:
         # The per-system update (Galerkin products, diagonal scaling) is part of
         # the solve's time, not of the set-up.
+        if self.setup is not None and self.stale_failures >= STALE_FAILURES:
+            self.skipped += 1
+            if self.skipped % PROBE_EVERY:
+                self.setup = None
+                self.rebuilds += 1
         if self.setup is None:
             self.setup = self._timed_setup(lambda: build(A))
             result = solve(A, b, M=adapt(self.setup, A))
@@ -492,7 +505,9 @@ class _Runner:
             budget = min(budget, self.options["maxiter"])
         stale = solve(A, b, M=adapt(self.setup, A), maxiter=budget)
         if stale.converged or stale.iterations < budget:
+            self.stale_failures = self.skipped = 0
             return stale
+        self.stale_failures += 1
         self.rebuilds += 1
         self.setup = self._timed_setup(lambda: build(A))
         maxiter = self.options["maxiter"]
