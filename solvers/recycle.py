@@ -112,15 +112,18 @@ class SequenceResult:
         ``solutions[i]`` solves system ``i`` of the caller's sequence.
     results : list of SolveResult
         Per system, caller's order; ``results[i].info["solve_s"]`` is its time.
+        A system whose reused set-up ran out of iterations and was set up anew
+        also has ``info["iterations_before_rebuild"]`` (its ``iterations``
+        count both parts).
     order : numpy.ndarray
         The permutation in which the systems were solved.
     strategy : str
         The strategy used (``auto`` resolved).
     info : dict
         ``"reason"`` (why ``auto`` chose it), ``"setup_s"`` (factorisations and
-        hierarchies), ``"total_s"``, ``"rebuilds"``, ``"path_length"`` of the
-        order in feature space, ``"converged"`` (all systems), and
-        ``"iterations"`` (mean per system).
+        hierarchies), ``"total_s"``, ``"rebuilds"`` (set-ups after the first),
+        ``"path_length"`` of the order in feature space, ``"converged"`` (all
+        systems), and ``"iterations"`` (mean per system).
     """
 
     solutions: list[np.ndarray]
