@@ -223,7 +223,8 @@ def darcy_skr(
     alpha = check_positive_real(alpha, "alpha")
     tau = check_positive_real(tau, "tau")
     if not isinstance(reference_indexing, bool | np.bool_):
-        raise TypeError(f"reference_indexing must be a bool, got {type(reference_indexing).__name__}")
+        kind = type(reference_indexing).__name__
+        raise TypeError(f"reference_indexing must be a bool, got {kind}")
     # Their coefficient: the FNO periodic GRF on the full (n + 2)^2 node grid, of
     # which the interior nodes enter the matrix.
     field = gaussian_random_field(

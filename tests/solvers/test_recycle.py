@@ -215,8 +215,7 @@ def test_a_stale_factor_is_replaced_within_the_system_that_outgrows_it():
     # The SKR reference's matrices are not column scalings of each other, so a
     # neighbour's LU is a weak preconditioner and some solves exhaust their budget.
     systems = [
-        darcy_skr(24, rng=np.random.default_rng([5, i]), reference_indexing=True)
-        for i in range(16)
+        darcy_skr(24, rng=np.random.default_rng([5, i]), reference_indexing=True) for i in range(16)
     ]
     out = solve_sequence(systems, rtol=RTOL)
     assert out.strategy == "lu-reuse"

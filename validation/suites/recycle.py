@@ -473,7 +473,7 @@ def darcy_skr_1e4(size: str, *, repeat: int) -> list[Record]:
 
 @case(SUITE, "darcy-skr-reference-1e4")
 def darcy_skr_reference_1e4(size: str, *, repeat: int) -> list[Record]:
-    """The reference code's own matrices, its indexing error included, 100^2, 100 systems.
+    """Solve the reference code's own matrices, indexing error included, 100^2, 100 systems.
 
     The reference builds diagonal ``-n`` two entries early, which makes every
     matrix indefinite; GMRES(40) then stagnates at its 10,000-iteration cap, as
