@@ -41,7 +41,13 @@ import scipy.linalg
 from numlib.backend import to_numpy
 from numlib.result import SolveResult
 from numlib.validate import check_positive_int
-from solvers.arnoldi import HessenbergLeastSquares, orthogonalize
+from solvers.arnoldi import (
+    HessenbergLeastSquares,
+    Reorthogonalize,
+    check_reorthogonalize,
+    orthogonalize,
+    subtract_combination,
+)
 from solvers.state import Callback, device_of, prepare, vector_norm
 from solvers.subspace import RecycleSpace, check_recycle_space
 
@@ -61,6 +67,7 @@ def gcrodr(
     maxiter: int | None = None,
     M: Any = None,
     callback: Callback | None = None,
+    reorthogonalize: Reorthogonalize = "ifneeded",
 ) -> SolveResult:
     """Solve ``A x = b`` by GCRO-DR(m, k), optionally starting from a recycled space.
 
@@ -99,6 +106,10 @@ def gcrodr(
         systems of a sequence.
     callback : callable, optional
         Called as ``callback(xk)`` at the end of every cycle.
+    reorthogonalize : {"ifneeded", "always", "never"}
+        Second Gram-Schmidt pass against ``C`` and against the Arnoldi basis
+        (:func:`solvers.arnoldi.orthogonalize`): when needed (default), always,
+        or never (PETSc's default for its GMRES family).
 
     Returns
     -------
@@ -140,13 +151,14 @@ def gcrodr(
     k = check_positive_int(k, "k")
     if k >= m:
         raise ValueError(f"k must be < m, got k={k} and m={m}")
+    reorthogonalize = check_reorthogonalize(reorthogonalize)
     state = prepare(A, b, x0, rtol, atol, maxiter, M, callback)
     xp, x = state.xp, state.x
     n = x.shape[0]
     check_recycle_space(recycle, n)
     m = min(m, n)
     k = min(k, m - 1)
-    solver = _Recycler(state, m, k)
+    solver = _Recycler(state, m, k, reorthogonalize)
 
     r, residual_norm = state.residual()
     history = [residual_norm]
@@ -204,10 +216,11 @@ class _Cycle:
 class _Recycler:
     """The recycled pair ``(U, C)`` and the cycles that use and refine it."""
 
-    def __init__(self, state: Any, m: int, k: int) -> None:
+    def __init__(self, state: Any, m: int, k: int, reorthogonalize: Reorthogonalize) -> None:
         self.state = state
         self.xp: ModuleType = state.xp
         self.m, self.k = m, k
+        self.reorthogonalize = reorthogonalize
         x = state.x
         self.host_dtype = np.complex128 if "complex" in str(x.dtype) else np.float64
         self.eps = float(np.finfo(self.host_dtype).eps)
@@ -237,12 +250,12 @@ class _Recycler:
         self.U = _combine(self.xp, transform, U[self.xp.asarray(np.flatnonzero(kept))])
 
     def project(self, r: Any) -> tuple[Any, float]:
-        """Minimise the residual over the recycled space: ``r <- (I - C^H C) r``."""
+        """Minimise the residual over the recycled space: ``r <- (I - C^H C) r`` (in place)."""
         xp = self.xp
         adjoint = xp.conj(self.C) if "complex" in str(r.dtype) else self.C
         coefficients = adjoint @ r
         self.correct(coefficients @ self.U)
-        r = r - coefficients @ self.C
+        subtract_combination(xp, r, coefficients, self.C)  # r is the caller's fresh residual
         return r, vector_norm(xp, r)
 
     def cycle(self, r: Any, residual_norm: float, history: list[float]) -> _Cycle:
@@ -263,8 +276,8 @@ class _Recycler:
             w_norm = vector_norm(xp, w)
             remaining = w_norm
             if kc:
-                B[:, j], remaining = orthogonalize(xp, self.C, kc, w, w_norm)
-            h, h_next = orthogonalize(xp, V, j + 1, w, remaining)
+                B[:, j], remaining = orthogonalize(xp, self.C, kc, w, w_norm, self.reorthogonalize)
+            h, h_next = orthogonalize(xp, V, j + 1, w, remaining, self.reorthogonalize)
             H[: j + 1, j], H[j + 1, j] = h, h_next
             self.iterations += 1
             self.matvecs += 1
@@ -272,14 +285,15 @@ class _Recycler:
             invariant = h_next <= 4 * self.eps * w_norm
             if invariant:
                 break
-            V[j + 1] = w / h_next
+            w /= h_next
+            V[j + 1] = w
             if history[-1] <= state.tolerance:
                 break
         steps = lsq.columns
         y = lsq.solve()
         z = _combine(xp, y, V[:steps])
         if kc:
-            z = z - _combine(xp, B[:, :steps] @ y, self.U)
+            subtract_combination(xp, z, _on_device(xp, B[:, :steps] @ y, self.U), self.U)
         self.correct(z)
         return _Cycle(V[: steps + 1], H[: steps + 1, :steps], B[:, :steps], steps, invariant)
 
@@ -365,7 +379,11 @@ def _orthonormal_rows(xp: ModuleType, rows: Any) -> tuple[Any, np.ndarray, np.nd
 
 def _combine(xp: ModuleType, coefficients: np.ndarray, rows: Any) -> Any:
     """``coefficients @ rows`` with host coefficients and device rows."""
-    return xp.asarray(coefficients, dtype=rows.dtype, device=device_of(rows)) @ rows
+    return _on_device(xp, coefficients, rows) @ rows
+
+
+def _on_device(xp: ModuleType, coefficients: np.ndarray, rows: Any) -> Any:
+    return xp.asarray(coefficients, dtype=rows.dtype, device=device_of(rows))
 
 
 def _gram(xp: ModuleType, left: Any, right: Any) -> np.ndarray:

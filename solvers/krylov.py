@@ -33,7 +33,12 @@ import numpy as np
 from numlib.backend import inner
 from numlib.result import SolveResult
 from numlib.validate import check_positive_int
-from solvers.arnoldi import HessenbergLeastSquares, orthogonalize
+from solvers.arnoldi import (
+    HessenbergLeastSquares,
+    Reorthogonalize,
+    check_reorthogonalize,
+    orthogonalize,
+)
 from solvers.state import Callback, SolveState, device_of, prepare, vector_norm
 
 __all__ = ["CGRun", "cg", "conjugate_gradients", "gmres"]
@@ -132,6 +137,7 @@ def gmres(
     maxiter: int | None = None,
     M: Any = None,
     callback: Callback | None = None,
+    reorthogonalize: Reorthogonalize = "ifneeded",
 ) -> SolveResult:
     """Solve ``A x = b`` by restarted GMRES(m) with right preconditioning.
 
@@ -164,6 +170,9 @@ def gmres(
     callback : callable, optional
         Called as ``callback(xk)`` at the end of every cycle (the iterate is
         only formed then).
+    reorthogonalize : {"ifneeded", "always", "never"}
+        Second Gram-Schmidt pass (:func:`solvers.arnoldi.orthogonalize`):
+        when needed (default), always, or never (PETSc's default).
 
     Returns
     -------
@@ -196,6 +205,7 @@ def gmres(
     True
     """
     restart = check_positive_int(restart, "restart")
+    reorthogonalize = check_reorthogonalize(reorthogonalize)
     state = prepare(A, b, x0, rtol, atol, maxiter, M, callback)
     xp, matvec, precondition, x = state.xp, state.matvec, state.precondition, state.x
     n = x.shape[0]
@@ -217,7 +227,7 @@ def gmres(
             v = basis[j] if precondition is None else precondition(basis[j])
             w = matvec(v)
             w_norm = vector_norm(xp, w)
-            h, h_next = orthogonalize(xp, basis, j + 1, w, w_norm)
+            h, h_next = orthogonalize(xp, basis, j + 1, w, w_norm, reorthogonalize)
             iterations += 1
             history.append(lsq.append(h, h_next))
             # Happy breakdown: A M v_j lies (to rounding) in the current basis, so
@@ -225,7 +235,8 @@ def gmres(
             invariant = h_next <= 4 * eps * w_norm
             if invariant or history[-1] <= state.tolerance or iterations >= state.maxiter:
                 break
-            basis[j + 1] = w / h_next
+            w /= h_next
+            basis[j + 1] = w
         y = xp.asarray(lsq.solve(), dtype=x.dtype, device=device_of(x))
         update = y @ basis[: lsq.columns]
         x += update if precondition is None else precondition(update)

@@ -204,6 +204,13 @@ class Layout:
         """``a^H b`` over all ranks, a host scalar."""
         return self.allreduce(np.vdot(a.local, b.local))[()]
 
+    def subtract_combination(self, w: DistributedVector, coefficients: Any, rows: Any) -> None:
+        """``w -= coefficients @ rows`` in place, one local BLAS pass (no communication)."""
+        from solvers.arnoldi import subtract_combination
+
+        local = _operand(self, w, DistributedVector)
+        subtract_combination(np, local, np.asarray(coefficients), self._check(rows).local)
+
     def conj(self, x: Any) -> Any:
         """Complex conjugate, in the layout of ``x``."""
         return _like(x, np.conj(x.local))
@@ -421,8 +428,10 @@ class DistributedRows(_Elementwise):
             return DistributedRows(self.local[index], self.layout)
         raise TypeError(f"rows can be indexed by an int, a slice or a 1-D array, got {index!r}")
 
-    def __setitem__(self, index: int, value: DistributedVector) -> None:
-        self.local[index] = _operand(self.layout, value, DistributedVector)
+    def __setitem__(self, index: Any, value: Any) -> None:
+        """Copy a vector into row ``index`` (an int) or a block into rows ``index`` (a slice)."""
+        kind = DistributedRows if isinstance(index, slice) else DistributedVector
+        self.local[index] = _operand(self.layout, value, kind)
 
     def __matmul__(self, other: Any) -> np.ndarray:
         """Inner products with a vector (``(k,)``) or a transposed block (``(k, k2)``)."""

@@ -47,6 +47,7 @@ import warnings
 from typing import Any
 
 from numlib.result import ConvergenceWarning
+from solvers.arnoldi import REORTHOGONALIZE, Reorthogonalize, check_reorthogonalize
 from solvers.petsc._require import petsc
 from solvers.petsc.solve import solve
 from solvers.subspace import RecycleSpace
@@ -124,26 +125,45 @@ class _NumlibKSP:
         viewer.printfASCII(f"  numlib {self.method}{f' ({settings})' if settings else ''}\n")
 
 
+def _refinement(options: Any, name: str, current: Reorthogonalize) -> Reorthogonalize:
+    """Read a ``*_cgs_refinement_type`` option with PETSc's values (``REFINE_NEVER``...)."""
+    value = options.getString(name, f"refine_{current}")
+    choice = value.lower().removeprefix("refine_")
+    if choice not in REORTHOGONALIZE:
+        names = ", ".join(f"REFINE_{c.upper()}" for c in REORTHOGONALIZE)
+        raise ValueError(f"-{name} must be one of {names}, got {value!r}")
+    return choice
+
+
 class GCRODR(_NumlibKSP):
     """GCRO-DR(m, k) with its recycled space kept across ``KSPSolve`` calls.
 
     Options: ``-ksp_gcrodr_m`` (cycle size, recycled vectors included,
     default 40) and ``-ksp_gcrodr_k`` (recycled dimension, default 20), the
-    SKR paper's values. :attr:`recycle` is the space the next solve starts from.
+    SKR paper's values; ``-ksp_gcrodr_cgs_refinement_type`` (``REFINE_NEVER``,
+    the default as for PETSc's GMRES, ``REFINE_IFNEEDED`` or ``REFINE_ALWAYS``),
+    the second Gram-Schmidt pass. :attr:`recycle` is the space the next solve
+    starts from.
     """
 
     method = "gcrodr"
 
-    def __init__(self, m: int = 40, k: int = 20) -> None:
+    def __init__(
+        self, m: int = 40, k: int = 20, reorthogonalize: Reorthogonalize = "never"
+    ) -> None:
         super().__init__()
         self.m, self.k = m, k
+        self.reorthogonalize = check_reorthogonalize(reorthogonalize)
         self.recycle: RecycleSpace | None = None
 
     def setFromOptions(self, ksp: Any) -> None:
-        """Read ``-ksp_gcrodr_m`` and ``-ksp_gcrodr_k``."""
+        """Read ``-ksp_gcrodr_m``, ``-ksp_gcrodr_k`` and ``-ksp_gcrodr_cgs_refinement_type``."""
         options = petsc().Options(ksp.getOptionsPrefix())
         self.m = options.getInt("ksp_gcrodr_m", self.m)
         self.k = options.getInt("ksp_gcrodr_k", self.k)
+        self.reorthogonalize = _refinement(
+            options, "ksp_gcrodr_cgs_refinement_type", self.reorthogonalize
+        )
 
     def reset(self, ksp: Any) -> None:
         """Drop the recycled space (``KSPReset``)."""
@@ -151,7 +171,12 @@ class GCRODR(_NumlibKSP):
         self.recycle = None
 
     def _options(self) -> dict[str, Any]:
-        return {"m": self.m, "k": self.k, "recycle": self.recycle}
+        return {
+            "m": self.m,
+            "k": self.k,
+            "reorthogonalize": self.reorthogonalize,
+            "recycle": self.recycle,
+        }
 
     def solve(self, ksp: Any, b: Any, x: Any) -> None:
         """Solve, starting from (and then replacing) the recycled space."""
@@ -165,21 +190,29 @@ class GCRODR(_NumlibKSP):
 
 
 class GMRES(_NumlibKSP):
-    """Restarted GMRES(m) (``-ksp_numlib_gmres_restart``, default 40)."""
+    """Restarted GMRES(m).
+
+    Options: ``-ksp_numlib_gmres_restart`` (default 40) and
+    ``-ksp_numlib_gmres_cgs_refinement_type`` (as for :class:`GCRODR`).
+    """
 
     method = "gmres"
 
-    def __init__(self, restart: int = 40) -> None:
+    def __init__(self, restart: int = 40, reorthogonalize: Reorthogonalize = "never") -> None:
         super().__init__()
         self.restart = restart
+        self.reorthogonalize = check_reorthogonalize(reorthogonalize)
 
     def setFromOptions(self, ksp: Any) -> None:
-        """Read ``-ksp_numlib_gmres_restart``."""
+        """Read ``-ksp_numlib_gmres_restart`` and ``-ksp_numlib_gmres_cgs_refinement_type``."""
         options = petsc().Options(ksp.getOptionsPrefix())
         self.restart = options.getInt("ksp_numlib_gmres_restart", self.restart)
+        self.reorthogonalize = _refinement(
+            options, "ksp_numlib_gmres_cgs_refinement_type", self.reorthogonalize
+        )
 
     def _options(self) -> dict[str, Any]:
-        return {"restart": self.restart}
+        return {"restart": self.restart, "reorthogonalize": self.reorthogonalize}
 
 
 class CG(_NumlibKSP):
@@ -198,7 +231,8 @@ def set_numlib_ksp(ksp: Any, method: str = "gcrodr", **parameters: Any) -> Any:
     method : {"gcrodr", "gmres", "cg"}
         Which context: :class:`GCRODR`, :class:`GMRES` or :class:`CG`.
     **parameters
-        Passed to the context (``m``, ``k`` for GCRO-DR; ``restart`` for GMRES).
+        Passed to the context (``m``, ``k`` for GCRO-DR; ``restart`` for GMRES;
+        ``reorthogonalize`` for both, default ``"never"`` as PETSc's GMRES).
 
     Returns
     -------

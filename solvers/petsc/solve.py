@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from numlib.result import SolveResult
+from solvers.arnoldi import Reorthogonalize
 from solvers.gcrodr import gcrodr
 from solvers.krylov import cg, gmres
 from solvers.petsc._require import petsc
@@ -43,6 +44,7 @@ def solve(
     restart: int = 40,
     recycle: RecycleSpace | None = None,
     callback: Callback | None = None,
+    reorthogonalize: Reorthogonalize = "ifneeded",
 ) -> SolveResult:
     """Solve ``A x = b`` on PETSc objects with numlib's CG, GMRES(m) or GCRO-DR(m, k).
 
@@ -77,6 +79,9 @@ def solve(
         (``result.info["recycle"]``): pass it along a sequence of systems.
     callback : callable, optional
         Passed to the method; it sees :class:`solvers.petsc.arrays.DistributedVector` iterates.
+    reorthogonalize : {"ifneeded", "always", "never"}
+        GMRES's and GCRO-DR's second Gram-Schmidt pass
+        (:func:`solvers.arnoldi.orthogonalize`); ``"never"`` is PETSc's default.
 
     Returns
     -------
@@ -137,9 +142,11 @@ def solve(
         "callback": callback,
     }
     if method == "gcrodr":
-        result = gcrodr(operator, rhs, m=m, k=k, recycle=recycle, **options)
+        result = gcrodr(
+            operator, rhs, m=m, k=k, recycle=recycle, reorthogonalize=reorthogonalize, **options
+        )
     elif method == "gmres":
-        result = gmres(operator, rhs, restart=restart, **options)
+        result = gmres(operator, rhs, restart=restart, reorthogonalize=reorthogonalize, **options)
     else:
         result = cg(operator, rhs, **options)
     return SolveResult(

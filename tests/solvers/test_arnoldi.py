@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from matrices import orthogonal
 
-from solvers.arnoldi import HessenbergLeastSquares, orthogonalize
+from solvers.arnoldi import (
+    HessenbergLeastSquares,
+    check_reorthogonalize,
+    orthogonalize,
+    subtract_combination,
+)
 
 
 @given(
@@ -36,6 +42,57 @@ def test_orthogonalize_leaves_w_orthogonal_to_working_precision(k, seed, log_del
     np.testing.assert_allclose(
         coefficients @ Q + w, original, atol=1e-13 * np.linalg.norm(original)
     )
+
+
+@given(st.integers(1, 20), st.integers(0, 2**32 - 1), st.floats(-14.0, 0.0))
+def test_reorthogonalize_never_is_one_pass_and_always_is_two(k, seed, log_delta):
+    """``never`` returns exactly the first projection ``Q w`` (PETSc's default CGS);
+    ``always`` (CGS2) is orthogonal to working precision even under cancellation."""
+    rng = np.random.default_rng(seed)
+    n = k + 30
+    Q = orthogonal(rng, n)[:k].copy()
+    w = rng.standard_normal(k) @ Q + 10.0**log_delta * rng.standard_normal(n)
+    once = w.copy()
+    coefficients, norm = orthogonalize(np, Q, k, once, reorthogonalize="never")
+    np.testing.assert_allclose(coefficients, Q @ w, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(once, w - (Q @ w) @ Q, rtol=1e-12, atol=1e-15)
+    assert norm == pytest.approx(np.linalg.norm(once), rel=1e-13)
+    twice = w.copy()
+    orthogonalize(np, Q, k, twice, reorthogonalize="always")
+    assert np.abs(Q @ twice).max() <= 50 * np.finfo(float).eps * np.linalg.norm(w)
+
+
+def test_reorthogonalize_must_be_a_known_mode():
+    assert check_reorthogonalize("never") == "never"
+    with pytest.raises(ValueError, match="reorthogonalize must be one of"):
+        check_reorthogonalize("sometimes")
+
+
+@given(
+    st.integers(1, 12),
+    st.integers(1, 50),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([np.float64, np.float32, np.complex128]),
+    st.booleans(),
+)
+def test_subtract_combination_is_the_expression_in_place(k, n, seed, dtype, strided):
+    """``w -= c @ rows`` through BLAS, into ``w`` itself; a strided block (no BLAS
+    layout) takes the plain expression and gives the same."""
+    rng = np.random.default_rng(seed)
+    rows = rng.standard_normal((k, 2 * n if strided else n)).astype(dtype)
+    if strided:
+        rows = rows[:, ::2]
+    w = rng.standard_normal(n).astype(dtype)
+    c = rng.standard_normal(k).astype(dtype)
+    if np.iscomplexobj(rows):
+        rows = rows + 1j * rng.standard_normal(rows.shape)
+        c = c + 1j * rng.standard_normal(k)
+    expected = w - c @ rows
+    buffer = w
+    subtract_combination(np, w, c, rows)
+    assert w is buffer
+    tolerance = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(w, expected, rtol=tolerance, atol=tolerance * k)
 
 
 @given(st.integers(1, 25), st.integers(0, 2**32 - 1), st.booleans())

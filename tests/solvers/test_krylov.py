@@ -285,9 +285,11 @@ def test_bad_input_is_rejected_before_any_work(solver, kwargs, error, match):
         solver(args.pop("A"), args.pop("b"), **args)
 
 
-def test_gmres_rejects_bad_restart():
+def test_gmres_rejects_bad_restart_and_reorthogonalize():
     with pytest.raises(ValueError, match="restart must be >= 1"):
         gmres(GOOD_A, GOOD_B, restart=0)
+    with pytest.raises(ValueError, match="reorthogonalize must be one of"):
+        gmres(GOOD_A, GOOD_B, reorthogonalize="twice")
 
 
 def test_no_warning_when_converged():

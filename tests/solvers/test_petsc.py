@@ -102,6 +102,11 @@ def test_block_operations_match_numpy(n, k, seed):
     h, norm = orthogonalize(layout, rows, k, w)
     np.testing.assert_allclose(h, h_np, rtol=1e-10, atol=1e-10)
     assert norm == pytest.approx(norm_np, rel=1e-10, abs=1e-10)
+    # The fused update writes into the vector's own storage.
+    local = w.local
+    layout.subtract_combination(w, c, rows)
+    assert w.local is local
+    np.testing.assert_allclose(local, w_np - h_np @ rows_np - c @ rows_np, rtol=1e-9, atol=1e-9)
 
 
 @settings(max_examples=30)
@@ -244,6 +249,31 @@ def test_ksp_python_reports_iteration_limit_and_reset_drops_space():
     assert context.recycle is not None
     ksp.reset()
     assert context.recycle is None
+
+
+def test_ksp_python_reads_petsc_refinement_option():
+    """``-ksp_gcrodr_cgs_refinement_type`` takes PETSc's GMRES values; the default is
+    PETSc's (no second pass), and an unknown value is refused with the option's name."""
+    ksp, context = _ksp("jacobi", rtol=1e-8)
+    assert context.reorthogonalize == "never"
+    ksp.setOptionsPrefix("refine_test_")
+    options = PETSc.Options()
+    options["refine_test_ksp_gcrodr_cgs_refinement_type"] = "REFINE_IFNEEDED"
+    try:
+        context.setFromOptions(ksp)
+        assert context.reorthogonalize == "ifneeded"
+        system = darcy(16, rng=2)
+        A = to_petsc_mat(system.A)
+        x = A.createVecLeft()
+        ksp.setOperators(A)
+        ksp.solve(to_petsc_vec(system.b, like=A), x)
+        assert ksp.getConvergedReason() > 0
+        assert context.last_result.info["true_residual_norm"] <= 1e-8 * np.linalg.norm(system.b)
+        options["refine_test_ksp_gcrodr_cgs_refinement_type"] = "sometimes"
+        with pytest.raises(ValueError, match="ksp_gcrodr_cgs_refinement_type must be one of"):
+            context.setFromOptions(ksp)
+    finally:
+        options.delValue("refine_test_ksp_gcrodr_cgs_refinement_type")
 
 
 def test_ksp_python_honours_nonzero_initial_guess():

@@ -17,7 +17,10 @@ the same distributed matrices, with the same PETSc preconditioner:
     restart — across restarts, not across systems), each system solved on its
     own, in the same order.
 
-All methods use right preconditioning and PETSc's unpreconditioned-norm test,
+Every method orthogonalises with PETSc's default for its GMRES family, classical
+Gram-Schmidt in one pass (``REFINE_NEVER``; numlib's python KSPs take the same
+default and the same ``*_cgs_refinement_type`` option). All methods use right
+preconditioning and PETSc's unpreconditioned-norm test,
 ``rtol = 1e-8``, ``atol = 0``, zero initial guess, at most 10,000 iterations
 per system; the preconditioner (``bjacobi`` — one ILU(0) block per rank — or
 ``gamg``) is rebuilt for each system by ``KSPSetOperators`` for every method
