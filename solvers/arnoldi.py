@@ -10,6 +10,7 @@ vector onto the first ``k`` basis vectors is one contiguous matrix-vector produc
 
 from __future__ import annotations
 
+import functools
 from types import ModuleType
 from typing import Any, Literal
 
@@ -154,12 +155,17 @@ def _blas_subtract(w: np.ndarray, coefficients: np.ndarray, rows: np.ndarray) ->
     if not eligible:
         w -= coefficients @ rows
         return
-    gemv = get_blas_funcs("gemv", (rows,))
+    gemv = _gemv(w.dtype)
     # rows.T is the Fortran-ordered (n, k) matrix: no copy, and gemv computes rows^T c.
     out = gemv(-1.0, rows.T, coefficients.astype(w.dtype, copy=False), beta=1.0, y=w,
                overwrite_y=True)  # fmt: skip
     if out is not w:  # f2py copies y when it cannot write in place
         w[...] = out
+
+
+@functools.cache
+def _gemv(dtype: np.dtype) -> Any:
+    return get_blas_funcs("gemv", dtype=dtype)
 
 
 def _norm(xp: ModuleType, w: Any) -> float:

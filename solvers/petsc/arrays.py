@@ -50,6 +50,8 @@ from typing import Any
 
 import numpy as np
 
+from solvers.arnoldi import subtract_combination
+
 __all__ = ["DistributedRows", "DistributedVector", "Layout"]
 
 
@@ -206,8 +208,6 @@ class Layout:
 
     def subtract_combination(self, w: DistributedVector, coefficients: Any, rows: Any) -> None:
         """``w -= coefficients @ rows`` in place, one local BLAS pass (no communication)."""
-        from solvers.arnoldi import subtract_combination
-
         local = _operand(self, w, DistributedVector)
         subtract_combination(np, local, np.asarray(coefficients), self._check(rows).local)
 
