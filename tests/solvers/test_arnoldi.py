@@ -95,6 +95,19 @@ def test_subtract_combination_is_the_expression_in_place(k, n, seed, dtype, stri
     np.testing.assert_allclose(w, expected, rtol=tolerance, atol=tolerance * k)
 
 
+def test_subtract_combination_on_torch_is_in_place():
+    torch = pytest.importorskip("torch")
+    import array_api_compat.torch as xp
+
+    rng = np.random.default_rng(0)
+    rows, w, c = rng.standard_normal((4, 9)), rng.standard_normal(9), rng.standard_normal(4)
+    tensor = torch.from_numpy(w.copy())
+    storage = tensor.data_ptr()
+    subtract_combination(xp, tensor, torch.from_numpy(c), torch.from_numpy(rows))
+    assert tensor.data_ptr() == storage
+    np.testing.assert_allclose(tensor.numpy(), w - c @ rows, rtol=1e-12, atol=1e-12)
+
+
 @given(st.integers(1, 25), st.integers(0, 2**32 - 1), st.booleans())
 def test_hessenberg_least_squares_matches_dense_lstsq(m, seed, complex_):
     rng = np.random.default_rng(seed)
