@@ -19,6 +19,16 @@ minimisation reduces exactly to the GMRES problem ``min ||beta e1 - Hbar y||``
 progressive Givens solver of :mod:`solvers.arnoldi` gives the residual at every
 step, as in GMRES.
 
+With a right preconditioner the space is also kept as solution directions
+``Y = M U`` (and each cycle keeps ``Z = M V``, as flexible GMRES does), so the
+iterate is updated without applying ``M`` again, and the next system of a
+sequence re-derives ``C = qr(A Y^T)`` with ``k`` products with its own ``A``:
+the directions handed over are those that solved the previous system, whatever
+its preconditioner was. Where the preconditioner is rebuilt for each system
+this keeps more of the space's value than re-applying the new ``M`` to ``U``:
+30 sorted 100² Darcy systems with a new ILU each took 1291 Arnoldi steps
+instead of 2367 (Jacobi: 5709 instead of 6765).
+
 References
 ----------
 .. [1] M. L. Parks, E. de Sturler, G. Mackey, D. D. Johnson, S. Maiti,
@@ -75,9 +85,11 @@ def gcrodr(
     ``k`` harmonic Ritz vectors (smallest harmonic Ritz values) of the current
     search space and deflates them in later cycles. With ``recycle`` given (the
     ``info["recycle"]`` of a previous solve, possibly for a different matrix),
-    ``C = qr(A M U)`` is formed (``k`` operator applications), the initial
-    residual is projected onto ``C^perp`` — the best correction within the
-    recycled space — and deflated cycles start at once.
+    ``C = qr(A Y)`` is formed from its solution directions ``Y`` (``k``
+    applications of ``A``; ``Y = M U`` costs ``k`` of ``M`` more when the
+    space has no ``Y``), the initial residual is projected onto ``C^perp`` —
+    the best correction within the recycled space — and deflated cycles start
+    at once.
 
     ``converged`` is True only if the recomputed ``||b - A x||`` meets
     ``max(rtol ||b||, atol)``. Recycling changes the iterates, never the answer:
@@ -117,7 +129,7 @@ def gcrodr(
         ``iterations`` counts Arnoldi steps (one operator application each);
         ``info`` has ``"recycle"`` (the :class:`RecycleSpace` for the next
         system), ``"matvecs"`` (all operator applications: Arnoldi steps, the
-        ``k`` for ``A M U``, one residual check per cycle), ``"cycles"``,
+        ``k`` for ``A Y``, one residual check per cycle), ``"cycles"``,
         ``"recycled_residual_reduction"`` (``||r|| / ||r0||`` after projecting
         out the recycled space: how much of the initial residual the recycled
         space removed; 1.0 without one) and ``"true_residual_norm"``.
@@ -164,7 +176,9 @@ def gcrodr(
     history = [residual_norm]
     reduction = 1.0
     if recycle is not None and k > 0 and residual_norm > 0:
-        solver.adopt(xp.asarray(recycle.U[:k], dtype=x.dtype, device=device_of(x)))
+        rows = [None if R is None else xp.asarray(R[:k], dtype=x.dtype, device=device_of(x))
+                for R in (recycle.U, recycle.Y)]  # fmt: skip
+        solver.adopt(*rows)
         r, projected_norm = solver.project(r)
         reduction = projected_norm / residual_norm
         residual_norm = projected_norm
@@ -182,7 +196,7 @@ def gcrodr(
         if outcome.invariant and residual_norm > state.tolerance:
             breakdown = "Krylov space became invariant without reaching the tolerance (A singular?)"
             break
-    space = RecycleSpace(solver.U) if solver.k_current > 0 else recycle
+    space = solver.space() if solver.k_current > 0 else recycle
     return state.finish(
         "gcrodr",
         solver.iterations,
@@ -203,6 +217,7 @@ class _Cycle:
     """Data of one Arnoldi cycle needed to refine the recycled space."""
 
     V: Any  # (steps + 1, n) orthonormal rows
+    Z: Any  # (steps, n) = M V[:steps], the same directions in x (V itself without M)
     H: np.ndarray  # (steps + 1, steps) Hessenberg matrix
     B: np.ndarray  # (k_current, steps) = C A M V^T
     steps: int
@@ -214,7 +229,16 @@ class _Cycle:
 
 
 class _Recycler:
-    """The recycled pair ``(U, C)`` and the cycles that use and refine it."""
+    """The recycled triple ``(U, Y, C)`` and the cycles that use and refine it.
+
+    ``A M U^T = C^T`` with ``C`` orthonormal, as in Parks et al.; with a
+    preconditioner the solution directions ``Y`` (``M U`` while ``M`` is the same,
+    and ``A Y^T = C^T`` always) are kept beside ``U`` (and
+    ``Z = M V`` beside each cycle's basis), so that no update of ``x`` applies
+    ``M`` again and a new system re-derives ``C`` from ``A Y`` alone. ``U`` is
+    then only read by the harmonic Ritz problem; without a preconditioner ``Y`` is
+    ``U`` and ``Z`` is ``V``.
+    """
 
     def __init__(self, state: Any, m: int, k: int, reorthogonalize: Reorthogonalize) -> None:
         self.state = state
@@ -224,37 +248,46 @@ class _Recycler:
         x = state.x
         self.host_dtype = np.complex128 if "complex" in str(x.dtype) else np.float64
         self.eps = float(np.finfo(self.host_dtype).eps)
+        self.preconditioned = state.precondition is not None
         self.U = self.xp.empty((0, x.shape[0]), dtype=x.dtype, device=device_of(x))
-        self.C = self.U
+        self.Y = self.C = self.U
         self.iterations = self.matvecs = self.cycles = 0
 
     @property
     def k_current(self) -> int:
         return int(self.U.shape[0])
 
-    def apply(self, v: Any) -> Any:
-        """Apply ``A M``, the operator GCRO-DR iterates on."""
-        state = self.state
-        return state.matvec(v if state.precondition is None else state.precondition(v))
+    def space(self) -> RecycleSpace:
+        """Return the recycled space for the next system (with ``Y`` when preconditioned)."""
+        return RecycleSpace(self.U, self.Y if self.preconditioned else None)
 
-    def correct(self, z: Any) -> None:
-        """Add ``M z`` to the iterate (``z`` is in the preconditioned variable)."""
-        state = self.state
-        state.x += z if state.precondition is None else state.precondition(z)
+    def adopt(self, U: Any, Y: Any) -> None:
+        """Take a recycled space: ``C = qr(A Y^T)``, ``U, Y <- R^{-T} U, R^{-T} Y``.
 
-    def adopt(self, U: Any) -> None:
-        """Take ``U`` as the recycled space: ``C = qr(A M U^T)``, ``U <- U R^{-1}``."""
-        AU = self.xp.stack([self.apply(u) for u in U])
-        self.matvecs += U.shape[0]
-        self.C, transform, kept = _orthonormal_rows(self.xp, AU)
-        self.U = _combine(self.xp, transform, U[self.xp.asarray(np.flatnonzero(kept))])
+        ``Y`` (solution directions, ``None`` if unknown) is used as it is, so a
+        new matrix costs ``k`` products with ``A`` and none with ``M``, however
+        the preconditioner changed; it is formed as ``M U`` only when missing.
+        Without a preconditioner ``x`` is the iterated variable and ``Y`` (if
+        given) is the space.
+        """
+        xp, state = self.xp, self.state
+        if not self.preconditioned:
+            U = Y = U if Y is None else Y
+        elif Y is None:
+            Y = xp.stack([state.precondition(u) for u in U])
+        AY = xp.stack([state.matvec(y) for y in Y])
+        self.matvecs += Y.shape[0]
+        self.C, transform, kept = _orthonormal_rows(xp, AY)
+        index = xp.asarray(np.flatnonzero(kept))
+        self.U = _combine(xp, transform, U[index])
+        self.Y = _combine(xp, transform, Y[index]) if self.preconditioned else self.U
 
     def project(self, r: Any) -> tuple[Any, float]:
         """Minimise the residual over the recycled space: ``r <- (I - C^H C) r`` (in place)."""
         xp = self.xp
         adjoint = xp.conj(self.C) if "complex" in str(r.dtype) else self.C
         coefficients = adjoint @ r
-        self.correct(coefficients @ self.U)
+        subtract_combination(xp, self.state.x, -coefficients, self.Y)
         subtract_combination(xp, r, coefficients, self.C)  # r is the caller's fresh residual
         return r, vector_norm(xp, r)
 
@@ -265,6 +298,9 @@ class _Recycler:
         p = min(self.m - kc, state.maxiter - self.iterations)
         x = state.x
         V = xp.empty((p + 1, x.shape[0]), dtype=x.dtype, device=device_of(x))
+        Z = V
+        if self.preconditioned:
+            Z = xp.empty((p, x.shape[0]), dtype=x.dtype, device=device_of(x))
         V[0] = r / residual_norm
         H = np.zeros((p + 1, p), dtype=self.host_dtype)
         B = np.zeros((kc, p), dtype=self.host_dtype)
@@ -272,7 +308,9 @@ class _Recycler:
         invariant = False
         self.cycles += 1
         for j in range(p):
-            w = self.apply(V[j])
+            if self.preconditioned:
+                Z[j] = state.precondition(V[j])
+            w = state.matvec(Z[j])
             w_norm = vector_norm(xp, w)
             remaining = w_norm
             if kc:
@@ -291,11 +329,13 @@ class _Recycler:
                 break
         steps = lsq.columns
         y = lsq.solve()
-        z = _combine(xp, y, V[:steps])
+        z = _combine(xp, y, Z[:steps])
         if kc:
-            subtract_combination(xp, z, _on_device(xp, B[:, :steps] @ y, self.U), self.U)
-        self.correct(z)
-        return _Cycle(V[: steps + 1], H[: steps + 1, :steps], B[:, :steps], steps, invariant)
+            subtract_combination(xp, z, _on_device(xp, B[:, :steps] @ y, self.Y), self.Y)
+        x += z
+        return _Cycle(
+            V[: steps + 1], Z[:steps], H[: steps + 1, :steps], B[:, :steps], steps, invariant
+        )
 
     def refine(self, cycle: _Cycle) -> None:
         """Replace ``(U, C)`` by the ``k`` harmonic Ritz vectors of the cycle's space.
@@ -326,12 +366,14 @@ class _Recycler:
             return  # the candidate space is numerically rank deficient; keep the old one
         # U = R^{-T} P^T [U_hat; V_s] and C = Q^T [C; V] in column terms, for row storage.
         to_U = np.linalg.solve(R.T, P.T)
-        U = _combine(xp, to_U[:, kc:], cycle.V[:s])
-        C = _combine(xp, Q[kc:].T, cycle.V)
-        if kc:
-            U = U + _combine(xp, to_U[:, :kc] * scale, self.U)
-            C = C + _combine(xp, Q[:kc].T, self.C)
-        self.C, self.U = C, U
+        recycled, krylov = to_U[:, :kc] * scale, to_U[:, kc:]
+        U = _span_combination(xp, recycled, self.U, krylov, cycle.V[:s])
+        if self.preconditioned:  # the same combination of the solution directions
+            self.Y = _span_combination(xp, recycled, self.Y, krylov, cycle.Z)
+        self.C = _span_combination(xp, Q[:kc].T, self.C, Q[kc:].T, cycle.V)
+        self.U = U
+        if not self.preconditioned:
+            self.Y = U
 
 
 def _smallest_harmonic_ritz(G: np.ndarray, WV: np.ndarray, k: int, *, real: bool) -> np.ndarray:
@@ -375,6 +417,16 @@ def _orthonormal_rows(xp: ModuleType, rows: Any) -> tuple[Any, np.ndarray, np.nd
         if good.all():
             return xp.matrix_transpose(Q), np.linalg.inv(to_numpy(R)).T, kept
         kept[np.flatnonzero(kept)[~good]] = False
+
+
+def _span_combination(
+    xp: ModuleType, recycled: np.ndarray, old: Any, krylov: np.ndarray, basis: Any
+) -> Any:
+    """``recycled @ old + krylov @ basis``: new rows from a recycled block and a cycle's."""
+    rows = _combine(xp, krylov, basis)
+    if old.shape[0]:
+        rows = rows + _combine(xp, recycled, old)
+    return rows
 
 
 def _combine(xp: ModuleType, coefficients: np.ndarray, rows: Any) -> Any:

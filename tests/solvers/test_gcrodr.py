@@ -159,6 +159,60 @@ def test_inputs_are_not_modified():
         np.testing.assert_array_equal(original, copy)
 
 
+class _CountingPreconditioner(spla.LinearOperator):
+    """Jacobi on ``A`` that counts its applications."""
+
+    def __init__(self, A):
+        super().__init__(dtype=np.float64, shape=A.shape)
+        self.inverse_diagonal = 1.0 / A.diagonal()
+        self.applications = 0
+
+    def _matvec(self, v):
+        self.applications += 1
+        return self.inverse_diagonal * np.ravel(v)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2**16), st.integers(2, 8))
+def test_preconditioned_space_carries_its_solution_directions(seed, k):
+    """Invariants of the recycled triple with a right preconditioner: ``Y = M U`` row by
+    row while ``M`` is fixed and ``A Y^T = C^T`` orthonormal; the next system, with a
+    new ``M``, applies
+    it only in its Arnoldi steps (``C`` comes from ``A Y``, updates use ``Y`` and
+    ``Z``), and the solution still meets the tolerance."""
+    first, second = darcy(12, rng=seed), darcy(12, rng=seed + 1)
+    M1 = _CountingPreconditioner(first.A)
+    result = gcrodr(first.A, first.b, m=12, k=k, rtol=1e-10, M=M1)
+    space = result.info["recycle"]
+    np.testing.assert_allclose(space.Y, space.U * M1.inverse_diagonal, rtol=1e-9, atol=1e-12)
+    M2 = _CountingPreconditioner(second.A)
+    again = gcrodr(second.A, second.b, m=12, k=k, rtol=1e-10, M=M2, recycle=space)
+    assert again.converged
+    residual = np.linalg.norm(second.b - second.A @ again.x)
+    assert residual <= 1e-10 * np.linalg.norm(second.b)
+    assert M2.applications == again.iterations
+    # After M changed, U only guides the next selection; the exact object is Y,
+    # whose images A Y are the orthonormal C of the next system.
+    images = (second.A @ again.info["recycle"].Y.T).T
+    np.testing.assert_allclose(images @ images.T, np.eye(len(images)), atol=1e-8)
+
+
+def test_space_without_solution_directions_is_still_adopted():
+    """A space made by hand (``U`` only) is mapped through ``M`` once; a space with
+    ``Y`` given to an unpreconditioned solve uses ``Y``, the directions in ``x``."""
+    system = darcy(12, rng=5)
+    rng = np.random.default_rng(0)
+    U = rng.standard_normal((4, 144))
+    M = _CountingPreconditioner(system.A)
+    result = gcrodr(system.A, system.b, m=12, k=4, rtol=1e-10, M=M, recycle=RecycleSpace(U))
+    assert result.converged and M.applications == result.iterations + 4
+    Y = rng.standard_normal((4, 144))
+    plain = gcrodr(system.A, system.b, m=12, k=4, rtol=1e-10, recycle=RecycleSpace(U, Y))
+    reference = gcrodr(system.A, system.b, m=12, k=4, rtol=1e-10, recycle=RecycleSpace(Y))
+    assert plain.iterations == reference.iterations
+    np.testing.assert_allclose(plain.x, reference.x, rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.parametrize("mode", ["ifneeded", "always", "never"])
 def test_every_reorthogonalization_mode_meets_the_tolerance_along_a_sequence(mode):
     """The second Gram-Schmidt pass is a cost choice: every mode returns solutions that
@@ -184,6 +238,11 @@ def test_every_reorthogonalization_mode_meets_the_tolerance_along_a_sequence(mod
         ({"reorthogonalize": "sometimes"}, ValueError, "reorthogonalize must be one of"),
         ({"recycle": np.ones((2, 5))}, TypeError, "recycle must be a RecycleSpace"),
         ({"recycle": RecycleSpace(np.ones((2, 4)))}, ValueError, r"recycle.U must have shape"),
+        (
+            {"recycle": RecycleSpace(np.ones((2, 5)), np.ones((3, 5)))},
+            ValueError,
+            r"recycle.Y must have the shape of recycle.U",
+        ),
         ({"b": np.array([1.0, np.nan, 0, 0, 0])}, ValueError, "b contains NaN"),
     ],
 )

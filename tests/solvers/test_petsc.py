@@ -234,8 +234,10 @@ def test_ksp_python_converges_with_petsc_preconditioners(pc_type):
         assert residual <= 1e-9 * np.linalg.norm(system.b) * 1.01
         assert ksp.getResidualNorm() == pytest.approx(residual, rel=1e-6)
         iterations.append(ksp.getIterationNumber())
+        if seed:  # the space carried across operators removed part of the new residual
+            assert context.last_result.info["recycled_residual_reduction"] < 1
     assert context.recycle is not None
-    assert iterations[-1] < iterations[0]  # the space was carried across operators
+    assert min(iterations[1:]) < iterations[0]
 
 
 def test_ksp_python_reports_iteration_limit_and_reset_drops_space():
