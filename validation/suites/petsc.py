@@ -38,9 +38,9 @@ Cases:
     GCRO-DR recycles only across its own restarts.
 
 Metrics (each side): ``iterations`` (total over the sequence; for GCRO-DR the
-Arnoldi steps, as PETSc counts; its ``operator_applications`` adds the ``k``
-applications of ``A M`` that re-derive ``C = A M U`` for each new matrix and one
-residual check per cycle), ``rel_residual``
+Arnoldi steps, as PETSc counts; its ``operator_applications`` counts the
+products with ``A``: one per step, the ``k`` that re-derive ``C = A Y`` for each
+new matrix (no preconditioner applied) and one residual check per cycle), ``rel_residual``
 (largest recomputed relative residual), ``converged`` (every system reached
 the tolerance), ``systems``, ``ranks``, ``pc``; ``time_s`` is the wall time of
 the slowest rank for all systems (PC set-up included). At ``P = 2`` both sides
