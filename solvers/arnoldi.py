@@ -116,21 +116,22 @@ def check_reorthogonalize(value: Any) -> Reorthogonalize:
 def subtract_combination(xp: ModuleType, w: Any, coefficients: Any, rows: Any) -> None:
     """Overwrite ``w`` with ``w - coefficients @ rows``, reading ``rows`` once.
 
-    The expression ``w -= coefficients @ rows`` makes a temporary vector and
-    streams it twice more; on a basis too large for the caches that is a third
-    more memory traffic than the product itself. Here numpy arrays go through
-    one BLAS ``gemv`` with ``beta = 1`` into ``w``, torch tensors through
-    ``addmv_``, and a namespace that defines ``subtract_combination`` (the
-    row-distributed arrays of :mod:`solvers.petsc.arrays`) through its own;
-    anything else through the expression.
+    The expression ``w -= coefficients @ rows`` makes a temporary and streams it
+    twice more; on a basis too large for the caches that is a third more memory
+    traffic than the product itself. Here numpy arrays go through one BLAS
+    ``gemv`` (``w`` a vector) or ``gemm`` (``w`` a block of rows) with
+    ``beta = 1`` into ``w``, torch tensors through ``addmv_``/``addmm_``, and a
+    namespace that defines ``subtract_combination`` (the row-distributed arrays
+    of :mod:`solvers.petsc.arrays`) through its own; anything else through the
+    expression.
 
     Parameters
     ----------
     xp : module
         Array namespace of ``w`` and ``rows``.
-    w : array, shape (n,)
+    w : array, shape (n,) or (p, n)
         Updated in place.
-    coefficients : array, shape (k,)
+    coefficients : array, shape (k,) or (p, k)
         In the namespace of ``w`` (e.g. ``rows @ w``).
     rows : array, shape (k, n)
     """
@@ -139,7 +140,10 @@ def subtract_combination(xp: ModuleType, w: Any, coefficients: Any, rows: Any) -
     elif hasattr(xp, "subtract_combination"):
         xp.subtract_combination(w, coefficients, rows)
     elif hasattr(w, "addmv_"):  # torch
-        w.addmv_(rows.mT, coefficients, alpha=-1)
+        if w.ndim == 1:
+            w.addmv_(rows.mT, coefficients, alpha=-1)
+        else:
+            w.addmm_(coefficients, rows, alpha=-1)
     else:
         w -= coefficients @ rows
 
@@ -155,17 +159,20 @@ def _blas_subtract(w: np.ndarray, coefficients: np.ndarray, rows: np.ndarray) ->
     if not eligible:
         w -= coefficients @ rows
         return
-    gemv = _gemv(w.dtype)
-    # rows.T is the Fortran-ordered (n, k) matrix: no copy, and gemv computes rows^T c.
-    out = gemv(-1.0, rows.T, coefficients.astype(w.dtype, copy=False), beta=1.0, y=w,
-               overwrite_y=True)  # fmt: skip
-    if out is not w:  # f2py copies y when it cannot write in place
+    coefficients = coefficients.astype(w.dtype, copy=False)
+    # Transposes of C-ordered rows are Fortran-ordered: BLAS reads them without copies.
+    if w.ndim == 1:  # w^T -= rows^T c
+        out = _blas("gemv", w.dtype)(-1.0, rows.T, coefficients, beta=1.0, y=w, overwrite_y=True)
+    else:  # w^T -= rows^T coefficients^T
+        out = _blas("gemm", w.dtype)(-1.0, rows.T, coefficients.T, beta=1.0, c=w.T,
+                                     overwrite_c=True).T  # fmt: skip
+    if not np.may_share_memory(out, w):  # f2py copied instead of writing in place
         w[...] = out
 
 
 @functools.cache
-def _gemv(dtype: np.dtype) -> Any:
-    return get_blas_funcs("gemv", dtype=dtype)
+def _blas(name: str, dtype: np.dtype) -> Any:
+    return get_blas_funcs(name, dtype=dtype)
 
 
 def _norm(xp: ModuleType, w: Any) -> float:

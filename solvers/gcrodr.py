@@ -425,7 +425,7 @@ def _span_combination(
     """``recycled @ old + krylov @ basis``: new rows from a recycled block and a cycle's."""
     rows = _combine(xp, krylov, basis)
     if old.shape[0]:
-        rows = rows + _combine(xp, recycled, old)
+        subtract_combination(xp, rows, -_on_device(xp, recycled, old), old)
     return rows
 
 

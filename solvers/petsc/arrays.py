@@ -206,9 +206,9 @@ class Layout:
         """``a^H b`` over all ranks, a host scalar."""
         return self.allreduce(np.vdot(a.local, b.local))[()]
 
-    def subtract_combination(self, w: DistributedVector, coefficients: Any, rows: Any) -> None:
-        """``w -= coefficients @ rows`` in place, one local BLAS pass (no communication)."""
-        local = _operand(self, w, DistributedVector)
+    def subtract_combination(self, w: Any, coefficients: Any, rows: Any) -> None:
+        """``w -= coefficients @ rows`` in place (a vector or a block), one local BLAS pass."""
+        local = self._check(w).local
         subtract_combination(np, local, np.asarray(coefficients), self._check(rows).local)
 
     def conj(self, x: Any) -> Any:
