@@ -95,6 +95,28 @@ def test_subtract_combination_is_the_expression_in_place(k, n, seed, dtype, stri
     np.testing.assert_allclose(w, expected, rtol=tolerance, atol=tolerance * k)
 
 
+@given(
+    st.integers(1, 8),
+    st.integers(1, 6),
+    st.integers(1, 40),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([np.float64, np.complex128]),
+)
+def test_subtract_combination_of_blocks_is_one_gemm_in_place(k, p, n, seed, dtype):
+    """A block ``W (p, n)`` minus ``C (p, k) @ rows (k, n)``, written into ``W``."""
+    rng = np.random.default_rng(seed)
+    rows = rng.standard_normal((k, n)).astype(dtype)
+    W = rng.standard_normal((p, n)).astype(dtype)
+    C = rng.standard_normal((p, k)).astype(dtype)
+    if np.iscomplexobj(rows):
+        rows, C = rows + 1j * rng.standard_normal((k, n)), C + 1j * rng.standard_normal((p, k))
+    expected = W - C @ rows
+    buffer = W
+    subtract_combination(np, W, C, rows)
+    assert W is buffer
+    np.testing.assert_allclose(W, expected, rtol=1e-12, atol=1e-12 * k)
+
+
 def test_subtract_combination_on_torch_is_in_place():
     torch = pytest.importorskip("torch")
     import array_api_compat.torch as xp
@@ -106,6 +128,10 @@ def test_subtract_combination_on_torch_is_in_place():
     subtract_combination(xp, tensor, torch.from_numpy(c), torch.from_numpy(rows))
     assert tensor.data_ptr() == storage
     np.testing.assert_allclose(tensor.numpy(), w - c @ rows, rtol=1e-12, atol=1e-12)
+    block, coefficients = rng.standard_normal((3, 9)), rng.standard_normal((3, 4))
+    block_tensor = torch.from_numpy(block.copy())
+    subtract_combination(xp, block_tensor, torch.from_numpy(coefficients), torch.from_numpy(rows))
+    np.testing.assert_allclose(block_tensor.numpy(), block - coefficients @ rows, rtol=1e-12)
 
 
 @given(st.integers(1, 25), st.integers(0, 2**32 - 1), st.booleans())

@@ -107,6 +107,10 @@ def test_block_operations_match_numpy(n, k, seed):
     layout.subtract_combination(w, c, rows)
     assert w.local is local
     np.testing.assert_allclose(local, w_np - h_np @ rows_np - c @ rows_np, rtol=1e-9, atol=1e-9)
+    block = DistributedRows(rows_np.copy(), layout)
+    mixing = rng.standard_normal((k, k))
+    layout.subtract_combination(block, mixing, rows)
+    np.testing.assert_allclose(block.local, rows_np - mixing @ rows_np, rtol=1e-9, atol=1e-9)
 
 
 @settings(max_examples=30)
