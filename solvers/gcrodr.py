@@ -368,12 +368,10 @@ class _Recycler:
         to_U = np.linalg.solve(R.T, P.T)
         recycled, krylov = to_U[:, :kc] * scale, to_U[:, kc:]
         U = _span_combination(xp, recycled, self.U, krylov, cycle.V[:s])
-        if self.preconditioned:  # the same combination of the solution directions
-            self.Y = _span_combination(xp, recycled, self.Y, krylov, cycle.Z)
+        # The same combination of the solution directions (they are U without M).
+        Y = _span_combination(xp, recycled, self.Y, krylov, cycle.Z) if self.preconditioned else U
         self.C = _span_combination(xp, Q[:kc].T, self.C, Q[kc:].T, cycle.V)
-        self.U = U
-        if not self.preconditioned:
-            self.Y = U
+        self.U, self.Y = U, Y
 
 
 def _smallest_harmonic_ritz(G: np.ndarray, WV: np.ndarray, k: int, *, real: bool) -> np.ndarray:
