@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from safetensors.torch import save_file
 
 from learned.dcdm.loss import LOSSES, dcdm_loss, energy_loss, unrolled_energy_loss
 from learned.dcdm.network import DCDMConfig, DCDMNet
+from learned.dcdm.pyramid import OperatorPyramid
 from learned.dcdm.stencil import apply_stencil
 
 __all__ = ["DCDMModule", "SafetensorsCheckpoint", "read_checkpoint"]
@@ -59,6 +61,10 @@ class DCDMModule(pl.LightningModule):
         Training loss; "residual" is the paper's.
     unroll : int
         Solver steps of the "unrolled" loss.
+    matrices : sequence of scipy.sparse matrices, optional
+        The training operators themselves, for a ``galerkin=True`` network: the
+        :class:`OperatorPyramid` of each is built once, and each batch is evaluated
+        per operator.
     """
 
     def __init__(
@@ -72,6 +78,7 @@ class DCDMModule(pl.LightningModule):
         seed: int,
         loss: str = "residual",
         unroll: int = 4,
+        matrices: Sequence[Any] | None = None,
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
@@ -81,6 +88,13 @@ class DCDMModule(pl.LightningModule):
         self.loss_name, self.unroll = loss, unroll
         torch.manual_seed(seed)
         self.net = DCDMNet.from_config(config)
+        self.pyramids: list[OperatorPyramid] | None = None
+        if config.galerkin:
+            if matrices is None or len(matrices) != coefficients.shape[0]:
+                raise ValueError("a galerkin=True network needs matrices, one per operator")
+            grid = tuple(coefficients.shape[2:])
+            depth = self.net.depth(grid)
+            self.pyramids = [OperatorPyramid.from_matrix(A, grid, depth) for A in matrices]
         self.register_buffer("coefficients", coefficients, persistent=False)
         self.register_buffer("geometry", geometry, persistent=False)
         self.lr, self.steps = lr, steps
@@ -98,17 +112,21 @@ class DCDMModule(pl.LightningModule):
         coefficients = self.coefficients[op]
         geometry = self.geometry[op]
         if self.loss_name == "residual":
-            loss = dcdm_loss(self.net(v, geometry), v, coefficients)
+            loss = dcdm_loss(self._direction(v, op, geometry), v, coefficients)
         else:
             Av = apply_stencil(coefficients, v)
             # Both scaled by 1/||A x||: the network is fed unit residuals, as in the solver.
             scale = Av.flatten(1).norm(dim=1).view(-1, *([1] * (v.ndim - 1)))
             x, b = v / scale, Av / scale
             if self.loss_name == "energy":
-                loss = energy_loss(self.net(b, geometry), x, b, coefficients)
+                loss = energy_loss(self._direction(b, op, geometry), x, b, coefficients)
             else:
                 loss = unrolled_energy_loss(
-                    lambda r: self.net(r, geometry), x, b, coefficients, steps=self.unroll
+                    lambda r: self._direction(r, op, geometry),
+                    x,
+                    b,
+                    coefficients,
+                    steps=self.unroll,
                 )
         self.log("loss", loss, prog_bar=True)
         self._block.append(float(loss.detach()))
@@ -116,6 +134,15 @@ class DCDMModule(pl.LightningModule):
             self.losses.append(sum(self._block) / len(self._block))
             self._block = []
         return loss
+
+    def _direction(self, r: torch.Tensor, op: torch.Tensor, geometry: torch.Tensor) -> torch.Tensor:
+        """Apply the network to a batch whose samples belong to the operators ``op``."""
+        if self.pyramids is None:
+            return self.net(r, geometry)
+        # A pyramid holds one operator, so a galerkin network sees one group at a time.
+        groups = [torch.nonzero(op == o).flatten() for o in torch.unique(op).tolist()]
+        parts = [self.net(r[g], geometry[g], self.pyramids[int(op[g[0]])]) for g in groups]
+        return torch.cat(parts)[torch.argsort(torch.cat(groups))]
 
     def configure_optimizers(self) -> Any:
         """Adam and the cosine schedule, offset by the steps already done."""

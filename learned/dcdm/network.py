@@ -52,13 +52,19 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from learned.dcdm.pyramid import (
+    OPERATOR_TERMS,
+    OperatorPyramid,
+    interpolation_adjoint,
+    level_shapes,
+)
 from learned.dcdm.stencil import GridStencil
 
 __all__ = ["INITS", "RESTRICTIONS", "DCDMConfig", "DCDMNet"]
@@ -96,6 +102,10 @@ class DCDMConfig:
         Fine-to-coarse transfer: average pooling (the paper's), or the adjoint of the
         linear interpolation that brings coarse corrections back, divided by ``2^d``,
         which makes a linear network symmetric (a CG preconditioner needs that).
+    galerkin : bool
+        Every block also reads the operator of its level (:class:`OperatorPyramid`:
+        Galerkin products of the network's own transfers) through a 1x1 convolution
+        of :data:`OPERATOR_TERMS`; needs ``restriction="adjoint"``.
     """
 
     dim: int
@@ -105,6 +115,7 @@ class DCDMConfig:
     coarsest: int = 4
     init: str = "bpx"
     restriction: str = "average"
+    galerkin: bool = False
 
     def __post_init__(self) -> None:
         for name in ("dim", "channels", "blocks", "coarsest"):
@@ -125,6 +136,10 @@ class DCDMConfig:
             raise ValueError("init='bpx' needs channels >= 2")
         if self.restriction not in RESTRICTIONS:
             raise ValueError(f"restriction must be one of {RESTRICTIONS}, got {self.restriction!r}")
+        if not isinstance(self.galerkin, bool):
+            raise TypeError(f"galerkin must be a bool, got {type(self.galerkin).__name__}")
+        if self.galerkin and self.restriction != "adjoint":
+            raise ValueError("galerkin=True needs restriction='adjoint' (P^T A P pairs with P^T)")
         if self.init == "multigrid" and (self.channels < 6 or self.blocks < 3):
             raise ValueError("init='multigrid' needs channels >= 6 and blocks >= 3")
 
@@ -133,25 +148,61 @@ class DCDMConfig:
         return asdict(self)
 
 
+class _Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` that takes oneDNN's kernel for float32 on the CPU whatever the size.
+
+    PyTorch sends a 3-D input with ``N C D H <= 20480`` -- one sample of 6 channels on
+    32³ -- to its reference kernel, which is ten times slower than oneDNN's there
+    (15 ms against 1.5 ms on one thread): the network's second level cost more than
+    its finest.
+    """
+
+    def _conv_forward(
+        self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        if (
+            input.device.type == "cpu"
+            and input.dtype == torch.float32
+            and self.padding_mode == "zeros"
+            and torch.backends.mkldnn.is_available()
+        ):
+            return torch.mkldnn_convolution(
+                input, weight, bias, self.padding, self.stride, self.dilation, self.groups
+            )
+        return super()._conv_forward(input, weight, bias)
+
+
 class _ResidualStack(nn.Sequential):
-    """``blocks`` residual blocks ``x + conv(relu(conv(x)))``, each followed by a ReLU."""
+    """``blocks`` residual blocks ``x + conv(relu(conv(x) + mix(T x)))``, each followed by a ReLU.
 
-    def __init__(self, conv: type[nn.Module], channels: int, blocks: int) -> None:
-        super().__init__(
-            *[
-                nn.ModuleList(
-                    [
-                        conv(channels, channels, 3, padding=1, bias=False),
-                        conv(channels, channels, 3, padding=1, bias=False),
-                    ]
-                )
-                for _ in range(blocks)
+    ``T x`` are the :data:`OPERATOR_TERMS` of the level's operator, mixed by the
+    weights of a 1x1 convolution (:meth:`OperatorPyramid.mix`); only with
+    ``galerkin=True``.
+    """
+
+    def __init__(self, conv: type[nn.Module], channels: int, blocks: int, galerkin: bool) -> None:
+        def block() -> nn.ModuleList:
+            layers = [
+                conv(channels, channels, 3, padding=1, bias=False),
+                conv(channels, channels, 3, padding=1, bias=False),
             ]
-        )
+            if galerkin:
+                layers.append(conv(len(OPERATOR_TERMS) * channels, channels, 1, bias=False))
+            return nn.ModuleList(layers)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        for first, second in self:
-            x = F.relu(x + second(F.relu(first(x)))) * mask
+        super().__init__(*[block() for _ in range(blocks)])
+
+    def forward(  # type: ignore[override]
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        mix: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
+    ) -> torch.Tensor:
+        for block in self:
+            h = block[0](x)
+            if mix is not None:
+                h = h + mix(x, block[2].weight)
+            x = F.relu(x + block[1](F.relu(h))) * mask
         return x
 
 
@@ -167,7 +218,7 @@ class DCDMNet(nn.Module):
     ----------
     dim : {2, 3}
         Grid dimension.
-    channels, blocks, levels, coarsest, init, restriction
+    channels, blocks, levels, coarsest, init, restriction, galerkin
         See :class:`DCDMConfig`.
 
     Examples
@@ -193,16 +244,19 @@ class DCDMNet(nn.Module):
         coarsest: int = 4,
         init: str = "bpx",
         restriction: str = "average",
+        galerkin: bool = False,
     ) -> None:
         super().__init__()
-        self.config = DCDMConfig(dim, channels, blocks, levels, coarsest, init, restriction)
-        conv = nn.Conv2d if dim == 2 else nn.Conv3d
+        self.config = DCDMConfig(
+            dim, channels, blocks, levels, coarsest, init, restriction, galerkin
+        )
+        conv = nn.Conv2d if dim == 2 else _Conv3d
         self.lift = conv(1, channels, 3, padding=1, bias=False)
         self.geometry_lift = conv(2 + dim, channels, 3, padding=1, bias=False)
         # One stack per role; shared by every level of the pyramid when levels=None.
-        self.down = _ResidualStack(conv, channels, blocks)
-        self.bottom = _ResidualStack(conv, channels, blocks)
-        self.up = _ResidualStack(conv, channels, blocks)
+        self.down = _ResidualStack(conv, channels, blocks, galerkin)
+        self.bottom = _ResidualStack(conv, channels, blocks, galerkin)
+        self.up = _ResidualStack(conv, channels, blocks, galerkin)
         self.project = conv(channels, 1, 1, bias=False)
         self.coarse_gain = nn.Parameter(torch.tensor(4.0))
         self._pool = F.avg_pool2d if dim == 2 else F.avg_pool3d
@@ -228,8 +282,9 @@ class DCDMNet(nn.Module):
             self.project.weight[(0, 2 * j, *([0] * self.config.dim))] = weights[j]
             self.project.weight[(0, 2 * j + 1, *([0] * self.config.dim))] = -weights[j]
         for stack in (self.down, self.bottom, self.up):
-            for _, second in stack:
-                second.weight.zero_()
+            for block in stack:
+                for layer in block[1:]:  # the second convolution and the operator mix
+                    layer.weight.zero_()
 
     @torch.no_grad()
     def _init_multigrid(self) -> None:
@@ -265,53 +320,52 @@ class DCDMNet(nn.Module):
         direction grid-independent on the box; obstacles and closed walls are not in
         these weights (they enter through ``geometry``, which training may use).
         """
-        dim = self.config.dim
-        centre = (1,) * dim
-        identity = torch.zeros((3,) * dim)
-        identity[centre] = 1.0
-        stencil = identity * (2 * dim)
-        for axis in range(dim):
-            for side in (0, 2):
-                index = list(centre)
-                index[axis] = side
-                stencil[tuple(index)] = -1.0
-        weight = JACOBI_WEIGHT[dim] / (2 * dim)
+        dim, channels = self.config.dim, self.config.channels
+        w = JACOBI_WEIGHT[dim]
         R, E, P = _RESIDUAL, _CORRECTION, _PREVIOUS
-        normalise = {R: {R: identity / 2}, E: {E: -identity}, P: {P: -identity}}
+        # Updates as {target: {source: {term: coefficient}}}, terms "I" (identity) and
+        # OPERATOR_TERMS: "D" = D^-1, "A", "AD" = A D^-1, "DA" = D^-1 A.
+        normalise = {R: {R: {"I": 0.5}}, E: {E: {"I": -1.0}}, P: {P: {"I": -1.0}}}
         more = self.config.blocks - 3  # smoothing steps beyond V(1, 1)
-        smooth = {E: {R: weight * identity}, R: {R: -weight * stencil}}
+        smooth = {E: {R: {"D": w}}, R: {R: {"AD": -w}}}
         down = [
             normalise,
-            {E: {R: weight * identity}},
-            {R: {E: -stencil}, P: {E: identity}},
-            *[{**smooth, P: {R: weight * identity}}] * more,
+            {E: {R: {"D": w}}},
+            {R: {E: {"A": -1.0}}, P: {E: {"I": 1.0}}},
+            *[{**smooth, P: {R: {"D": w}}}] * more,
         ]
         up = [
-            {R: {E: -stencil, P: stencil}},
+            {R: {E: {"A": -1.0}, P: {"A": 1.0}}},
             *[smooth] * more,
-            {E: {R: weight * identity}, R: {R: -identity}, P: {P: -identity}},
+            {E: {R: {"D": w}}, R: {R: {"I": -1.0}}, P: {P: {"I": -1.0}}},
         ]
         bottom = [
             normalise,
-            {E: {R: weight * identity}},
-            *[{E: {R: weight * identity, E: -weight * stencil}}] * more,
-            {E: {R: weight * identity, E: -weight * stencil}, R: {R: -identity}},
+            {E: {R: {"D": w}}},
+            *[{E: {R: {"D": w}, E: {"DA": -w}}}] * more,
+            {E: {R: {"D": w}, E: {"DA": -w}}, R: {R: {"I": -1.0}}},
         ]
         used = 2 * len((R, E, P))
         for module in self.modules():
             if isinstance(module, nn.Conv2d | nn.Conv3d):
                 # spare channels keep a tiny random part, so that training can use them;
-                # the used ones start exact
+                # the used ones start exact (an operator mix reads one group per term)
                 module.weight.mul_(_SPARE_SCALE)
-                module.weight[:used, : min(used, module.weight.shape[1])] = 0.0
+                for start in range(0, module.weight.shape[1], channels):
+                    module.weight[:used, start : start + used] = 0.0
+        centre = (1,) * dim
         self.lift.weight[(2 * R, 0, *centre)] = 0.5
         self.lift.weight[(2 * R + 1, 0, *centre)] = -0.5
+        kernels = _box_kernels(dim)
         for stack, updates in ((self.down, down), (self.up, up), (self.bottom, bottom)):
-            for (first, second), update in zip(stack, updates, strict=False):
-                _set_update(first, second, update)
+            for block, update in zip(stack, updates, strict=False):
+                _set_update(block, update, kernels)
         self.project.weight[(0, 2 * E, *([0] * dim))] = 1.0
         self.project.weight[(0, 2 * E + 1, *([0] * dim))] = -1.0
-        self.coarse_gain.fill_(4.0 / 1.5)
+        # 1.5 undoes the first block's R += R / 2 on coarse levels; the rest is the
+        # ratio of the coarse operator to the coarse Laplacian the cycle needs: 4 for
+        # the rediscretised one, 2^d for P^T A P read through the restriction P^T / 2^d.
+        self.coarse_gain.fill_((2**dim if self.config.galerkin else 4.0) / 1.5)
 
     @classmethod
     def from_config(cls, config: DCDMConfig) -> DCDMNet:
@@ -325,12 +379,20 @@ class DCDMNet(nn.Module):
         smallest = min(grid_shape)
         return max(1, math.ceil(math.log2(max(smallest, 1) / self.config.coarsest)))
 
-    def forward(self, r: torch.Tensor, geometry: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        r: torch.Tensor,
+        geometry: torch.Tensor | None = None,
+        pyramid: OperatorPyramid | None = None,
+    ) -> torch.Tensor:
         """Return the search direction for the residuals ``r`` of shape ``(B, 1, *grid)``.
 
         ``geometry`` (shape ``(B or 1, 2 + d, *grid)``, :meth:`GridStencil.geometry`)
         describes the operator; None means the Dirichlet box of constant coefficients.
-        Features and output are zero where its mask channel is 0.
+        Features and output are zero where its mask channel is 0. A ``galerkin=True``
+        network also reads ``pyramid`` (:meth:`OperatorPyramid.from_matrix` with
+        :meth:`depth` levels, the network's dtype; None: the box's), whose masks then
+        take the place of the geometry's.
         """
         d = self.config.dim
         if r.ndim != d + 2 or r.shape[1] != 1:
@@ -338,79 +400,99 @@ class DCDMNet(nn.Module):
                 f"r must have shape (batch, 1, {', '.join(['n'] * d)}) for a {d}-D model, "
                 f"got {tuple(r.shape)}"
             )
+        shape = tuple(r.shape[2:])
         if geometry is None:
-            box = GridStencil.box_geometry(tuple(r.shape[2:]))
+            box = GridStencil.box_geometry(shape)
             geometry = torch.as_tensor(box, dtype=r.dtype, device=r.device).unsqueeze(0)
-        elif (
-            geometry.ndim != d + 2
-            or geometry.shape[1] != 2 + d
-            or geometry.shape[2:] != r.shape[2:]
-        ):
+        elif geometry.ndim != d + 2 or geometry.shape[1] != 2 + d or geometry.shape[2:] != shape:
             raise ValueError(
-                f"geometry must have shape (batch, {2 + d}, *{tuple(r.shape[2:])}), "
-                f"got {tuple(geometry.shape)}"
+                f"geometry must have shape (batch, {2 + d}, *{shape}), got {tuple(geometry.shape)}"
             )
+        depth = self.depth(shape)
         mask = geometry[:, :1]
+        if self.config.galerkin:
+            if pyramid is None:
+                pyramid = OperatorPyramid.box(shape, depth, dtype=r.dtype, device=r.device)
+            elif pyramid.grid_shapes != level_shapes(shape, depth):
+                raise ValueError(
+                    f"pyramid has grids {pyramid.grid_shapes}, the network needs "
+                    f"{level_shapes(shape, depth)}"
+                )
+            elif pyramid.masks[0].dtype != r.dtype:
+                raise ValueError(f"pyramid is {pyramid.masks[0].dtype}, r is {r.dtype}")
+            mask = pyramid.masks[0]
+        elif pyramid is not None:
+            raise ValueError("pyramid is read only by a network built with galerkin=True")
         x = (self.lift(r) + self.geometry_lift(geometry)) * mask
-        y = self._level(x, mask, self.depth(tuple(r.shape[2:])))
+        y = self._level(x, mask, depth, pyramid, 0)
         return self.project(y) * mask
 
-    def _level(self, x: torch.Tensor, mask: torch.Tensor, remaining: int) -> torch.Tensor:
+    def _level(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        remaining: int,
+        pyramid: OperatorPyramid | None,
+        level: int,
+    ) -> torch.Tensor:
+        mix = None if pyramid is None else functools.partial(pyramid.mix, level)
         if remaining == 0 or min(x.shape[2:]) < 2:
-            return self.bottom(x, mask)
-        y = self.down(x, mask)
-        coarse_mask = self._maxpool(mask, 2, ceil_mode=True)
+            return self.bottom(x, mask, mix)
+        y = self.down(x, mask, mix)
+        if pyramid is None:
+            coarse_mask = self._maxpool(mask, 2, ceil_mode=True)
+        else:
+            coarse_mask = pyramid.masks[level + 1]
         if self.config.restriction == "adjoint":
-            coarse = _interpolation_adjoint(y, tuple(coarse_mask.shape[2:]))
+            coarse = interpolation_adjoint(y, tuple(coarse_mask.shape[2:]))
         else:
             coarse = self._pool(y, 2, ceil_mode=True)
-        z = self._level(coarse, coarse_mask, remaining - 1)
+        z = self._level(coarse, coarse_mask, remaining - 1, pyramid, level + 1)
         z = F.interpolate(z, size=y.shape[2:], mode=self._interp, align_corners=False)
         y = y + self.coarse_gain * z * mask
-        return self.up(y, mask)
+        return self.up(y, mask, mix)
 
 
 @torch.no_grad()
 def _set_update(
-    first: nn.Module, second: nn.Module, update: dict[int, dict[int, torch.Tensor]]
+    block: nn.ModuleList,
+    update: dict[int, dict[int, dict[str, float]]],
+    kernels: dict[str, torch.Tensor],
 ) -> None:
-    """Make a residual block add ``w_s = sum_t K[s][t] * u_t`` to each slot ``s`` of ``update``."""
+    """Make a residual block add ``w_s = sum_t sum_term c * term(u_t)`` to each slot ``s``.
+
+    A term other than the identity goes to the operator mix when the block has one
+    (``galerkin=True``), else to the first convolution as its constant-stencil kernel.
+    """
+    first, second = block[0], block[1]
+    mix = block[2] if len(block) == 3 else None
+    channels = second.weight.shape[0]
     centre = (1,) * (first.weight.ndim - 2)
     for target, sources in update.items():
-        for source, kernel in sources.items():
-            for sign_out, out_channel in ((1.0, 2 * target), (-1.0, 2 * target + 1)):
-                first.weight[out_channel, 2 * source] += sign_out * kernel
-                first.weight[out_channel, 2 * source + 1] -= sign_out * kernel
+        for source, terms in sources.items():
+            for term, coefficient in terms.items():
+                if mix is None or term == "I":
+                    weight, column, value = first.weight, 2 * source, coefficient * kernels[term]
+                else:
+                    column = OPERATOR_TERMS.index(term) * channels + 2 * source
+                    weight, value = mix.weight, torch.tensor(coefficient)
+                for sign, row in ((1.0, 2 * target), (-1.0, 2 * target + 1)):
+                    weight[row, column] += sign * value
+                    weight[row, column + 1] -= sign * value
         second.weight[(2 * target, 2 * target, *centre)] = 1.0
         second.weight[(2 * target + 1, 2 * target + 1, *centre)] = 1.0
 
 
-@functools.lru_cache(maxsize=64)
-def _linear_interpolation(fine: int, coarse: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return the sources and weights of PyTorch's linear interpolation on one axis.
-
-    ``F.interpolate(..., mode="linear", align_corners=False)`` from ``coarse`` to
-    ``fine`` nodes: fine node ``i`` reads ``(1 - w_i) c[lo_i] + w_i c[hi_i]`` at the
-    clamped position ``(i + 1/2) coarse / fine - 1/2``, as PyTorch computes it. numpy
-    arrays are cached, not tensors: a tensor made under ``torch.inference_mode`` could
-    not be reused in a training step.
-    """
-    position = np.clip((np.arange(fine) + 0.5) * (coarse / fine) - 0.5, 0.0, None)
-    low = np.minimum(np.floor(position).astype(np.int64), coarse - 1)
-    high = np.minimum(low + 1, coarse - 1)
-    return low, high, position - low
-
-
-def _interpolation_adjoint(y: torch.Tensor, coarse_shape: tuple[int, ...]) -> torch.Tensor:
-    """Return ``P^T y / 2^d``, ``P`` the (bi/tri)linear interpolation ``coarse_shape`` -> grid."""
-    for axis, coarse in enumerate(coarse_shape):
-        moved = y.movedim(2 + axis, -1)
-        low, high, weight = (
-            torch.as_tensor(a, device=moved.device)
-            for a in _linear_interpolation(moved.shape[-1], coarse)
-        )
-        weight = weight.to(moved.dtype)
-        out = moved.new_zeros((*moved.shape[:-1], coarse))
-        out = out.index_add(-1, low, moved * (1 - weight)).index_add(-1, high, moved * weight)
-        y = out.movedim(-1, 2 + axis) / 2
-    return y
+def _box_kernels(dim: int) -> dict[str, torch.Tensor]:
+    """3^d kernels of the terms for the constant-coefficient Laplacian (``D = 2d``)."""
+    centre = (1,) * dim
+    identity = torch.zeros((3,) * dim)
+    identity[centre] = 1.0
+    stencil = identity * (2 * dim)
+    for axis in range(dim):
+        for side in (0, 2):
+            index = list(centre)
+            index[axis] = side
+            stencil[tuple(index)] = -1.0
+    scaled = stencil / (2 * dim)
+    return {"I": identity, "D": identity / (2 * dim), "A": stencil, "AD": scaled, "DA": scaled}

@@ -48,6 +48,7 @@ import scipy.sparse as sp
 import torch
 
 from learned.dcdm.network import JACOBI_WEIGHT, DCDMNet
+from learned.dcdm.pyramid import OperatorPyramid
 from learned.dcdm.stencil import GridStencil
 from numlib.linop import as_matvec
 from numlib.result import SolveResult
@@ -131,7 +132,9 @@ def dcdm_solve(
         ``info`` holds ``network_steps``, ``fallback_steps``, ``rejected`` (counts
         by reason: ``"non-finite"``, ``"non-descent"``, ``"conjugacy"``),
         ``network_disabled_at`` (iteration at which layer 2 switched the network
-        off, or None), ``network_time_s``, ``true_residual_norm``, ``tolerance``.
+        off, or None), ``network_time_s``, ``pyramid_s`` (building the Galerkin
+        operators of a ``galerkin=True`` model; 0 otherwise), ``true_residual_norm``,
+        ``tolerance``.
 
     Raises
     ------
@@ -182,7 +185,10 @@ def dcdm_solve(
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
         raise ValueError("model has non-finite weights")
     precondition = _fallback_preconditioner(A, M, n)
-    network = _NetworkDirection(model, shape, _geometry(A, shape))
+    started = time.perf_counter()
+    pyramid = _pyramid(A, shape, model)
+    pyramid_s = time.perf_counter() - started
+    network = _NetworkDirection(model, shape, _geometry(A, shape), pyramid)
     direction: Callable[[np.ndarray], np.ndarray] = network
     if smoothing:
         direction = _Smoothed(network, state.matvec, _diagonal(A), smoothing, len(shape))
@@ -197,7 +203,8 @@ def dcdm_solve(
     best, best_at = residual_norm, 0
     breakdown = None
     if state.b_norm == 0.0 and x0 is None:
-        return state.finish("dcdm", 0, [0.0], true_norm=0.0, **_info(0, 0, counts, None, 0.0, k))
+        info = _info(0, 0, counts, None, 0.0, pyramid_s, k)
+        return state.finish("dcdm", 0, [0.0], true_norm=0.0, **info)
 
     while residual_norm > state.tolerance and iterations < state.maxiter:
         step = None
@@ -236,7 +243,7 @@ def dcdm_solve(
         elif disabled_at is None and iterations - best_at >= stall_window:
             disabled_at = iterations
             window.clear()  # from here on: PCG with the fallback preconditioner
-    info = _info(network_steps, fallback_steps, counts, disabled_at, network.seconds, k)
+    info = _info(network_steps, fallback_steps, counts, disabled_at, network.seconds, pyramid_s, k)
     return state.finish("dcdm", iterations, history, breakdown, **info)
 
 
@@ -246,6 +253,7 @@ def _info(
     counts: dict[str, int],
     disabled_at: int | None,
     seconds: float,
+    pyramid_s: float,
     k: int,
 ) -> dict[str, Any]:
     return {
@@ -254,6 +262,7 @@ def _info(
         "rejected": dict(counts),
         "network_disabled_at": disabled_at,
         "network_time_s": seconds,
+        "pyramid_s": pyramid_s,
         "k": k,
     }
 
@@ -290,9 +299,15 @@ def _orthogonalise(
 class _NetworkDirection:
     """``r -> f(r)`` on the grid, as a float64 numpy vector; timed."""
 
-    def __init__(self, model: DCDMNet, shape: tuple[int, ...], geometry: np.ndarray) -> None:
+    def __init__(
+        self,
+        model: DCDMNet,
+        shape: tuple[int, ...],
+        geometry: np.ndarray,
+        pyramid: OperatorPyramid | None,
+    ) -> None:
         parameter = next(model.parameters())
-        self.model, self.shape = model, shape
+        self.model, self.shape, self.pyramid = model, shape, pyramid
         self.dtype, self.device = parameter.dtype, parameter.device
         self.geometry = torch.as_tensor(geometry[None], dtype=self.dtype).to(self.device)
         self.seconds = 0.0
@@ -301,7 +316,7 @@ class _NetworkDirection:
         started = time.perf_counter()
         with torch.no_grad():
             t = torch.as_tensor(r.reshape(1, 1, *self.shape), dtype=self.dtype).to(self.device)
-            q = self.model(t, self.geometry).to("cpu", torch.float64).numpy().ravel()
+            q = self.model(t, self.geometry, self.pyramid).to("cpu", torch.float64).numpy().ravel()
         self.seconds += time.perf_counter() - started
         return q
 
@@ -380,6 +395,17 @@ def _geometry(A: Any, shape: tuple[int, ...]) -> np.ndarray:
         except ValueError:
             pass
     return GridStencil.box_geometry(shape)
+
+
+def _pyramid(A: Any, shape: tuple[int, ...], model: DCDMNet) -> OperatorPyramid | None:
+    """Build the Galerkin pyramid a ``galerkin=True`` model reads (of the box without entries)."""
+    if not model.config.galerkin:
+        return None
+    parameter = next(model.parameters())
+    depth, kind = model.depth(shape), {"dtype": parameter.dtype, "device": parameter.device}
+    if sp.issparse(A) or isinstance(A, np.ndarray):
+        return OperatorPyramid.from_matrix(A, shape, depth, **kind)
+    return OperatorPyramid.box(shape, depth, **kind)
 
 
 def _fallback_preconditioner(A: Any, M: Any, n: int) -> Callable[[np.ndarray], np.ndarray]:

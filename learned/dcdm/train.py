@@ -62,6 +62,7 @@ class TrainConfig:
     levels: int | None = None
     init: str = "bpx"
     restriction: str = "average"
+    galerkin: bool = False
     threads: int = 1
     loss: str = "residual"
     unroll: int = 4
@@ -109,7 +110,7 @@ def fit(
     """
     torch.set_num_threads(config.threads)
     pl.seed_everything(config.seed, verbose=False)
-    network_fields = ("dim", "channels", "blocks", "levels", "init", "restriction")
+    network_fields = ("dim", "channels", "blocks", "levels", "init", "restriction", "galerkin")
     net_config = DCDMConfig(**{name: getattr(config, name) for name in network_fields})
     data = RitzDataModule(
         dim=config.dim,
@@ -131,6 +132,7 @@ def fit(
         seed=config.seed,
         loss=config.loss,
         unroll=config.unroll,
+        matrices=[system.A for system in data.systems] if config.galerkin else None,
     )
     if resume and checkpoint is not None and Path(checkpoint).exists():
         module.restore(checkpoint)
@@ -223,6 +225,11 @@ def _parser() -> argparse.ArgumentParser:
         default=defaults.restriction,
         help="fine-to-coarse transfer (DCDMNet)",
     )
+    parser.add_argument(
+        "--galerkin",
+        action="store_true",
+        help="blocks also read each level's Galerkin operator (DCDMNet, OperatorPyramid)",
+    )
     parser.add_argument("--threads", type=int, default=defaults.threads)
     parser.add_argument(
         "--loss",
@@ -274,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         levels=args.levels,
         init=args.init,
         restriction=args.restriction,
+        galerkin=args.galerkin,
         threads=args.threads,
         loss=args.loss,
         unroll=args.unroll,

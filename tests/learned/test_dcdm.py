@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from scipy.sparse.linalg import aslinearoperator
 
 from learned.dcdm import DCDMNet, GridStencil, apply_stencil, dcdm_loss, dcdm_solve
+from learned.dcdm.pyramid import OperatorPyramid
 from learned.dcdm.ritz import lanczos_ritz
 from numlib.result import ConvergenceWarning
 from solvers.problems import poisson2d
@@ -183,11 +184,13 @@ def spd_systems(draw):
     st.sampled_from(["dense", "sparse"]),
     st.integers(1, 3),
     st.integers(0, 2),
+    st.booleans(),
 )
-def test_converges_on_any_spd_system_with_a_random_network(problem, kind, k, smoothing):
+def test_converges_on_any_spd_system_with_a_random_network(problem, kind, k, smoothing, galerkin):
     A, b, shape, seed = problem
     A_in = sp.csr_array(A) if kind == "sparse" else A
-    net = _random_net(2, seed=seed % 1000)
+    operator_layers = {"restriction": "adjoint", "galerkin": True} if galerkin else {}
+    net = _random_net(2, seed=seed % 1000, **operator_layers)
     b_before = b.copy()
     # The guarantee is convergence, not a rate: a bad network may spend up to
     # ``N`` iterations per halving of the residual before PCG takes over.
@@ -249,7 +252,8 @@ def test_operator_smoothing_is_symmetric_and_helps_on_obstacles():
     A = system.A.tocsr()
     geometry = GridStencil.from_matrix(A, (48, 48)).geometry()
     net = DCDMNet(2, channels=6, blocks=3, init="multigrid", restriction="adjoint").double()
-    smoothed = _Smoothed(_NetworkDirection(net, (48, 48), geometry), A.dot, A.diagonal(), 2, 2)
+    network = _NetworkDirection(net, (48, 48), geometry, None)
+    smoothed = _Smoothed(network, A.dot, A.diagonal(), 2, 2)
     gen = np.random.default_rng(0)
     r1, r2 = gen.standard_normal((2, 48 * 48))
     q1, q2 = smoothed(r1), smoothed(r2)
@@ -436,7 +440,7 @@ def test_multigrid_initialisation_needs_room():
 )
 def test_adjoint_restriction_is_the_transpose_of_the_interpolation(shape, seed):
     # <P c, f> = 2^d <c, R f> with P = F.interpolate (PyTorch's own) and R the network's
-    from learned.dcdm.network import _interpolation_adjoint
+    from learned.dcdm.pyramid import interpolation_adjoint as _interpolation_adjoint
 
     gen = torch.Generator().manual_seed(seed)
     coarse_shape = tuple((n + 1) // 2 for n in shape)
@@ -475,3 +479,155 @@ def test_adjoint_restriction_trains_after_inference():
         net(r)
     net(r).square().sum().backward()
     assert net.lift.weight.grad is not None
+
+
+# ------------------------------------------------------------ Galerkin operator layers
+
+
+def _galerkin_levels(A: np.ndarray, shape: tuple[int, ...], depth: int) -> list[tuple]:
+    """Dense ``(A_l, mask_l, P_l)``: ``A_{l+1} = P'^T A_l P'``, ``P' = diag(m_l) P``.
+
+    The fine mask holds the rows with an off-diagonal entry; a coarse node is kept
+    when its interpolation reaches a kept fine node. ``A`` is scaled so that the
+    largest diagonal entry is ``2d``, as the network sees it.
+    """
+    A = A / (A.diagonal().max() / (2 * len(shape)))
+    mask = (np.abs(A) - np.diag(np.diag(np.abs(A)))).sum(axis=1) > 0
+    levels = []
+    for _ in range(depth):
+        if min(shape) < 2:
+            break
+        coarse = tuple((n + 1) // 2 for n in shape)
+        P = np.ones((1, 1))
+        for n, c in zip(shape, coarse, strict=True):
+            P = np.kron(P, _interpolation_matrix(n, c))
+        P = mask[:, None] * P
+        levels.append((A, mask, P))
+        A, mask, shape = P.T @ A @ P, P.sum(axis=0) > 0, coarse
+    return [*levels, (A, mask, None)]
+
+
+def _galerkin_v_cycle(levels: list[tuple], r: np.ndarray, nu: int, dim: int) -> np.ndarray:
+    """V(nu, nu), damped Jacobi with each level's diagonal, coarse correction ``P A_c^{-1} P^T``."""
+    (A, mask, P), rest = levels[0], levels[1:]
+    diagonal = np.where(mask, np.diag(A), 1.0)
+    jacobi = np.where(mask, {2: 4 / 5, 3: 6 / 7}[dim] / diagonal, 0.0)
+    e = np.zeros_like(r)
+    for _ in range(nu if rest else nu + 1):
+        e = e + jacobi * (r - A @ e)
+    if not rest:
+        return e
+    e = e + P @ _galerkin_v_cycle(rest, P.T @ (r - A @ e), nu, dim)
+    for _ in range(nu):
+        e = e + jacobi * (r - A @ e)
+    return e
+
+
+def _galerkin_net(dim: int, blocks: int = 3, **kwargs) -> DCDMNet:
+    return DCDMNet(
+        dim,
+        channels=6,
+        blocks=blocks,
+        init="multigrid",
+        restriction="adjoint",
+        galerkin=True,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize(("n", "dim"), [(11, 2), (16, 2), (6, 3), (9, 3)])
+def test_galerkin_pyramid_is_the_product_of_the_network_transfers(n, dim):
+    system = poisson_obstacles(n, dim, obstacles=3, neumann=("x-",), rng=n)
+    A_before = system.A.copy()
+    pyramid = OperatorPyramid.from_matrix(system.A, system.grid_shape, 8, dtype=torch.float64)
+    levels = _galerkin_levels(system.A.toarray(), system.grid_shape, 8)
+    assert len(levels) == len(pyramid.operators)
+    for (A, mask, _), operator, inverse, m in zip(
+        levels, pyramid.operators, pyramid.inverse_diagonals, pyramid.masks, strict=True
+    ):
+        np.testing.assert_allclose(operator.to_dense().numpy(), A, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(m.numpy().ravel(), mask)
+        np.testing.assert_allclose(inverse.numpy().ravel()[mask], 1 / np.diag(A)[mask], rtol=1e-12)
+        assert not inverse.numpy().ravel()[~mask].any()
+        np.testing.assert_allclose(A, A.T, atol=1e-12)
+    assert (system.A != A_before).nnz == 0
+
+
+@pytest.mark.parametrize("blocks", [3, 4])
+@pytest.mark.parametrize(("shape", "obstacles"), [((16, 16), 0), ((20, 20), 4), ((8, 8, 8), 3)])
+def test_galerkin_multigrid_initialisation_is_a_galerkin_v_cycle(shape, obstacles, blocks):
+    dim = len(shape)
+    system = poisson_obstacles(shape[0], dim, obstacles=obstacles, neumann=("y+",), rng=5)
+    net = _galerkin_net(dim, blocks).double()
+    depth = net.depth(shape)
+    pyramid = OperatorPyramid.from_matrix(system.A, shape, depth, dtype=torch.float64)
+    r = np.random.default_rng(0).standard_normal(shape)
+    with torch.no_grad():
+        q = net(torch.as_tensor(r)[None, None], None, pyramid)[0, 0].numpy().ravel()
+    levels = _galerkin_levels(system.A.toarray(), shape, depth)
+    expected = _galerkin_v_cycle(levels, r.ravel() * levels[0][1], blocks - 2, dim)
+    np.testing.assert_allclose(q, expected, rtol=0, atol=1e-6 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_galerkin_network_is_a_symmetric_operator_on_obstacles(dim):
+    n = 24 if dim == 2 else 10
+    system = poisson_obstacles(n, dim, obstacles=4, neumann=("x+",), rng=7)
+    net = _galerkin_net(dim).double()
+    pyramid = OperatorPyramid.from_matrix(
+        system.A, system.grid_shape, net.depth(system.grid_shape), dtype=torch.float64
+    )
+    gen = torch.Generator().manual_seed(2)
+    r1, r2 = torch.randn(2, 1, 1, *system.grid_shape, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        q1, q2 = net(r1, None, pyramid), net(r2, None, pyramid)
+        combined = net(r1 - 2 * r2, None, pyramid)
+    torch.testing.assert_close(combined, q1 - 2 * q2, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close((q1 * r2).sum(), (r1 * q2).sum(), rtol=1e-6, atol=1e-9)
+
+
+def test_galerkin_network_iterations_stay_flat_on_obstacles():
+    # the rediscretised cycle needed 75 -> 120 -> 187 iterations on 128² -> 512²
+    net = _galerkin_net(2, blocks=4)
+    counts = []
+    for n in (32, 64, 128):
+        system = poisson_obstacles(n, 2, obstacles=6, neumann=("x-", "y-", "y+"), rng=11)
+        result = dcdm_solve(system.A, system.b, net, rtol=1e-6)
+        assert result.converged and result.info["fallback_steps"] == 0
+        counts.append(result.iterations)
+    assert max(counts) <= 12 and counts[-1] <= counts[0] + 2, counts
+
+
+def test_galerkin_network_reads_the_box_without_a_pyramid():
+    net = _galerkin_net(2).double()
+    r = torch.randn(1, 1, 12, 10, dtype=torch.float64)
+    box = OperatorPyramid.box((12, 10), net.depth((12, 10)), dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(net(r), net(r, None, box))
+
+
+def test_galerkin_network_trains_through_the_operator_layers():
+    net = _galerkin_net(2)
+    system = poisson_obstacles(16, 2, obstacles=2, rng=1)
+    pyramid = OperatorPyramid.from_matrix(system.A, (16, 16), net.depth((16, 16)))
+    net(torch.randn(2, 1, 16, 16), None, pyramid).square().sum().backward()
+    mix = net.down[0][2].weight
+    assert mix.grad is not None and bool(mix.grad.abs().sum() > 0)
+
+
+def test_galerkin_bad_input_is_rejected():
+    with pytest.raises(ValueError, match="restriction='adjoint'"):
+        DCDMNet(2, galerkin=True)
+    with pytest.raises(TypeError, match="galerkin must be a bool"):
+        DCDMNet(2, restriction="adjoint", galerkin=1)
+    r = torch.randn(1, 1, 8, 8)
+    pyramid = OperatorPyramid.box((8, 8), 2)
+    with pytest.raises(ValueError, match="galerkin=True"):
+        _random_net(2)(r, None, pyramid)
+    net = _galerkin_net(2)
+    with pytest.raises(ValueError, match="pyramid has grids"):
+        net(r, None, pyramid)
+    with pytest.raises(ValueError, match="float64"):
+        net(r, None, OperatorPyramid.box((8, 8), net.depth((8, 8)), dtype=torch.float64))
+    with pytest.raises(ValueError, match="square for grid"):
+        OperatorPyramid.from_matrix(poisson2d(8).A, (8, 9), 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -36,6 +37,18 @@ def test_training_is_deterministic_under_a_seed(tmp_path):
     torch.manual_seed(0)
     untrained = DCDMNet(2, channels=4, blocks=1)
     assert not torch.equal(first.project.weight, untrained.project.weight)
+
+
+def test_galerkin_network_trains_deterministically(tmp_path):
+    galerkin = dataclasses.replace(
+        TINY, channels=6, blocks=3, init="multigrid", restriction="adjoint", galerkin=True
+    )
+    first, summary = fit(galerkin, tmp_path / "a", progress=False)
+    second, _ = fit(galerkin, tmp_path / "b", progress=False)
+    _assert_same(_state(first), _state(second))
+    assert first.config.galerkin and summary["completed_steps"] == 6
+    untrained = DCDMNet.from_config(first.config)
+    assert not torch.equal(first.down[0][2].weight, untrained.down[0][2].weight)
 
 
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
