@@ -10,6 +10,7 @@ Modules, one idea each:
 
 ``stencil``   the 5/7-point grid operator of a sparse matrix, applied in torch
 ``network``   the convolutional network (the paper's one-pool net and a multilevel one)
+``pyramid``   grid transfers and the Galerkin operators the network's operator layers read
 ``loss``      the scale-invariant training losses: the paper's residual loss, energy-norm ones
 ``ritz``      Lanczos Ritz vectors of the training operators (npz, resumable)
 ``data``      right-hand sides from Ritz vectors; the Lightning DataModule
@@ -23,12 +24,14 @@ Modules, one idea each:
 from learned.dcdm.io import load_model, pretrained, save_model
 from learned.dcdm.loss import dcdm_loss
 from learned.dcdm.network import DCDMNet
+from learned.dcdm.pyramid import OperatorPyramid
 from learned.dcdm.solve import dcdm_solve
 from learned.dcdm.stencil import GridStencil, apply_stencil
 
 __all__ = [
     "DCDMNet",
     "GridStencil",
+    "OperatorPyramid",
     "apply_stencil",
     "dcdm_loss",
     "dcdm_solve",

@@ -35,6 +35,13 @@ multigrid cycle with damped-Jacobi smoothing, ``nu = blocks - 2``
 pooling) that network is a symmetric operator, as a CG preconditioner must be.
 ``init="random"`` keeps PyTorch's default initialisation, as in the paper.
 
+Operator layers. With ``galerkin=True`` (an extension) every residual block also
+reads the operator of its level, :class:`OperatorPyramid` (the Galerkin products
+``P^T A P`` of the network's own transfers): a convolution applies one stencil at
+every node, so without these layers obstacles and closed walls reach the coarse
+levels only as input channels, and the cycle treats them as Dirichlet nodes. The
+multigrid initialisation then is a Galerkin V-cycle with true-diagonal Jacobi.
+
 The convolutions have no bias, so the network is positively homogeneous,
 ``f(c r) = c f(r)`` for ``c > 0``: together with the scale-invariant loss this makes
 the direction independent of the residual's scale, as the method requires. The

@@ -208,17 +208,14 @@ class OperatorPyramid:
         so they commute: ``D (W_D x + A W_DA x) + A (W_A x + D W_AD x)`` gives the sum
         with two products with ``A`` on ``C_out`` channels and no stacked terms.
         """
-        channels = x.shape[1]
-        W = dict(zip(OPERATOR_TERMS, weight.flatten(1).split(channels, dim=1), strict=True))
+        batch, channels, grid = x.shape[0], x.shape[1], x.shape[2:]
+        out = weight.shape[0]
+        # the four W_t as one (4 C_out, C) matrix: one BLAS product over x
+        stacked = weight.reshape(out, len(OPERATOR_TERMS), channels).transpose(0, 1)
+        mixed = torch.matmul(stacked.reshape(-1, channels), x.reshape(batch, channels, -1))
+        W = dict(zip(OPERATOR_TERMS, mixed.reshape(batch, -1, *grid).split(out, 1), strict=True))
         D, A = self.inverse_diagonals[level], self.operators[level]
-
-        def across(term: str, u: torch.Tensor) -> torch.Tensor:
-            mixed = torch.matmul(W[term], u.flatten(2))  # (B, C_out, n): one BLAS call
-            return mixed.reshape(u.shape[0], -1, *u.shape[2:])
-
-        return D * (across("D", x) + _apply(A, across("DA", x))) + _apply(
-            A, across("A", x) + D * across("AD", x)
-        )
+        return D * (W["D"] + _apply(A, W["DA"])) + _apply(A, W["A"] + D * W["AD"])
 
 
 def _sparse_tensor(A: sp.csr_array, dtype: torch.dtype, device: str | torch.device) -> torch.Tensor:
