@@ -25,6 +25,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from numlib.validate import check_positive_int
+
 __all__ = [
     "OPERATOR_TERMS",
     "OperatorPyramid",
@@ -150,8 +152,15 @@ class OperatorPyramid:
         >>> pyramid.grid_shapes
         ((8, 8), (4, 4), (2, 2))
         """
-        shape = tuple(int(s) for s in grid_shape)
+        depth = check_positive_int(depth, "depth", minimum=0)
+        if not isinstance(grid_shape, tuple | list) or not grid_shape:
+            raise TypeError(f"grid_shape must be a tuple of positive ints, got {grid_shape!r}")
+        shape = tuple(check_positive_int(n, "grid_shape entries") for n in grid_shape)
+        if not (sp.issparse(A) or isinstance(A, np.ndarray)):
+            raise TypeError(f"A must be a scipy.sparse matrix or numpy array, got {type(A)}")
         A = sp.csr_array(A, dtype=np.float64)
+        if not np.isfinite(A.data).all():
+            raise ValueError("A contains NaN or Inf")
         if A.shape != (math.prod(shape),) * 2:
             raise ValueError(f"A must be {math.prod(shape)} square for grid {shape}, got {A.shape}")
         diagonal = A.diagonal()

@@ -90,7 +90,9 @@ def dcdm_solve(
         Symmetric positive definite. A sparse nearest-neighbour stencil on
         ``grid_shape`` is shown to the network (:meth:`GridStencil.geometry`), which
         masks decoupled solid nodes out of its output; any other operator is shown
-        as the Dirichlet box.
+        as the Dirichlet box. A ``galerkin=True`` network also reads the Galerkin
+        pyramid of ``A`` (any sparse or dense matrix; the box's for a
+        LinearOperator), built once per call (``info["pyramid_s"]``).
     b : numpy.ndarray, shape (N,)
         Right-hand side, float.
     model : DCDMNet

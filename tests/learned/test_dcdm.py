@@ -629,5 +629,16 @@ def test_galerkin_bad_input_is_rejected():
         net(r, None, pyramid)
     with pytest.raises(ValueError, match="float64"):
         net(r, None, OperatorPyramid.box((8, 8), net.depth((8, 8)), dtype=torch.float64))
+    A = poisson2d(8).A
     with pytest.raises(ValueError, match="square for grid"):
-        OperatorPyramid.from_matrix(poisson2d(8).A, (8, 9), 2)
+        OperatorPyramid.from_matrix(A, (8, 9), 2)
+    with pytest.raises(ValueError, match="depth must be >= 0"):
+        OperatorPyramid.from_matrix(A, (8, 8), -1)
+    with pytest.raises(TypeError, match="grid_shape"):
+        OperatorPyramid.from_matrix(A, 64, 2)
+    with pytest.raises(TypeError, match="A must be a scipy"):
+        OperatorPyramid.from_matrix(aslinearoperator(A), (8, 8), 2)
+    bad = A.toarray()
+    bad[3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        OperatorPyramid.from_matrix(bad, (8, 8), 2)
