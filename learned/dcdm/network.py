@@ -295,37 +295,43 @@ class DCDMNet(nn.Module):
 
     @torch.no_grad()
     def _init_multigrid(self) -> None:
-        """Set the weights to a V(nu, nu) multigrid cycle for the constant-coefficient Laplacian.
+        """Set the weights to a V(nu, nu) multigrid cycle.
 
-        ``nu = blocks - 2`` damped-Jacobi steps before and after the coarse correction
-        (V(1, 1) with the minimum of three blocks), ``nu + 1`` on the coarsest level.
+        For the constant-coefficient Laplacian, or with ``galerkin=True`` for the
+        operators of the :class:`OperatorPyramid` the network reads. ``nu = blocks - 2``
+        damped-Jacobi steps before and after the coarse correction (V(1, 1) with the
+        minimum of three blocks), ``nu + 1`` on the coarsest level.
 
         Every residual block adds to some signed fields ``u_s`` (held as channel pairs,
         ``u = ch+ - ch-``, both non-negative) linear functions ``w_s`` of the fields: the
         first convolution computes ``(relu(w_s), relu(-w_s))``, the second adds them to
         ``(ch+, ch-)``, which keeps both non-negative, so the block's ReLU passes them and
         the represented ``u_s + w_s`` is exact. Fields: the level's residual ``R``, the
-        correction ``E`` and a copy ``P`` of ``E`` before the coarse correction. With ``S``
-        the stencil (``2d`` at the centre, ``-1`` at the face neighbours, zero outside
-        the grid: the Dirichlet box) and ``J = omega / (2d)``:
+        correction ``E`` and a copy ``P`` of ``E`` before the coarse correction. With
+        ``S`` the stencil (``2d`` at the centre, ``-1`` at the face neighbours, zero
+        outside the grid: the Dirichlet box) and ``J = omega / (2d)`` -- with
+        ``galerkin=True``, ``S`` the level's operator ``A_l`` and ``J = omega D_l^-1``,
+        both through the operator mix, the first convolution keeping the identities:
 
         - down: ``R += R / 2, E = 0, P = 0``; ``E += J R``; ``R -= S E, P += E``; then
-          ``nu - 1`` times ``E += J R, R -= J S R, P += J R``;
-        - coarse level on the average-pooled fields (its first block clears the pooled
-          ``E`` and ``P``), its ``E`` interpolated bilinearly and added with gain 8/3;
-        - up: ``R -= S (E - P)``; ``nu - 1`` times ``E += J R, R -= J S R``; then
+          ``nu - 1`` times ``E += J R, R -= S J R, P += J R``;
+        - coarse level on the restricted fields (its first block clears the restricted
+          ``E`` and ``P``), its ``E`` interpolated (bi/tri)linearly and added with the
+          coarse gain;
+        - up: ``R -= S (E - P)``; ``nu - 1`` times ``E += J R, R -= S J R``; then
           ``E += J R, R = 0, P = 0``;
         - bottom: ``R += R / 2, E = 0, P = 0``; ``E += J R``; ``nu - 1`` times
           ``E += J (R - S E)``; ``E += J (R - S E), R = 0``.
 
         The lift writes ``r / 2`` and ``-r / 2`` (it has no ReLU after it); the first
         block's ``R += R / 2`` turns that into the pair of ``r`` at the finest level and
-        multiplies every coarser level's residual by 3/2, which the gain ``4 / (3/2)``
-        undoes (4 = the ratio of the rediscretised coarse Laplacian). The six channels
-        used start exact; weights touching spare channels keep 1e-3 of PyTorch's random
-        initialisation, so that training can recruit them. Multigrid makes the
-        direction grid-independent on the box; obstacles and closed walls are not in
-        these weights (they enter through ``geometry``, which training may use).
+        multiplies every coarser level's residual by 3/2, which the gain undoes: it is
+        ``4 / (3/2)`` for the rediscretised coarse Laplacian (4 = its ratio to the
+        coarse stencil) and ``2^d / (3/2)`` for the Galerkin operator read through the
+        restriction ``P^T / 2^d``. The six channels used start exact; weights touching
+        spare channels keep 1e-3 of PyTorch's random initialisation, so that training
+        can recruit them. Without the Galerkin layers, obstacles and closed walls are
+        not in these weights (they enter through ``geometry``, which training may use).
         """
         dim, channels = self.config.dim, self.config.channels
         w = JACOBI_WEIGHT[dim]
