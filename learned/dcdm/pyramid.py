@@ -107,10 +107,11 @@ class OperatorPyramid:
 
     Level 0 is ``A / s`` with ``s = max diag(A) / 2d`` (so the constant-coefficient
     Laplacian reads ``2d`` at the centre and ``-1`` at its neighbours, whatever ``h``);
-    level ``l + 1`` is ``P'^T A_l P'`` with ``P' = diag(m_l) P diag(m_{l+1})``, ``P``
-    the network's interpolation and ``m`` the active masks (level 0: nodes coupled to a
-    neighbour; coarser: nodes that interpolate to an active node). Inactive nodes get zero rows
-    and a zero inverse diagonal, so they stay out of every term.
+    level ``l + 1`` is ``P'^T A_l P'`` with ``P' = diag(m_l) P``, ``P`` the network's
+    interpolation and ``m_l`` the active mask of level ``l`` (level 0: the nodes coupled
+    to a neighbour; level ``l + 1``: the nodes whose column of ``P'`` is not zero, i.e.
+    that interpolate to an active node). Inactive nodes get zero rows and a zero
+    inverse diagonal, so they stay out of every term.
 
     Attributes
     ----------
