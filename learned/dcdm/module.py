@@ -140,8 +140,12 @@ class DCDMModule(pl.LightningModule):
         if self.pyramids is None:
             return self.net(r, geometry)
         # A pyramid holds one operator, so a galerkin network sees one group at a time.
-        groups = [torch.nonzero(op == o).flatten() for o in torch.unique(op).tolist()]
-        parts = [self.net(r[g], geometry[g], self.pyramids[int(op[g[0]])]) for g in groups]
+        operators = torch.unique(op).tolist()
+        groups = [torch.nonzero(op == o).flatten() for o in operators]
+        parts = [
+            self.net(r[g], geometry[g], self.pyramids[o])
+            for o, g in zip(operators, groups, strict=True)
+        ]
         return torch.cat(parts)[torch.argsort(torch.cat(groups))]
 
     def configure_optimizers(self) -> Any:
