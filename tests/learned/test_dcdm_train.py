@@ -10,10 +10,10 @@ import pytest
 import torch
 from dcdm_tiny import TINY
 
-from learned.dcdm import load_model, save_model
+from learned.dcdm import GridStencil, load_model, save_model
 from learned.dcdm.data import RitzDataset, training_operators
 from learned.dcdm.io import model_metadata, pretrained
-from learned.dcdm.module import read_checkpoint
+from learned.dcdm.module import DCDMModule, read_checkpoint
 from learned.dcdm.network import DCDMNet
 from learned.dcdm.ritz import lanczos_ritz
 from learned.dcdm.train import fit, main
@@ -140,3 +140,34 @@ def test_cli_writes_model_and_json(tmp_path, capsys):
     assert record["completed_steps"] == 2
     assert load_model(out.with_suffix(".safetensors")).config.channels == 4
     assert "wrote" in capsys.readouterr().out
+
+
+def test_galerkin_batches_mixing_operators_keep_their_order():
+    systems = training_operators(2, 8, 3, seed=0)
+    stencils = [GridStencil.from_matrix(s.A, s.grid_shape) for s in systems]
+    coefficients = torch.stack([s.to_tensor() for s in stencils])
+    geometry = torch.stack([torch.as_tensor(s.geometry(), dtype=torch.float32) for s in stencils])
+    config = DCDMNet(2, channels=6, blocks=3, init="multigrid", restriction="adjoint").config
+    config = dataclasses.replace(config, galerkin=True)
+    module = DCDMModule(
+        config,
+        coefficients,
+        geometry,
+        lr=1e-3,
+        steps=1,
+        seed=0,
+        matrices=[s.A for s in systems],
+    )
+    op = torch.tensor([2, 0, 2, 1, 0])
+    r = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        batched = module._direction(r, op, geometry[op])
+        one_by_one = torch.cat(
+            [
+                module.net(r[i : i + 1], geometry[o : o + 1], module.pyramids[o])
+                for i, o in enumerate(op.tolist())
+            ]
+        )
+    torch.testing.assert_close(batched, one_by_one)
+    with pytest.raises(ValueError, match="needs matrices, one per operator"):
+        DCDMModule(config, coefficients, geometry, lr=1e-3, steps=1, seed=0)
