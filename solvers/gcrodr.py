@@ -251,6 +251,9 @@ class _Recycler:
         self.preconditioned = state.precondition is not None
         self.U = self.xp.empty((0, x.shape[0]), dtype=x.dtype, device=device_of(x))
         self.Y = self.C = self.U
+        # Gram matrices <C_i, U_j> and <U_i, U_j>: formed once per system, then
+        # carried through each refinement by the small matrices that define it.
+        self.CU = self.UU = np.zeros((0, 0), dtype=self.host_dtype)
         self.iterations = self.matvecs = self.cycles = 0
 
     @property
@@ -281,6 +284,7 @@ class _Recycler:
         index = xp.asarray(np.flatnonzero(kept))
         self.U = _combine(xp, transform, U[index])
         self.Y = _combine(xp, transform, Y[index]) if self.preconditioned else self.U
+        self.CU, self.UU = _gram(xp, self.C, self.U), _gram(xp, self.U, self.U)
 
     def project(self, r: Any) -> tuple[Any, float]:
         """Minimise the residual over the recycled space: ``r <- (I - C^H C) r`` (in place)."""
@@ -347,15 +351,17 @@ class _Recycler:
         """
         xp = self.xp
         kc, s = self.k_current, cycle.steps
-        scale = 1.0 / np.array([vector_norm(xp, u) for u in self.U]) if kc else np.ones(0)
+        scale = 1.0 / np.sqrt(np.diagonal(self.UU).real)
         G = np.zeros((kc + s + 1, kc + s), dtype=self.host_dtype)
         G[:kc, :kc] = np.diag(scale)
         G[:kc, kc:] = cycle.B
         G[kc:, kc:] = cycle.H
+        # WV = <[C; V_{s+1}], [U_hat; V_s]>: the Gram matrix with U_hat = diag(scale) U,
+        # which is never formed; C is orthogonal to V and V orthonormal.
         WV = np.zeros_like(G)
         WV[kc:, kc:] = np.eye(s + 1, s)
-        if kc:  # Gram matrices with U_hat = diag(scale) U, which is never formed
-            WV[:kc, :kc] = _gram(xp, self.C, self.U) * scale
+        if kc:
+            WV[:kc, :kc] = self.CU * scale
             WV[kc:, :kc] = _gram(xp, cycle.V, self.U) * scale
         P = _smallest_harmonic_ritz(G, WV, min(self.k, kc + s), real=self.host_dtype is np.float64)
         if P.shape[1] == 0:
@@ -372,6 +378,14 @@ class _Recycler:
         Y = _span_combination(xp, recycled, self.Y, krylov, cycle.Z) if self.preconditioned else U
         self.C = _span_combination(xp, Q[:kc].T, self.C, Q[kc:].T, cycle.V)
         self.U, self.Y = U, Y
+        # The new grams from the old: C = Q^T W and U = to_U S give
+        # <C, U> = Q^H <W, S> to_U^T and <U, U> = conj(to_U) <S, S> to_U^T.
+        space = np.eye(kc + s, dtype=self.host_dtype)  # <S, S>, S = [U_hat; V_s]
+        space[:kc, :kc] = self.UU * np.outer(scale, scale)
+        space[kc:, :kc] = WV[kc : kc + s, :kc]
+        space[:kc, kc:] = WV[kc : kc + s, :kc].conj().T
+        self.CU = Q.conj().T @ WV @ to_U.T
+        self.UU = to_U.conj() @ space @ to_U.T
 
 
 def _smallest_harmonic_ritz(G: np.ndarray, WV: np.ndarray, k: int, *, real: bool) -> np.ndarray:
@@ -402,12 +416,32 @@ def _smallest_harmonic_ritz(G: np.ndarray, WV: np.ndarray, k: int, *, real: bool
 
 
 def _orthonormal_rows(xp: ModuleType, rows: Any) -> tuple[Any, np.ndarray, np.ndarray]:
-    """Orthonormalise ``rows`` by a thin QR, dropping numerically dependent ones.
+    """Orthonormalise ``rows`` (a thin QR), dropping numerically dependent ones.
+
+    Well-conditioned rows (``cond <= 1e5``, read off their Gram matrix) go
+    through Cholesky QR twice: a Gram matrix and a triangular combination per
+    pass, orthonormal to working precision for condition numbers far above
+    that bound (Yamamoto et al. 2015), and several times faster than
+    Householder QR on ``k`` tall vectors — one reduction per pass on
+    distributed rows. Others go through ``xp.linalg.qr`` (Householder, or
+    TSQR on distributed rows), which also finds the dependent rows.
 
     Returns ``Q`` (orthonormal rows), ``T`` with ``Q = T rows[kept]``, and the
     boolean mask ``kept``.
+
+    References
+    ----------
+    .. [1] Y. Yamamoto, Y. Nakatsukasa, Y. Yanagisawa, T. Fukaya, "Roundoff error
+       analysis of the CholeskyQR2 algorithm", Electron. Trans. Numer. Anal. 44
+       (2015), 306-326.
     """
     kept = np.ones(rows.shape[0], dtype=bool)
+    gram = _gram(xp, rows, rows)
+    if np.linalg.cond(gram) <= 1e10:
+        first = _inverse_cholesky(gram)
+        once = _combine(xp, first, rows)
+        second = _inverse_cholesky(_gram(xp, once, once))
+        return _combine(xp, second, once), second @ first, kept
     while True:
         Q, R = xp.linalg.qr(xp.matrix_transpose(rows[xp.asarray(np.flatnonzero(kept))]))
         diagonal = np.abs(np.diag(to_numpy(R)))
@@ -415,6 +449,12 @@ def _orthonormal_rows(xp: ModuleType, rows: Any) -> tuple[Any, np.ndarray, np.nd
         if good.all():
             return xp.matrix_transpose(Q), np.linalg.inv(to_numpy(R)).T, kept
         kept[np.flatnonzero(kept)[~good]] = False
+
+
+def _inverse_cholesky(gram: np.ndarray) -> np.ndarray:
+    """``T = conj(L)^-1`` for ``<rows, rows> = L L^H``: the rows of ``T rows`` are orthonormal."""
+    factor = np.linalg.cholesky(gram).conj()
+    return scipy.linalg.solve_triangular(factor, np.eye(len(gram), dtype=gram.dtype), lower=True)
 
 
 def _span_combination(

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from matrices import orthogonal
 
+import solvers.gcrodr as gcrodr_module
 from numlib.result import ConvergenceWarning
 from solvers.gcrodr import gcrodr
 from solvers.problems import convection_diffusion, darcy
@@ -211,6 +212,53 @@ def test_space_without_solution_directions_is_still_adopted():
     reference = gcrodr(system.A, system.b, m=12, k=4, rtol=1e-10, recycle=RecycleSpace(Y))
     assert plain.iterations == reference.iterations
     np.testing.assert_allclose(plain.x, reference.x, rtol=1e-12, atol=1e-14)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2**16), st.booleans())
+def test_carried_gram_matrices_equal_the_formed_ones(seed, complex_shift):
+    """``<C, U>`` and ``<U, U>`` are formed once per system and then carried through
+    every refinement by the small matrices that define the new ``C`` and ``U``; after
+    each refinement, along a sequence and with a right preconditioner, they equal
+    the Gram matrices of the vectors themselves."""
+    refinements = []
+    refine = gcrodr_module._Recycler.refine
+
+    def refine_and_compare(self, cycle):
+        refine(self, cycle)
+        U, C = np.asarray(self.U), np.asarray(self.C)
+        size = np.linalg.norm(U, axis=1).max()
+        np.testing.assert_allclose(self.CU, C.conj() @ U.T, atol=1e-9 * size)
+        np.testing.assert_allclose(self.UU, U.conj() @ U.T, atol=1e-9 * size**2)
+        refinements.append(len(U))
+
+    space = None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gcrodr_module._Recycler, "refine", refine_and_compare)
+        for offset in range(2):
+            system = darcy(12, rng=seed + offset)
+            A = system.A + (0.3j * sp.eye_array(144) if complex_shift else 0)
+            M = _CountingPreconditioner(system.A)
+            result = gcrodr(A, system.b, m=10, k=4, rtol=1e-10, M=M, recycle=space)
+            assert result.converged
+            space = result.info["recycle"]
+    assert len(refinements) >= 4
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**16), st.integers(1, 8), st.floats(0.0, 15.0))
+def test_orthonormal_rows_span_the_rows_at_any_conditioning(seed, k, decades):
+    """``Q, T, kept = _orthonormal_rows(rows)``: ``Q = T rows[kept]`` has orthonormal rows
+    spanning every row, whether the rows are well conditioned (Cholesky QR twice),
+    ill conditioned (Householder) or numerically dependent (rows dropped)."""
+    rng = np.random.default_rng(seed)
+    n = 200
+    rows = (orthogonal(rng, k) * np.geomspace(1.0, 10.0**-decades, k)) @ orthogonal(rng, n)[:k]
+    Q, T, kept = gcrodr_module._orthonormal_rows(np, rows)
+    np.testing.assert_allclose(Q @ Q.T, np.eye(len(Q)), atol=1e-12)
+    np.testing.assert_allclose(Q, T @ rows[kept], atol=1e-12 * max(1.0, np.abs(T).max()))
+    assert np.linalg.norm(rows - (rows @ Q.T) @ Q) <= 1e-10 * np.linalg.norm(rows)
+    assert kept.sum() >= min(k, np.sum(np.geomspace(1.0, 10.0**-decades, k) > 1e-10))
 
 
 @pytest.mark.parametrize("mode", ["ifneeded", "always", "never"])
