@@ -32,8 +32,14 @@ The peer is ``torch.nn.utils.prune.l1_unstructured`` (magnitude, per layer) at e
 strength: the same sparsity for pruning recipes, the fraction of the targeted weights
 not stored for low rank and Monarch (measured on the compressed model: ranks are rounded
 down to multiples of 16), and ``1 - bits / 32`` for quantisation (the same fraction of
-fp32 weight bits kept). ``spectra`` reports per-layer heavy-tail alpha of the MiniLM
-weights with and without FARMS, and the nuclear-norm proxy against the exact nuclear norm.
+fp32 weight bits kept). A masked dense peer saves nothing on disk, so each record also
+holds magnitude pruning at equal *bytes*: the sparsity at which the pruned model, stored
+as numlib stores it (:class:`~learned.compress.layers.SparseLinear`: CSR with int32
+column indices, 8 bytes per kept weight), is as large as the recipe's files
+(``equal_bytes_sparsity``, ``equal_bytes_magnitude_cosine``,
+``equal_bytes_magnitude_bytes``: that model's files, measured). ``spectra`` reports
+per-layer heavy-tail alpha of the MiniLM weights with and without FARMS, and the
+nuclear-norm proxy against the exact nuclear norm.
 """
 
 from __future__ import annotations
@@ -331,6 +337,7 @@ class _Bench:
         self.repeat = repeat
         self.reference = embed(self.model, self.evals)
         self.peers: dict[float, tuple[dict[str, Any], float]] = {}
+        self.equal_bytes_peers: dict[float, dict[str, float]] = {}
         self.dense_bytes = dense_bytes(self.model)
         self.dense_params = stored_numbers(self.model)
         self.targeted_params = sum(
@@ -399,6 +406,37 @@ def _peer(
     return bench.peers[sparsity]
 
 
+CSR_BYTES_PER_WEIGHT = 8  # float32 value + int32 column index
+
+
+def _equal_bytes_peer(bench: _Bench, size_bytes: int) -> dict[str, float] | None:
+    """Magnitude pruning, stored in CSR, at the sparsity whose files take ``size_bytes``.
+
+    None where no sparsity in (0, 1) fits (a recipe larger than the dense CSR model).
+    """
+    from learned.compress import Recipe, compress, save_compressed
+
+    rows = sum(m.out_features + 1 for n, m in bench.model.named_modules() if encoder_linear(m, n))
+    untargeted = bench.dense_bytes - 4 * bench.targeted_params + 4 * rows
+    kept = (size_bytes - untargeted) / (CSR_BYTES_PER_WEIGHT * bench.targeted_params)
+    sparsity = round(1.0 - kept, 4)
+    if not 0.0 < sparsity < 1.0:
+        return None
+    if sparsity not in bench.equal_bytes_peers:
+        pruned = compress(
+            bench.model, Recipe("magnitude", sparsity=sparsity), filter_fn=encoder_linear
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            save_compressed(pruned, tmp)
+            pruned_bytes = _dir_bytes(Path(tmp))
+        bench.equal_bytes_peers[sparsity] = {
+            "equal_bytes_sparsity": sparsity,
+            "equal_bytes_magnitude_cosine": bench.cosine(pruned),
+            "equal_bytes_magnitude_bytes": pruned_bytes,
+        }
+    return bench.equal_bytes_peers[sparsity]
+
+
 def _recipe_record(
     bench: _Bench, size: str, name: str, spec: dict[str, Any], peer_s: float | None
 ) -> Record:
@@ -438,6 +476,7 @@ def _recipe_record(
         "latency_tokens": sum(b["attention_mask"].numel() for b in data),
         "compress_s": compress_s,
     }
+    metrics |= _equal_bytes_peer(bench, size_bytes) or {}
     return Record(
         SUITE,
         f"minilm-{name}",
