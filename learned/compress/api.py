@@ -29,6 +29,7 @@ from learned.compress.calibrate import (
     set_module,
 )
 from learned.compress.eora import eora_compensate
+from learned.compress.fisher import LossFn, fisher_row_weights
 from learned.compress.layers import MonarchLinear, NMSparseLinear, SparseLinear, dense_linear
 from learned.compress.lowrank import allocate_ranks, factorize, lowrank_linear
 from learned.compress.recipe import Recipe
@@ -132,6 +133,7 @@ def compress_linear(
     *,
     sparsity: float | None = None,
     rank: int | None = None,
+    row_weights: torch.Tensor | None = None,
 ) -> nn.Module:
     """Compress one ``nn.Linear`` by ``recipe`` (per-layer ``sparsity`` / ``rank`` override).
 
@@ -144,6 +146,8 @@ def compress_linear(
         Input statistics (required when ``recipe.needs_calibration``).
     sparsity, rank : optional
         This layer's pruning fraction or rank, when allocated across layers.
+    row_weights : torch.Tensor, optional
+        Fisher row weights of this layer, for low rank of kind ``"fisher"``.
 
     Returns
     -------
@@ -185,9 +189,12 @@ def compress_linear(
         else:
             layer = SparseLinear.from_dense(Wp, b)
     elif method == "lowrank":
-        k = min(rank or recipe.rank or 1, m_out, n_in)
         C = stats.second_moment() if recipe.kind == "whitened" and stats is not None else None
-        layer = lowrank_linear(factorize(W, recipe.kind, k, C, damp=recipe.damp), b)
+        size: dict[str, Any] = {"energy": recipe.energy, "multiple_of": recipe.multiple_of}
+        if recipe.energy is None:
+            size = {"rank": min(rank or recipe.rank or 1, m_out, n_in)}
+        factors = factorize(W, recipe.kind, C=C, row_weights=row_weights, damp=recipe.damp, **size)
+        layer = lowrank_linear(factors, b)
     elif method == "monarch":
         nblocks = recipe.nblocks or _default_nblocks(m_out, n_in)
         r = min(recipe.rank or 1, m_out // nblocks[1], n_in // nblocks[0])
@@ -250,9 +257,12 @@ def _plan(
     targets: dict[str, nn.Linear],
     recipe: Recipe,
     batches: list[Any] | None,
+    row_weights: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Per-layer overrides: FARMS sparsities, or ranks (same ratio per layer, or global)."""
+    """Per-layer overrides: FARMS sparsities, ranks (uniform or global), Fisher row weights."""
     plan: dict[str, dict[str, Any]] = {name: {} for name in targets}
+    for name, weights in (row_weights or {}).items():
+        plan[name]["row_weights"] = weights
     if recipe.sparsity is not None and recipe.allocation == "farms":
         ratios = prune.farms_ratios([t.weight for t in targets.values()], recipe.sparsity)
         for name, r in zip(targets, ratios, strict=True):
@@ -276,7 +286,10 @@ def _plan(
         for name, lin in targets.items():
             C = stats[name].second_moment() if recipe.kind == "whitened" else None
             k = min(lin.weight.shape)
-            spectra[name] = factorize(lin.weight, recipe.kind, k, C, damp=recipe.damp).spectrum
+            weights = plan[name].get("row_weights")
+            spectra[name] = factorize(
+                lin.weight, recipe.kind, k, C, row_weights=weights, damp=recipe.damp
+            ).spectrum
         shapes = {name: tuple(lin.weight.shape) for name, lin in targets.items()}
         ranks = allocate_ranks(spectra, shapes, recipe.param_ratio, multiple_of=recipe.multiple_of)
         for name, k in ranks.items():
@@ -372,6 +385,8 @@ def compress(
     *,
     calibration: Iterable[Any] | None = None,
     filter_fn: FilterFn | None = None,
+    loss_fn: LossFn | None = None,
+    loss_data: Iterable[Any] | None = None,
     inplace: bool = False,
 ) -> nn.Module:
     """Return ``model`` with its targeted ``nn.Linear`` layers compressed by ``recipe``.
@@ -387,6 +402,13 @@ def compress(
         arguments), required by calibrated recipes; materialised once.
     filter_fn : callable, optional
         ``filter_fn(module, qualified_name) -> bool``; default: every ``nn.Linear``.
+    loss_fn : callable, optional
+        ``loss_fn(model, batch) -> scalar tensor``, the task loss whose Fisher
+        information weights the rows for low rank of kind ``"fisher"`` (required there,
+        unused otherwise); evaluated on the dense model.
+    loss_data : iterable of batches, optional
+        What ``loss_fn`` receives, e.g. ``(inputs, labels)`` pairs; default: the
+        calibration batches.
     inplace : bool
         Modify ``model`` itself.
 
@@ -404,7 +426,8 @@ def compress(
         If ``model`` is not an ``nn.Module`` or the filter selects a non-Linear module.
     ValueError
         For an invalid recipe, an empty selection, missing or empty calibration for a
-        calibrated recipe, or, for ``"nystrom"``, a target in no producer/consumer pair
+        calibrated recipe, a missing ``loss_fn`` for a Fisher-weighted one, or, for
+        ``"nystrom"``, a target in no producer/consumer pair
         (:func:`~learned.compress.units.find_unit_pairs`); all before any layer is
         touched.
 
@@ -430,6 +453,13 @@ def compress(
         batches = list(calibration)
         if not batches:
             raise ValueError("calibration is empty: give at least one batch of model inputs")
+    loss_batches: list[Any] = []
+    if recipe.needs_loss:
+        if not callable(loss_fn):
+            raise ValueError("kind 'fisher' needs loss_fn(model, batch) -> scalar loss")
+        loss_batches = batches if loss_data is None else list(loss_data)
+        if not loss_batches:
+            raise ValueError("loss_data is empty: give at least one batch for loss_fn")
     dense = model
     if not inplace:
         model = copy.deepcopy(model)
@@ -442,7 +472,11 @@ def compress(
         assert batches is not None
         plan = _units_plan(targets, _unit_pairs(model, targets, batches), recipe)
     else:
-        plan = _plan(model, targets, recipe, batches)
+        row_weights = None
+        if recipe.needs_loss:
+            assert loss_fn is not None
+            row_weights = fisher_row_weights(model, targets, loss_batches, loss_fn)
+        plan = _plan(model, targets, recipe, batches, row_weights)
     if not recipe.needs_calibration:
         for name, lin in targets.items():
             _replace(model, targets, name, lin, None, recipe, plan[name])

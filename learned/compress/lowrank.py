@@ -37,26 +37,40 @@ def max_useful_rank(shape: tuple[int, int], multiple_of: int = 16) -> int:
 def factorize(
     W: torch.Tensor,
     kind: str,
-    rank: int,
+    rank: int | None = None,
     C: torch.Tensor | None = None,
     *,
+    energy: float | None = None,
+    multiple_of: int = 1,
+    row_weights: torch.Tensor | None = None,
     damp: float = 0.01,
 ) -> LowRankFactors:
-    """Rank-``rank`` factors of ``W`` by ``kind`` in ``{"svd", "whitened"}`` (float64).
+    """Low-rank factors of ``W`` by ``kind`` in ``{"svd", "whitened", "fisher"}`` (float64).
+
+    The rank is ``rank``, or with ``energy`` the smallest multiple of ``multiple_of``
+    keeping that fraction of the objective's squared singular values
+    (:func:`numlib.lowrank.choose_rank`). ``"fisher"`` weights the output rows by
+    ``row_weights`` (:func:`learned.compress.fisher.fisher_row_weights`).
 
     Raises
     ------
     ValueError
-        For an unknown ``kind`` or a missing ``C`` for ``"whitened"``.
+        For an unknown ``kind``, or a missing ``C`` (``"whitened"``) or ``row_weights``
+        (``"fisher"``).
     """
     W64 = W.detach().to(torch.float64)
+    size = {"rank": rank, "energy": energy, "multiple_of": multiple_of}
     if kind == "svd":
-        return weighted_svd(W64, rank=rank)
+        return weighted_svd(W64, **size)
+    if kind == "fisher":
+        if row_weights is None:
+            raise ValueError("kind='fisher' needs the Fisher row weights (a loss_fn)")
+        return weighted_svd(W64, row_weights=row_weights.to(torch.float64), **size)
     if kind == "whitened":
         if C is None:
             raise ValueError("kind='whitened' needs the input second moment C (calibration)")
-        return whitened_svd(W64, C.to(torch.float64), rank=rank, damp=damp)
-    raise ValueError(f"kind must be 'svd' or 'whitened', got {kind!r}")
+        return whitened_svd(W64, C.to(torch.float64), damp=damp, **size)
+    raise ValueError(f"kind must be 'svd', 'whitened' or 'fisher', got {kind!r}")
 
 
 def lowrank_linear(factors: LowRankFactors, bias: torch.Tensor | None) -> LowRankLinear:

@@ -60,14 +60,22 @@ class Recipe:
         heavy-tail exponents; or, for low rank under ``param_ratio``, ranks allocated
         greedily across layers by relative truncation error
         (:func:`~learned.compress.lowrank.allocate_ranks`).
-    kind : {"whitened", "svd"}
+    kind : {"whitened", "svd", "fisher"}
         Low rank and Monarch: fit the expected output error on the calibration inputs
         (``"whitened"``, default) or the weights in the Frobenius norm (``"svd"``).
+        Low rank also ``"fisher"``: Fisher-weighted SVD (FWSVD), the Frobenius error with
+        each output row weighted by the Fisher information of the task loss
+        (``compress(..., loss_fn=...)``; :mod:`learned.compress.fisher`).
     rank : int, optional
         Low-rank (per layer, clipped) or Monarch block rank.
     param_ratio : float, optional
         Low rank: the fraction of every layer's (or with ``"global"``, of all targeted)
         weights kept. ``"nystrom"``: the fraction of each pair's hidden units kept.
+    energy : float, optional
+        Low rank: per layer, the smallest rank (rounded up to ``multiple_of``) that keeps
+        this fraction in ``(0, 1]`` of the squared singular values of the layer's
+        objective (``W``, ``W C^{1/2}`` or the Fisher-weighted ``W``). Exactly one of
+        ``rank``, ``param_ratio`` and ``energy``.
     multiple_of : int
         Granularity of ranks and of kept hidden units (GEMM-friendly sizes).
     selection : {"greedy", "top"}
@@ -113,6 +121,7 @@ class Recipe:
     kind: str = "whitened"
     rank: int | None = None
     param_ratio: float | None = None
+    energy: float | None = None
     multiple_of: int = 16
     selection: str = "greedy"
     nblocks: tuple[int, int] | None = None
@@ -162,10 +171,18 @@ class Recipe:
                 raise ValueError(f"method {m!r} needs exactly one of sparsity and pattern")
             if self.pattern is not None and not self.pattern[0] < self.pattern[1]:
                 raise ValueError(f"pattern must be N:M with N < M, got {self.pattern}")
-        if m in ("lowrank", "monarch") and self.kind not in ("whitened", "svd"):
-            raise ValueError(f"kind must be 'whitened' or 'svd', got {self.kind!r}")
-        if m == "lowrank" and (self.rank is None) == (self.param_ratio is None):
-            raise ValueError("method 'lowrank' needs exactly one of rank and param_ratio")
+        kinds = ("whitened", "svd", "fisher") if m == "lowrank" else ("whitened", "svd")
+        if m in ("lowrank", "monarch") and self.kind not in kinds:
+            raise ValueError(f"kind must be one of {kinds} for method {m!r}, got {self.kind!r}")
+        if self.energy is not None:
+            if isinstance(self.energy, bool) or not isinstance(self.energy, numbers.Real):
+                raise TypeError(f"energy must be a real number, got {type(self.energy).__name__}")
+            if not 0.0 < float(self.energy) <= 1.0 or m != "lowrank":
+                raise ValueError(
+                    f"energy must lie in (0, 1] for method 'lowrank', got {self.energy}"
+                )
+        if m == "lowrank" and [self.rank, self.param_ratio, self.energy].count(None) != 2:
+            raise ValueError("method 'lowrank' needs exactly one of rank, param_ratio and energy")
         if m == "nystrom" and self.param_ratio is None:
             raise ValueError("method 'nystrom' needs param_ratio (fraction of hidden units kept)")
         if self.selection not in ("greedy", "top"):
@@ -188,9 +205,14 @@ class Recipe:
         """Whether the recipe reads layer-input statistics."""
         return (
             self.method in _CALIBRATED
-            or (self.method in ("lowrank", "monarch") and self.kind == "whitened")
+            or (self.method in ("lowrank", "monarch") and self.kind != "svd")
             or self.eora_rank is not None
         )
+
+    @property
+    def needs_loss(self) -> bool:
+        """Whether the recipe differentiates a task loss (Fisher-weighted low rank)."""
+        return self.method == "lowrank" and self.kind == "fisher"
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as a JSON-serialisable dict (pairs as lists)."""

@@ -6,6 +6,8 @@ objective ``||(W - W') X||`` evaluated directly, and the accuracy of a digits ML
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -23,6 +25,7 @@ from learned.compress import (
 from learned.compress.api import dense_target_layer
 from learned.compress.calibrate import collect_paired_stats, execution_stages
 from learned.compress.eora import effective_weight
+from learned.compress.fisher import fisher_row_weights
 from learned.compress.obs import inverse_hessian_factor, obs_sweep
 from learned.compress.quantize import dequantized_kernels, search_scales
 from learned.compress.units import find_unit_pairs, fit_unit_pair
@@ -59,7 +62,13 @@ def digits() -> dict:
     torch.set_num_threads(threads)
     net.eval()
     calib = [Xtr[i : i + 200] for i in range(0, 600, 200)]
-    return {"net": net, "calib": calib, "Xte": Xte, "yte": yte}
+    labelled = [(Xtr[i : i + 200], ytr[i : i + 200]) for i in range(0, 600, 200)]
+    return {"net": net, "calib": calib, "labelled": labelled, "Xte": Xte, "yte": yte}
+
+
+def _cross_entropy(model: nn.Module, batch: tuple) -> torch.Tensor:
+    inputs, labels = batch
+    return nn.functional.cross_entropy(model(inputs), labels)
 
 
 def _accuracy(net: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
@@ -180,6 +189,94 @@ def test_calibrated_methods_beat_magnitude_on_digits(digits: dict) -> None:
     assert err(Recipe("lowrank", param_ratio=0.5)) < err(Recipe("lowrank", kind="svd", rank=16))
     monarch = {"method": "monarch", "nblocks": (4, 4), "rank": 4}
     assert err(Recipe(**monarch)) < err(Recipe(**monarch, kind="svd"))
+
+
+def _fisher_reference(net: nn.Module, labelled: list) -> list[torch.Tensor]:
+    """Row sums of squared per-sample gradients, one ``backward`` per sample (not the
+    library's one pass per batch)."""
+    model = copy.deepcopy(net)
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    fisher = [torch.zeros(m.out_features, dtype=torch.float64) for m in linears]
+    for inputs, labels in labelled:
+        for x, label in zip(inputs, labels, strict=True):
+            model.zero_grad()
+            _cross_entropy(model, (x[None], label[None])).backward()
+            for f, m in zip(fisher, linears, strict=True):
+                f += m.weight.grad.double().pow(2).sum(1)
+    return fisher
+
+
+def test_fisher_weighted_svd_minimises_the_fisher_weighted_error(digits: dict, tmp_path) -> None:
+    """FWSVD: each layer is the rank-k minimiser of ``||diag(sqrt(F_i)) (W - X)||_F`` with
+    ``F_i`` the empirical Fisher information (squared per-sample gradients) of output
+    row ``i``; a plain SVD of the same rank does worse in that norm, and the dense model
+    (and its ``.grad``) is untouched."""
+    net, labelled = digits["net"], digits["labelled"]
+    before = [p.detach().clone() for p in net.parameters()]
+    grads = [None if p.grad is None else p.grad.clone() for p in net.parameters()]
+    small = compress(net, Recipe("lowrank", kind="fisher", rank=8, sequential=False),
+                     calibration=digits["calib"], loss_fn=_cross_entropy,
+                     loss_data=labelled)  # fmt: skip
+    plain = compress(net, Recipe("lowrank", kind="svd", rank=8), calibration=digits["calib"])
+    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), before, strict=True))
+    for p, g in zip(net.parameters(), grads, strict=True):
+        assert (p.grad is None and g is None) or torch.equal(p.grad, g)
+    dense = [m for m in net if isinstance(m, nn.Linear)]
+    for i, fisher in enumerate(_fisher_reference(net, labelled)):
+        W = dense[i].weight.detach().double()
+        D = fisher.sqrt()[:, None]
+        assert float(D.max() / D[D > 0].min()) > 2  # the weighting is far from uniform
+        U, S, Vt = torch.linalg.svd(D * W, full_matrices=False)
+        weighted_reference = (U[:, :8] * S[:8]) @ Vt[:8]  # D X for the minimiser X
+        ours = small[2 * i].dense_weight().detach().double()
+        # Equal in the weighted norm, the one the minimiser is unique in: rows without
+        # Fisher information (dead ReLU units) do not count, the 6 unused logits little.
+        assert float((D * ours - weighted_reference).norm()) <= 1e-5 * float((D * W).norm())
+        plain_weight = plain[2 * i].dense_weight().detach().double()
+        weighted = [float((D * (W - X)).norm()) for X in (ours, plain_weight)]
+        assert weighted[0] <= weighted[1] + 1e-6
+    save_compressed(small, tmp_path)
+    again = load_compressed(tmp_path, _mlp)
+    with torch.no_grad():
+        assert torch.equal(small(digits["Xte"]), again(digits["Xte"]))
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), tokens=st.integers(1, 5))
+def test_fisher_of_token_sequences_sums_squared_per_sequence_gradients(
+    seed: int, tokens: int
+) -> None:
+    """A sample is a whole sequence: ``F_i = sum_n sum_j (dL_n/dW_ij)^2`` with ``L_n`` the
+    loss of sequence ``n`` over all its tokens, against one ``autograd.grad`` per sequence."""
+    torch.manual_seed(seed % 2**31)
+    net = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    x = torch.randn(4, tokens, 6, dtype=torch.float64)
+    target = torch.randn(4, tokens, 3, dtype=torch.float64)
+
+    def loss_fn(model: nn.Module, batch: tuple) -> torch.Tensor:
+        return ((model(batch[0]) - batch[1]) ** 2).sum()
+
+    targets = {"0": net[0], "2": net[2]}
+    ours = fisher_row_weights(net, targets, [(x, target)], loss_fn, floor=0.0)
+    for name, layer in targets.items():
+        reference = torch.zeros(layer.out_features, dtype=torch.float64)
+        for n in range(4):
+            (grad,) = torch.autograd.grad(loss_fn(net, (x[n], target[n])), layer.weight)
+            reference += grad.double().pow(2).sum(1)
+        assert torch.allclose(ours[name] ** 2, reference, rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=12, deadline=None)
+@given(energy=st.floats(0.05, 1.0), multiple_of=st.sampled_from([1, 4]))
+def test_energy_rank_is_the_smallest_keeping_that_energy(energy: float, multiple_of: int) -> None:
+    net = _mlp()
+    small = compress(net, Recipe("lowrank", kind="svd", energy=energy, multiple_of=multiple_of))
+    for dense, layer in zip(net[::2], small[::2], strict=True):
+        s2 = torch.linalg.svdvals(dense.weight.detach().double()) ** 2
+        kept = torch.cumsum(s2, 0) / s2.sum()
+        k = int((kept < energy * (1 - 1e-12)).sum()) + 1
+        k = min(-(-k // multiple_of) * multiple_of, len(s2))
+        assert layer.rank == k
 
 
 def test_sequential_calibration_groups_layers_reading_the_same_input() -> None:
@@ -533,6 +630,11 @@ def test_unit_pairs_are_found_by_trial_and_channel_mixing_is_rejected() -> None:
         ({"method": "magnitude", "sparsity": 0.5, "allocation": "even"}, "allocation"),
         ({"method": "nystrom"}, "param_ratio"),
         ({"method": "nystrom", "param_ratio": 0.5, "selection": "best"}, "selection"),
+        ({"method": "lowrank", "energy": 0.0}, "energy"),
+        ({"method": "lowrank", "energy": 1.5}, "energy"),
+        ({"method": "lowrank", "rank": 8, "energy": 0.9}, "exactly one"),
+        ({"method": "magnitude", "sparsity": 0.5, "energy": 0.9}, "energy"),
+        ({"method": "monarch", "kind": "fisher"}, "kind"),
     ],
 )
 def test_bad_recipes_are_rejected(kwargs: dict, match: str) -> None:
@@ -561,3 +663,13 @@ def test_bad_targets_and_calibration_are_rejected() -> None:
         compress("not a model", Recipe("magnitude", sparsity=0.5))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="M must divide"):
         compress(nn.Sequential(nn.Linear(6, 2)), Recipe("magnitude", pattern=(2, 4)))
+    fisher = Recipe("lowrank", kind="fisher", rank=4)
+    batches = [torch.randn(8, 64)]
+    with pytest.raises(ValueError, match="loss_fn"):
+        compress(net, fisher, calibration=batches)
+    with pytest.raises(ValueError, match="loss_data is empty"):
+        compress(net, fisher, calibration=batches, loss_fn=_cross_entropy, loss_data=[])
+    with pytest.raises(ValueError, match="scalar"):
+        compress(net, fisher, calibration=batches, loss_fn=lambda model, x: model(x))
+    with pytest.raises(ValueError, match="does not depend"):
+        compress(net, fisher, calibration=batches, loss_fn=lambda model, x: model[0](x).sum())
