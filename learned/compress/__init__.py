@@ -6,6 +6,7 @@
 """
 
 from learned.compress.api import compress, compress_linear, select_targets
+from learned.compress.conv import CompressedConv
 from learned.compress.layers import (
     CompensatedLinear,
     LowRankLinear,
@@ -20,6 +21,7 @@ from learned.compress.serialize import load_compressed, save_compressed
 __all__ = [
     "METHODS",
     "CompensatedLinear",
+    "CompressedConv",
     "LowRankLinear",
     "MixedBitLinear",
     "MonarchLinear",

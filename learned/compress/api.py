@@ -28,6 +28,12 @@ from learned.compress.calibrate import (
     execution_stages,
     set_module,
 )
+from learned.compress.conv import (
+    CONVOLUTIONS,
+    CompressedConv,
+    as_linear,
+    check_convolution,
+)
 from learned.compress.eora import eora_compensate
 from learned.compress.fisher import LossFn, fisher_row_weights
 from learned.compress.layers import MonarchLinear, NMSparseLinear, SparseLinear, dense_linear
@@ -41,19 +47,25 @@ from numlib.monarch import monarch_project
 __all__ = ["compress", "compress_linear", "dense_target_layer", "select_targets"]
 
 FilterFn = Callable[[nn.Module, str], bool]
+# Methods whose result runs as a convolution again (a pruned, low-rank or Monarch kernel).
+CONV_METHODS = ("magnitude", "wanda", "sparsegpt", "block", "lowrank", "monarch")
 
 
 def _default_filter(module: nn.Module, name: str) -> bool:
     return isinstance(module, nn.Linear)
 
 
-def select_targets(model: nn.Module, filter_fn: FilterFn | None = None) -> dict[str, nn.Linear]:
-    """Return the ``nn.Linear`` modules chosen by ``filter_fn(module, name)``, by qualified name.
+def select_targets(model: nn.Module, filter_fn: FilterFn | None = None) -> dict[str, nn.Module]:
+    """Return the modules chosen by ``filter_fn(module, name)``, by qualified name.
+
+    Targets are ``nn.Linear`` layers and, for the methods that allow them,
+    ``nn.Conv1d``/``nn.Conv2d`` (their kernels as matrices over patches,
+    :mod:`learned.compress.conv`).
 
     Raises
     ------
     TypeError
-        If the filter selects a module that is not an ``nn.Linear``.
+        If the filter selects a module that is none of those.
     ValueError
         If nothing is selected.
     """
@@ -61,10 +73,10 @@ def select_targets(model: nn.Module, filter_fn: FilterFn | None = None) -> dict[
     out: dict[str, nn.Linear] = {}
     for name, module in model.named_modules():
         if name and keep(module, name):
-            if type(module) is not nn.Linear:
+            if type(module) not in (nn.Linear, *CONVOLUTIONS):
                 raise TypeError(
                     f"filter_fn selected {name!r}, a {type(module).__name__}; only "
-                    "torch.nn.Linear layers can be compressed"
+                    "torch.nn.Linear, Conv1d and Conv2d layers can be compressed"
                 )
             out[name] = module
     if not out:
@@ -264,13 +276,14 @@ def _plan(
     for name, weights in (row_weights or {}).items():
         plan[name]["row_weights"] = weights
     if recipe.sparsity is not None and recipe.allocation == "farms":
-        ratios = prune.farms_ratios([t.weight for t in targets.values()], recipe.sparsity)
+        matrices = [_matrix(t) for t in targets.values()]
+        ratios = prune.farms_ratios(matrices, recipe.sparsity)
         for name, r in zip(targets, ratios, strict=True):
             plan[name]["sparsity"] = r
     if recipe.method == "lowrank" and recipe.param_ratio is not None:
         if recipe.allocation == "uniform":
             for name, lin in targets.items():
-                shape = tuple(lin.weight.shape)
+                shape = tuple(_matrix(lin).shape)
                 # Under a parameter budget only the number of singular values matters.
                 plan[name]["rank"] = choose_rank(
                     np.ones(min(shape)),
@@ -285,16 +298,21 @@ def _plan(
             stats = collect_stats(model, targets, batches)
         for name, lin in targets.items():
             C = stats[name].second_moment() if recipe.kind == "whitened" else None
-            k = min(lin.weight.shape)
+            k = min(_matrix(lin).shape)
             weights = plan[name].get("row_weights")
             spectra[name] = factorize(
-                lin.weight, recipe.kind, k, C, row_weights=weights, damp=recipe.damp
+                _matrix(lin), recipe.kind, k, C, row_weights=weights, damp=recipe.damp
             ).spectrum
-        shapes = {name: tuple(lin.weight.shape) for name, lin in targets.items()}
+        shapes = {name: tuple(_matrix(lin).shape) for name, lin in targets.items()}
         ranks = allocate_ranks(spectra, shapes, recipe.param_ratio, multiple_of=recipe.multiple_of)
         for name, k in ranks.items():
             plan[name]["rank"] = k
     return plan
+
+
+def _matrix(layer: nn.Module) -> torch.Tensor:
+    """Return the weight as the matrix the recipes compress (a kernel over patches)."""
+    return layer.weight.detach().reshape(layer.weight.shape[0], -1)
 
 
 def _units_plan(
@@ -322,7 +340,12 @@ def _replace(
 ) -> None:
     """Put the compressed ``layer`` (a target, or its dense target) in place of ``name``."""
     if recipe.method != "nystrom":
-        set_module(model, name, compress_linear(layer, recipe, stats, **plan))
+        if isinstance(targets[name], CONVOLUTIONS):
+            matrix = as_linear(layer) if isinstance(layer, CONVOLUTIONS) else layer
+            inner = compress_linear(matrix, recipe, stats, **plan)
+            set_module(model, name, CompressedConv.wrap(inner, targets[name]))
+        else:
+            set_module(model, name, compress_linear(layer, recipe, stats, **plan))
         return
     assert stats is not None
     pair: UnitPair = plan["pair"]
@@ -373,7 +396,8 @@ def _compress_sequential(
             for name, layer in mods.items():
                 if recipe.dense_target:
                     C = stats[name].second_moment()
-                    layer = dense_target_layer(layer, C, cross[name], damp=recipe.damp)
+                    matrix = as_linear(layer) if isinstance(layer, CONVOLUTIONS) else layer
+                    layer = dense_target_layer(matrix, C, cross[name], damp=recipe.damp)
                 _replace(model, targets, name, layer, stats[name], recipe, plan[name])
     finally:
         dense.train(dense_training)
@@ -402,6 +426,8 @@ def compress(
         arguments), required by calibrated recipes; materialised once.
     filter_fn : callable, optional
         ``filter_fn(module, qualified_name) -> bool``; default: every ``nn.Linear``.
+        It may also select ``nn.Conv1d``/``nn.Conv2d`` layers (one group) for the
+        methods in :data:`CONV_METHODS` (:mod:`learned.compress.conv`).
     loss_fn : callable, optional
         ``loss_fn(model, batch) -> scalar tensor``, the task loss whose Fisher
         information weights the rows for low rank of kind ``"fisher"`` (required there,
@@ -423,9 +449,11 @@ def compress(
     Raises
     ------
     TypeError
-        If ``model`` is not an ``nn.Module`` or the filter selects a non-Linear module.
+        If ``model`` is not an ``nn.Module`` or the filter selects a module that is not
+        an ``nn.Linear``, ``nn.Conv1d`` or ``nn.Conv2d``.
     ValueError
-        For an invalid recipe, an empty selection, missing or empty calibration for a
+        For an invalid recipe, an empty selection, a convolution the recipe or its
+        geometry does not allow, missing or empty calibration for a
         calibrated recipe, a missing ``loss_fn`` for a Fisher-weighted one, or, for
         ``"nystrom"``, a target in no producer/consumer pair
         (:func:`~learned.compress.units.find_unit_pairs`); all before any layer is
@@ -445,7 +473,15 @@ def compress(
         recipe = Recipe.from_dict(recipe)
     elif not isinstance(recipe, Recipe):
         raise TypeError(f"recipe must be a Recipe or a dict, got {type(recipe).__name__}")
-    select_targets(model, filter_fn)  # validate the selection before copying
+    for name, target in select_targets(model, filter_fn).items():  # validate before copying
+        if isinstance(target, CONVOLUTIONS):
+            check_convolution(target, name)
+            if recipe.method not in CONV_METHODS or recipe.eora_rank is not None:
+                raise ValueError(
+                    f"{name!r} is a {type(target).__name__}: method {recipe.method!r}"
+                    f"{' with eora_rank' if recipe.eora_rank is not None else ''} compresses "
+                    f"only nn.Linear layers (convolutions: {', '.join(CONV_METHODS)})"
+                )
     batches = None
     if recipe.needs_calibration:
         if calibration is None:

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from learned.compress.conv import CONVOLUTIONS, patch_rows
 from numlib.calibration import CalibrationStats
 
 __all__ = [
@@ -78,13 +79,22 @@ def set_module(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def _register(
-    modules: dict[str, nn.Module], hook: Callable[[str, torch.Tensor], None]
+    modules: dict[str, nn.Module],
+    hook: Callable[[str, torch.Tensor], None],
+    *,
+    rows: bool = True,
 ) -> list[Any]:
+    """Call ``hook(name, input)`` before each module runs.
+
+    With ``rows``, a convolution's input is passed as its patches
+    (:func:`~learned.compress.conv.patch_rows`), the rows its kernel matrix multiplies.
+    """
     handles = []
     for name, module in modules.items():
 
         def pre(mod: nn.Module, args: tuple[Any, ...], name: str = name) -> None:
-            hook(name, args[0])
+            x = args[0]
+            hook(name, patch_rows(mod, x) if rows and isinstance(mod, CONVOLUTIONS) else x)
 
         handles.append(module.register_forward_pre_hook(pre))
     return handles
@@ -230,7 +240,7 @@ def execution_stages(
             order.append((name, id(x)))
             keep.append(x)
 
-    handles = _register(modules, hook)
+    handles = _register(modules, hook, rows=False)
     try:
         run_batches(model, batches[:1])
     finally:

@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from learned.compress.conv import CONVOLUTIONS, output_rows, patches
+
 __all__ = ["LossFn", "fisher_row_weights"]
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
@@ -82,7 +84,7 @@ def fisher_row_weights(
        compression with weighted low-rank factorization", ICLR 2022.
     """
     fisher = {
-        name: torch.zeros(lin.out_features, dtype=torch.float64) for name, lin in targets.items()
+        name: torch.zeros(lin.weight.shape[0], dtype=torch.float64) for name, lin in targets.items()
     }
     calls: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {name: [] for name in targets}
 
@@ -112,7 +114,7 @@ def fisher_row_weights(
             deltas = torch.autograd.grad(loss, [y for _, _, y in pairs], allow_unused=True)
             for (name, x, _), delta in zip(pairs, deltas, strict=True):
                 if delta is not None:
-                    fisher[name] += _per_sample_row_sums(x, delta)
+                    fisher[name] += _per_sample_row_sums(targets[name], x, delta)
     finally:
         for handle in handles:
             handle.remove()
@@ -126,10 +128,16 @@ def fisher_row_weights(
     return out
 
 
-def _per_sample_row_sums(x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    """``sum_n sum_j (sum_t delta_nti x_ntj)^2`` for each row ``i`` (float64)."""
+def _per_sample_row_sums(layer: nn.Module, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """``sum_n sum_j (sum_t delta_nti x_ntj)^2`` for each row ``i`` (float64).
+
+    ``t`` runs over a sample's tokens, or a convolution's output positions (``x`` its
+    patches there).
+    """
     x = x.to(torch.float64)
     delta = delta.detach().to(torch.float64)
+    if isinstance(layer, CONVOLUTIONS):
+        x, delta = patches(layer, x), output_rows(layer, delta)
     samples = x.shape[0] if x.ndim > 1 else 1
     x = x.reshape(samples, -1, x.shape[-1])
     delta = delta.reshape(samples, -1, delta.shape[-1])

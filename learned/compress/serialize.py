@@ -1,8 +1,9 @@
 """Save and load compressed models: one safetensors file plus a small JSON description.
 
 ``compression.json`` holds the recipe and, for every replaced layer, its class and
-constructor arguments (nested for :class:`~learned.compress.layers.CompensatedLinear` and
-:class:`~learned.compress.quantize.MixedBitLinear`); ``model.safetensors`` holds the whole
+constructor arguments (nested for :class:`~learned.compress.layers.CompensatedLinear`,
+:class:`~learned.compress.quantize.MixedBitLinear` and
+:class:`~learned.compress.conv.CompressedConv`); ``model.safetensors`` holds the whole
 state dict (factors, non-zeros and indices, packed bit-planes; never pickle). Loading
 needs only an *uninitialised skeleton* of the architecture (e.g.
 ``AutoModel.from_config(config)`` or the constructor of your ``nn.Module``), not the
@@ -23,6 +24,7 @@ from torch import nn
 
 from learned.bitplane_linear import BitplaneLinear
 from learned.compress.calibrate import set_module
+from learned.compress.conv import CompressedConv
 from learned.compress.layers import (
     CompensatedLinear,
     LowRankLinear,
@@ -45,6 +47,9 @@ _SIMPLE: dict[str, type[nn.Module]] = {
 
 
 def _describe(layer: nn.Module) -> dict[str, Any]:
+    if isinstance(layer, CompressedConv):
+        inner = _describe(layer.inner)
+        return {"class": "CompressedConv", "config": layer.config(), "inner": inner}
     if isinstance(layer, CompensatedLinear):
         return {
             "class": "CompensatedLinear",
@@ -86,6 +91,8 @@ def _describe(layer: nn.Module) -> dict[str, Any]:
 
 def _build(desc: dict[str, Any]) -> nn.Module:
     cls = desc.get("class")
+    if cls == "CompressedConv":
+        return CompressedConv(_build(desc["inner"]), **desc["config"])
     if cls == "CompensatedLinear":
         correction = _build(desc["correction"])
         assert isinstance(correction, LowRankLinear)
