@@ -235,3 +235,17 @@ def test_unsupported_convolutions_and_methods_are_rejected_before_any_work() -> 
             compress(nn.Sequential(bad), magnitude, filter_fn=_convolutions)
     with pytest.raises(TypeError, match="Conv3d"):
         compress(nn.Sequential(nn.Conv3d(1, 1, 1)), magnitude, filter_fn=lambda m, n: n == "0")
+
+
+def test_the_conv_benchmark_case_runs_and_calibration_pays() -> None:
+    """``numlib-bench --suite compress --case conv`` at the small size: every record is
+    complete, and the calibrated recipes fit the dense logits better than magnitude
+    pruning at equal strength."""
+    from validation.suites.compress import conv
+
+    records = {(r.case, r.method): r for r in conv("small", repeat=1)}
+    for name in ("sparsegpt-90", "nm-2:4", "lowrank-whitened-10"):
+        record = records[("conv-digits", name)]
+        assert record.metrics["logit_error"] < record.peer_metrics["logit_error"]
+    speed = records[("conv-speed", "lowrank-whitened-30")]
+    assert speed.time_s > 0 and speed.peer_time_s > 0 and speed.metrics["ranks"]

@@ -560,3 +560,147 @@ def spectra(size: str, *, repeat: int) -> list[Record]:
             },
         ),
     ]  # fmt: skip
+
+
+# (input channels, channels, image side) of the convolution speed case per size.
+CONV_SPEED = {"small": (16, 32, 16), "medium": (64, 128, 32), "large": (128, 256, 32)}
+
+
+def _conv_filter(module: Any, name: str) -> bool:
+    """Every ``Conv2d`` but a first layer on one channel (9 weights a row: no 2:4 groups)."""
+    import torch
+
+    return isinstance(module, torch.nn.Conv2d) and module.in_channels > 1
+
+
+def _digits_cnn() -> tuple[Any, list[Any], Any, Any]:
+    """Train a CNN for two seconds on scikit-learn's 8 x 8 digits; return it and the data."""
+    import torch
+    from sklearn.datasets import load_digits
+    from torch import nn
+
+    data = load_digits()
+    X = torch.tensor(data.images / 16.0, dtype=torch.float32)[:, None]
+    y = torch.tensor(data.target)
+    perm = torch.randperm(len(X), generator=torch.Generator().manual_seed(SEED))
+    X, y = X[perm], y[perm]
+    torch.manual_seed(SEED)
+    net = nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(64, 64, 3, padding=1, stride=2), nn.ReLU(),
+        nn.Flatten(), nn.Linear(64 * 16, 10),
+    )  # fmt: skip
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    with _one_thread():
+        for _ in range(4):
+            for i in range(0, 1400, 100):
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(net(X[i : i + 100]), y[i : i + 100]).backward()
+                opt.step()
+    net.eval()
+    return net, [X[i : i + 200] for i in range(0, 1400, 200)], X[1400:], y[1400:]
+
+
+# Strong settings: this small CNN loses nothing at 70% sparsity.
+CONV_RECIPES = (
+    ("magnitude-90", {"method": "magnitude", "sparsity": 0.9}),
+    ("sparsegpt-90", {"method": "sparsegpt", "sparsity": 0.9}),
+    ("magnitude-2:4", {"method": "magnitude", "pattern": [2, 4]}),
+    ("nm-2:4", {"method": "sparsegpt", "pattern": [2, 4]}),
+    ("lowrank-whitened-10", {"method": "lowrank", "param_ratio": 0.1, "multiple_of": 4}),
+)
+
+
+@case(SUITE, "conv")
+def conv(size: str, *, repeat: int) -> list[Record]:
+    """Convolutions: accuracy of a digits CNN per recipe, and the speed of low-rank kernels.
+
+    Accuracy beside ``torch.nn.utils.prune`` L1 magnitude of the same convolutions at
+    equal strength (for low rank the fraction of their weights not stored); speed of
+    two 3 x 3 convolutions (random weights, 16 images) beside the dense ``nn.Conv2d``,
+    interleaved, one thread.
+    """
+    return _conv_accuracy(size) + _conv_speed(size, repeat)
+
+
+def _conv_accuracy(size: str) -> list[Record]:
+    import copy
+
+    import torch
+    from torch.nn.utils import prune as tprune
+
+    from learned.compress import Recipe, compress
+
+    net, calib, X, y = _digits_cnn()
+
+    with torch.no_grad():
+        logits = net(X)
+
+    def quality(model: Any) -> dict[str, float]:
+        """Test accuracy and the relative error of the logits against the dense model's."""
+        with torch.no_grad():
+            out = model(X)
+        return {
+            "accuracy": float((out.argmax(-1) == y).float().mean()),
+            "logit_error": float((out - logits).norm() / logits.norm()),
+        }
+
+    total = sum(m.weight.numel() for n, m in net.named_modules() if _conv_filter(m, n))
+    records = []
+    for name, spec in CONV_RECIPES:
+        t0 = time.perf_counter()
+        small = compress(net, Recipe.from_dict(spec), calibration=calib, filter_fn=_conv_filter)
+        compress_s = time.perf_counter() - t0
+        kernels = [m.inner for m in small.modules() if hasattr(m, "inner")]
+        stored = sum(p.numel() for m in kernels for k, p in m.named_parameters() if k != "bias")
+        sparsity = spec.get("sparsity", 0.5 if "pattern" in spec else round(1 - stored / total, 4))
+        peer = copy.deepcopy(net)
+        for module_name, module in peer.named_modules():
+            if _conv_filter(module, module_name):
+                tprune.l1_unstructured(module, "weight", amount=sparsity)
+        metrics = quality(small) | {"dense_accuracy": quality(net)["accuracy"]}
+        metrics["sparsity"] = sparsity
+        peer_name = f"torch.prune.l1-{100 * sparsity:g}"
+        peer_metrics = quality(peer)
+        records.append(
+            Record(
+                SUITE, "conv-digits", size, name, peer_name, compress_s, None, metrics, peer_metrics
+            )
+        )
+    return records
+
+
+def _conv_speed(size: str, repeat: int) -> list[Record]:
+    import torch
+
+    from learned.compress import Recipe, compress
+
+    cin, channels, side = CONV_SPEED[size]
+    torch.manual_seed(SEED)
+    layers = torch.nn.Sequential(
+        torch.nn.Conv2d(cin, channels, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(channels, channels, 3, padding=1),
+    ).eval()  # fmt: skip
+    images = [torch.randn(16, cin, side, side) for _ in range(2)]
+    records = []
+    for ratio in (0.5, 0.3):
+        recipe = Recipe("lowrank", param_ratio=ratio)
+        small = compress(layers, recipe, calibration=images, filter_fn=_conv_filter)
+        ours, dense = math.inf, math.inf
+        with _one_thread(), torch.no_grad():
+            for _ in range(repeat):  # interleaved, so that load changes hit both alike
+                ours = min(ours, best_time(lambda model=small: model(images[0]), 1)[0])
+                dense = min(dense, best_time(lambda: layers(images[0]), 1)[0])
+            reference = layers(images[1])
+            error = float((small(images[1]) - reference).norm() / reference.norm())
+        metrics = {
+            "ranks": [m.inner.rank for m in small.modules() if hasattr(m, "inner")],
+            "relative_output_error": error,
+            "shape": f"{cin}-{channels}-{channels}, 3x3, 16 x {side}x{side}",
+        }
+        method = f"lowrank-whitened-{round(100 * ratio)}"
+        records.append(
+            Record(SUITE, "conv-speed", size, method, "torch-conv2d-dense", ours, dense, metrics)
+        )
+    return records
