@@ -58,8 +58,9 @@ def fisher_row_weights(
     ----------
     model : nn.Module
         The model whose loss is differentiated (not modified).
-    targets : dict of str to nn.Linear
-        Layers of ``model`` by name.
+    targets : dict of str to nn.Module
+        Layers of ``model`` by name: ``nn.Linear``, or convolutions
+        (:mod:`learned.compress.conv`), whose samples are summed over positions.
     batches : sequence
         Calibration batches, each passed to ``loss_fn``.
     loss_fn : callable
@@ -95,9 +96,12 @@ def fisher_row_weights(
         return hook
 
     was_training = model.training
+    requires_grad = {name: lin.weight.requires_grad for name, lin in targets.items()}
     model.eval()
     handles = [lin.register_forward_hook(record(name)) for name, lin in targets.items()]
     try:
+        for lin in targets.values():  # so that a frozen model's outputs carry gradients
+            lin.weight.requires_grad_(True)
         for batch in batches:
             for recorded in calls.values():
                 recorded.clear()
@@ -118,6 +122,8 @@ def fisher_row_weights(
     finally:
         for handle in handles:
             handle.remove()
+        for name, lin in targets.items():
+            lin.weight.requires_grad_(requires_grad[name])
         model.train(was_training)
     out = {}
     for name, f in fisher.items():

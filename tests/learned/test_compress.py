@@ -257,7 +257,10 @@ def test_fisher_of_token_sequences_sums_squared_per_sequence_gradients(
         return ((model(batch[0]) - batch[1]) ** 2).sum()
 
     targets = {"0": net[0], "2": net[2]}
+    net.requires_grad_(False)  # a frozen model: the flags are set for the pass and restored
     ours = fisher_row_weights(net, targets, [(x, target)], loss_fn, floor=0.0)
+    assert not any(p.requires_grad for p in net.parameters())
+    net.requires_grad_(True)
     for name, layer in targets.items():
         reference = torch.zeros(layer.out_features, dtype=torch.float64)
         for n in range(4):
