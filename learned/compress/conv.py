@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from learned.compress.layers import LowRankLinear
+from learned.compress.layers import LowRankLinear, dense_linear
 
 __all__ = [
     "CONVOLUTIONS",
@@ -113,14 +113,7 @@ def output_rows(module: nn.Module, y: torch.Tensor) -> torch.Tensor:
 def as_linear(module: nn.Module) -> nn.Linear:
     """Return an ``nn.Linear`` holding the kernel as an ``out x (in * prod(kernel))`` matrix."""
     weight = module.weight.detach().reshape(module.out_channels, -1)
-    linear = nn.Linear(weight.shape[1], weight.shape[0], bias=module.bias is not None)
-    linear = linear.to(dtype=weight.dtype, device=weight.device)
-    with torch.no_grad():
-        linear.weight.copy_(weight)
-        if module.bias is not None:
-            assert linear.bias is not None
-            linear.bias.copy_(module.bias.detach())
-    return linear
+    return dense_linear(weight, None if module.bias is None else module.bias.detach(), module)
 
 
 class CompressedConv(nn.Module):
