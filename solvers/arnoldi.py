@@ -68,7 +68,8 @@ def orthogonalize(
     w : array, shape (n,)
         Overwritten with the orthogonalised vector (not normalised).
     norm : float, optional
-        ``||w||`` on entry, when the caller already has it.
+        ``||w||`` on entry, when the caller already has it (read only by
+        ``"ifneeded"``).
     reorthogonalize : {"ifneeded", "always", "never"}
         When to run the second pass.
 
@@ -92,7 +93,9 @@ def orthogonalize(
         return coefficients, _norm(xp, w) if norm is None else norm
     rows = basis[:k]
     adjoint = xp.conj(rows) if _is_complex(w) else rows
-    before = _norm(xp, w) if norm is None else norm
+    before = norm
+    if before is None and reorthogonalize == "ifneeded":
+        before = _norm(xp, w)  # only the criterion reads it: one reduction saved otherwise
     for second in (False, True):
         h = adjoint @ w
         subtract_combination(xp, w, h, rows)

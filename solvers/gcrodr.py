@@ -41,6 +41,7 @@ References
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -301,7 +302,12 @@ class _Recycler:
         kc = self.k_current
         p = min(self.m - kc, state.maxiter - self.iterations)
         x = state.x
-        V = xp.empty((p + 1, x.shape[0]), dtype=x.dtype, device=device_of(x))
+        # C and the Arnoldi basis in one block: one projection (one reduction) per step
+        # when no second Gram-Schmidt pass is wanted.
+        basis = xp.empty((kc + p + 1, x.shape[0]), dtype=x.dtype, device=device_of(x))
+        if kc:
+            basis[:kc] = self.C
+        V = basis[kc:]
         Z = V
         if self.preconditioned:
             Z = xp.empty((p, x.shape[0]), dtype=x.dtype, device=device_of(x))
@@ -315,12 +321,15 @@ class _Recycler:
             if self.preconditioned:
                 Z[j] = state.precondition(V[j])
             w = state.matvec(Z[j])
-            w_norm = vector_norm(xp, w)
-            remaining = w_norm
-            if kc:
-                B[:, j], remaining = orthogonalize(xp, self.C, kc, w, w_norm, self.reorthogonalize)
-            h, h_next = orthogonalize(xp, V, j + 1, w, remaining, self.reorthogonalize)
+            if self.reorthogonalize == "never":
+                h, h_next = orthogonalize(xp, basis, kc + j + 1, w, None, "never")
+                B[:, j], h = h[:kc], h[kc:]
+            else:  # C first: that is where the cancellation, and the second pass, is
+                B[:, j], remaining = orthogonalize(xp, basis, kc, w, None, self.reorthogonalize)
+                h, h_next = orthogonalize(xp, V, j + 1, w, remaining, self.reorthogonalize)
             H[: j + 1, j], H[j + 1, j] = h, h_next
+            # ||A M v_j|| by Pythagoras over the orthonormal [C; V]: no extra reduction.
+            w_norm = math.hypot(float(np.linalg.norm(B[:, j])), float(np.linalg.norm(h)), h_next)
             self.iterations += 1
             self.matvecs += 1
             history.append(lsq.append(h, h_next))

@@ -226,8 +226,9 @@ def gmres(
         for j in range(m):
             v = basis[j] if precondition is None else precondition(basis[j])
             w = matvec(v)
-            w_norm = vector_norm(xp, w)
-            h, h_next = orthogonalize(xp, basis, j + 1, w, w_norm, reorthogonalize)
+            h, h_next = orthogonalize(xp, basis, j + 1, w, None, reorthogonalize)
+            # ||A M v_j|| by Pythagoras over the orthonormal basis: no extra reduction.
+            w_norm = math.hypot(float(np.linalg.norm(h)), h_next)
             iterations += 1
             history.append(lsq.append(h, h_next))
             # Happy breakdown: A M v_j lies (to rounding) in the current basis, so

@@ -168,6 +168,31 @@ def test_gcrodr_on_petsc_takes_the_serial_iterations_and_recycles():
     assert petsc_run[1] < petsc_run[0]
 
 
+@pytest.mark.parametrize(("method", "per_step"), [("gcrodr", 2.5), ("gmres", 2.2)])
+def test_one_pass_gram_schmidt_costs_two_reductions_per_step(method, per_step, monkeypatch):
+    """With one Gram-Schmidt pass (PETSc's default), an Arnoldi step of GMRES and of
+    GCRO-DR needs two all-reductions: the coefficients against ``[C; V]`` and the new
+    norm, as PETSc's GMRES (VecMDot, VecNorm); the rest is per cycle and per system."""
+    calls = []
+    reduce = Layout.allreduce
+
+    def counting(self, values):
+        calls.append(np.size(values))
+        return reduce(self, values)
+
+    monkeypatch.setattr(Layout, "allreduce", counting)
+    space = None
+    for seed in (0, 1):
+        system = darcy(32, rng=seed)
+        A = to_petsc_mat(system.A)
+        calls.clear()
+        result = solve(A, to_petsc_vec(system.b, like=A), method=method, rtol=1e-9, m=40,
+                       k=20, restart=40, recycle=space, reorthogonalize="never")  # fmt: skip
+        space = result.info.get("recycle")
+        assert result.converged and result.iterations > 40
+        assert len(calls) <= per_step * result.iterations
+
+
 @pytest.mark.parametrize("pc_type", ["ilu", "bjacobi", "asm", "gamg", "jacobi"])
 def test_petsc_preconditioners_apply_on_the_right(pc_type):
     system = darcy(24, rng=4)
