@@ -11,15 +11,21 @@ loops. Callers may give the memory run a smaller workload than the timed one
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-__all__ = ["best_time", "peak_memory_mb"]
+__all__ = ["best_time", "best_times_interleaved", "one_torch_thread", "peak_memory_mb"]
 
 T = TypeVar("T")
+
+
+def _check_repeat(repeat: int) -> None:
+    if repeat < 1:
+        raise ValueError(f"repeat must be at least 1, got {repeat}")
 
 
 def best_time(fn: Callable[[], T], repeat: int) -> tuple[float, T]:
@@ -44,8 +50,7 @@ def best_time(fn: Callable[[], T], repeat: int) -> tuple[float, T]:
     ValueError
         If ``repeat`` < 1.
     """
-    if repeat < 1:
-        raise ValueError(f"repeat must be at least 1, got {repeat}")
+    _check_repeat(repeat)
     best = float("inf")
     result: T
     for _ in range(repeat):
@@ -58,6 +63,42 @@ def best_time(fn: Callable[[], T], repeat: int) -> tuple[float, T]:
         finally:
             gc.enable()
     return best, result
+
+
+def best_times_interleaved(fns: Sequence[Callable[[], object]], repeat: int) -> list[float]:
+    """Best wall time of each of ``fns``, their runs alternating.
+
+    One warm-up call each, then ``repeat`` rounds that run every function once.
+    Alternating keeps a shared machine's changing load out of the ratios of the times.
+
+    Raises ``ValueError`` if ``repeat`` < 1.
+    """
+    _check_repeat(repeat)
+    for fn in fns:
+        fn()
+    best = [float("inf")] * len(fns)
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            best[i] = min(best[i], best_time(fn, 1)[0])
+    return best
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run torch with one intra-op thread inside the block, then restore the count.
+
+    On a shared 2-core machine torch's OpenMP pool spins against the other processes
+    and costs more than it saves at benchmark sizes; one thread also matches the
+    one-BLAS-thread peers.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def peak_memory_mb(fn: Callable[[], object]) -> float:

@@ -43,10 +43,9 @@ def _reference(lin: torch.nn.Linear, x: torch.Tensor, wb: int, ab: int, gs: int 
 
 
 def _exact_ints(p: torch.Tensor) -> np.ndarray:
-    """The float64 product as int64, after checking that every entry is an integer."""
-    a = p.numpy()
-    assert a.dtype == np.float64 and np.array_equal(a, np.round(a))
-    return a.astype(np.int64)
+    """The product as a numpy array, after checking that it holds int64 integers."""
+    assert p.dtype == torch.int64
+    return p.numpy()
 
 
 @given(a=bits_st, b=bits_st, m=st.integers(1, 6), n=st.integers(1, 6), seed=seed_st)
@@ -74,10 +73,12 @@ def test_grouped_product_matches_per_group_oracle(
         assert np.array_equal(got[..., g], bitplane.bitplane_matmul(X[:, cols], W[:, cols], a, b))
 
 
-def test_product_extreme_codes_beyond_float32() -> None:
+@pytest.mark.parametrize("k", [4000, 32767, 32768])
+def test_product_extreme_codes_at_the_kernels_bounds(k: int) -> None:
     # All-ones / all-zeros 8-bit codes: |X W^T| = 255^2 k > 2^24, so a float32 GEMM would
-    # round; float64 stays exact (every partial sum is an integer below 2^53).
-    k = 4000
+    # round. Up to 32767 columns the CPU runs int8 GEMMs whose int32 sums reach 2^31 - 2^16
+    # at k = 32767 (stored values -128, scaled by 4 before the corrections); from 32768
+    # columns it runs the float64 GEMM. Both must be exact.
     for cx, cw in ((255, 255), (0, 255), (0, 0), (255, 0)):
         X = np.full((2, k), cx)
         W = np.full((3, k), cw)
@@ -85,6 +86,18 @@ def test_product_extreme_codes_beyond_float32() -> None:
         want = bitplane.decode(X, 8) @ bitplane.decode(W, 8).T
         assert np.abs(want).max() > 1 << 24
         assert np.array_equal(got[..., 0], want)
+
+
+@given(a=bits_st, b=bits_st, seed=seed_st)
+@settings(max_examples=10, deadline=None)
+def test_float64_product_of_wide_groups_is_exact(a: int, b: int, seed: int) -> None:
+    # Groups beyond the int32 kernel's reach take the float64 GEMM (as CUDA without cupy).
+    rng = np.random.default_rng(seed)
+    k = 40_000
+    X = rng.integers(0, 1 << a, (2, k))
+    W = rng.integers(0, 1 << b, (3, k))
+    got = _exact_ints(integer_product(torch.from_numpy(X), a, torch.from_numpy(W), b, k))
+    assert np.array_equal(got[..., 0], bitplane.decode(X, a) @ bitplane.decode(W, b).T)
 
 
 def test_product_refuses_groups_beyond_float64() -> None:
@@ -121,7 +134,16 @@ def test_activation_quantiser_bit_identical_to_numlib(
 
 @pytest.mark.parametrize(
     ("wb", "ab", "gs", "bias"),
-    [(4, 4, None, True), (3, 5, 25, True), (1, 1, None, False), (8, 2, 50, False), (2, 8, 1, True)],
+    [
+        (4, 4, None, True),
+        (3, 5, 25, True),
+        (1, 1, None, False),
+        (8, 2, 50, False),
+        (2, 8, 1, True),
+        (8, 8, None, True),
+        (8, 8, 20, False),
+        (7, 8, 10, True),
+    ],
 )
 def test_layer_equals_float64_reference(wb: int, ab: int, gs: int | None, bias: bool) -> None:
     k, n = 100, 7  # k not a multiple of 32
@@ -140,6 +162,20 @@ def test_layer_equals_float64_reference(wb: int, ab: int, gs: int | None, bias: 
         words = layer.weight_words[:, :, 0].numpy().view(np.uint32)
         assert np.array_equal(words, bitplane.pack(qw.codes, wb).words)
     np.testing.assert_allclose(layer.dequantized_weight().numpy(), bitplane.dequantize(qw))
+
+
+def test_cached_weight_operand_follows_the_buffers() -> None:
+    # The int8 weights are unpacked once and cached; a load into the buffers must show.
+    layer, other = (
+        BitplaneLinear.from_linear(_linear(40, 6, seed=s), weight_bits=8, activation_bits=8)
+        for s in (0, 1)
+    )
+    x = torch.randn(5, 40)
+    with torch.no_grad():
+        before, want = layer(x), other(x)
+        layer.load_state_dict(other.state_dict())
+        assert not torch.equal(before, want)
+        assert torch.equal(layer(x), want)
 
 
 def test_float64_input_matches_quantized_matmul() -> None:

@@ -44,7 +44,6 @@ nuclear-norm proxy against the exact nuclear norm.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import inspect
 import math
@@ -52,14 +51,13 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.stats
 
-from validation.measure import best_time
+from validation.measure import best_time, best_times_interleaved, one_torch_thread
 from validation.registry import Record, case
 
 SUITE = "compress"
@@ -232,18 +230,6 @@ def dense_bytes(model: Any) -> int:
         return _dir_bytes(Path(tmp))
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 WEIGHT_ONLY = {"activation_bits": None}  # float activations: W4A16-style storage
 G128_4BIT = {"bits": 4, "group_size": 128}
 
@@ -347,23 +333,17 @@ class _Bench:
 
     def latency(self, model: Any, data: list[dict[str, Any]] | None = None) -> float:
         data = self.latency_batch if data is None else data
-        with _one_thread():
+        with one_torch_thread():
             embed(model, data)  # warm-up
             t, _ = best_time(lambda: embed(model, data), self.repeat)
         return t
 
     def latency_pair(self, model: Any, data: list[dict[str, Any]]) -> tuple[float, float]:
-        """Best times of ``model`` and the dense model, runs interleaved.
-
-        Alternating the two keeps a shared machine's changing load out of their ratio.
-        """
-        ours, dense = math.inf, math.inf
-        with _one_thread():
-            embed(model, data)
-            embed(self.model, data)
-            for _ in range(self.repeat):
-                ours = min(ours, best_time(lambda: embed(model, data), 1)[0])
-                dense = min(dense, best_time(lambda: embed(self.model, data), 1)[0])
+        """Best times of ``model`` and the dense model, runs interleaved."""
+        with one_torch_thread():
+            ours, dense = best_times_interleaved(
+                [lambda: embed(model, data), lambda: embed(self.model, data)], self.repeat
+            )
         return ours, dense
 
     def cosine(self, model: Any) -> float:
@@ -592,7 +572,7 @@ def _digits_cnn() -> tuple[Any, list[Any], Any, Any]:
         nn.Flatten(), nn.Linear(64 * 16, 10),
     )  # fmt: skip
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    with _one_thread():
+    with one_torch_thread():
         for _ in range(4):
             for i in range(0, 1400, 100):
                 opt.zero_grad()
@@ -687,11 +667,10 @@ def _conv_speed(size: str, repeat: int) -> list[Record]:
     for ratio in (0.5, 0.3):
         recipe = Recipe("lowrank", param_ratio=ratio)
         small = compress(layers, recipe, calibration=images, filter_fn=_conv_filter)
-        ours, dense = math.inf, math.inf
-        with _one_thread(), torch.no_grad():
-            for _ in range(repeat):  # interleaved, so that load changes hit both alike
-                ours = min(ours, best_time(lambda model=small: model(images[0]), 1)[0])
-                dense = min(dense, best_time(lambda: layers(images[0]), 1)[0])
+        with one_torch_thread(), torch.no_grad():
+            ours, dense = best_times_interleaved(
+                [lambda model=small: model(images[0]), lambda: layers(images[0])], repeat
+            )
             reference = layers(images[1])
             error = float((small(images[1]) - reference).norm() / reference.norm())
         metrics = {

@@ -44,7 +44,7 @@ from solvers.problems import LinearSystem
 from solvers.problems.obstacles import poisson_obstacles
 from validation import runs
 from validation.accuracy import Reference
-from validation.measure import best_time
+from validation.measure import best_time, one_torch_thread
 from validation.peers.ic0 import ic0_preconditioner
 from validation.registry import Record, case
 
@@ -113,14 +113,8 @@ def _dcdm(system: LinearSystem, repeat: int) -> runs.Run:
                 maxiter=MAXITER,
             )
 
-    # One intra-op thread: on a shared 2-core machine torch's OpenMP pool spins
-    # against the other processes and costs far more than it saves at these sizes.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         time_s, result = best_time(lambda: solve(model), repeat)
-    finally:
-        torch.set_num_threads(threads)
     extra: dict[str, Any] = {
         "network_steps": result.info["network_steps"],
         "fallback_steps": result.info["fallback_steps"],

@@ -52,7 +52,7 @@ import numpy as np
 
 from numlib.result import ConvergenceWarning
 from solvers.gp_pde import PAPER_PROBLEMS, GPPDESolver, Problem
-from validation.measure import best_time
+from validation.measure import best_time, one_torch_thread
 from validation.registry import Record, case
 
 SUITE = "gp_pde"
@@ -92,16 +92,11 @@ def _pinn(
     test: tuple[np.ndarray, ...],
     exact: np.ndarray,
 ) -> tuple[float, dict[str, Any]]:
-    import torch
 
     from learned.gp_pinn import train_pinn
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         result = train_pinn(problem.operator, axes, f, g, seconds=PINN_SECONDS[size], rng=0)
-    finally:
-        torch.set_num_threads(threads)
     metrics = {**_errors(result.predict(test), exact), "steps": result.steps}
     return result.seconds, metrics
 

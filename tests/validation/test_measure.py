@@ -1,0 +1,42 @@
+"""Timing helpers of validation.measure and the bitplane suite's CPU layer case."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from validation.measure import best_times_interleaved, one_torch_thread
+from validation.suites.bitplane_layer import FORMATS, cpu_layer
+
+
+def test_interleaved_runs_alternate_after_one_warm_up_each() -> None:
+    calls: list[str] = []
+    times = best_times_interleaved([lambda: calls.append("a"), lambda: calls.append("b")], 3)
+    assert calls == ["a", "b"] * 4
+    assert len(times) == 2 and all(0 <= t < 1 for t in times)
+    with pytest.raises(ValueError, match="repeat"):
+        best_times_interleaved([lambda: None], 0)
+
+
+def test_one_torch_thread_restores_the_count() -> None:
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError), one_torch_thread():
+        assert torch.get_num_threads() == 1
+        raise RuntimeError
+    assert torch.get_num_threads() == before
+
+
+def test_cpu_layer_case_compares_every_format_with_both_peers() -> None:
+    records = cpu_layer("small", repeat=1)
+    assert len(records) == 2 * len(FORMATS) * 2  # shapes x formats x peers
+    by_key = {(r.method, r.peer): r for r in records}
+    for (method, peer), r in by_key.items():
+        assert r.time_s > 0 and r.peer_time_s > 0
+        if peer == "torch-linear-fp32":
+            assert r.peer_metrics["rel_error"] == 0
+    # Per-token activation scales and per-row weight scales at 8 bits beat torch's one
+    # activation scale per call, on the same inputs.
+    for shape in ("384x1536", "1536x384"):
+        ours = by_key[(f"bitplane-linear-w8a8-{shape}", "torch-dynamic-int8")]
+        assert ours.metrics["rel_error"] < 0.02
+        assert ours.metrics["rel_error"] < ours.peer_metrics["rel_error"]
