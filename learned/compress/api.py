@@ -385,14 +385,11 @@ def _compress_sequential(
             mods = {name: targets[name] for name in stage if name in plan}
             if not mods:
                 continue
-            # Earlier stages may already be BitplaneLinear: calibrate through the fast
-            # (float64-equivalent) path rather than the CPU bit-plane emulation.
-            with quantize.dequantized_kernels(model):
-                if recipe.dense_target:
-                    dense_mods = {name: dense_targets[name] for name in mods}
-                    stats, cross = collect_paired_stats(model, dense, mods, dense_mods, batches)
-                else:
-                    stats = collect_stats(model, mods, batches, stop_early=True)
+            if recipe.dense_target:
+                dense_mods = {name: dense_targets[name] for name in mods}
+                stats, cross = collect_paired_stats(model, dense, mods, dense_mods, batches)
+            else:
+                stats = collect_stats(model, mods, batches, stop_early=True)
             for name, layer in mods.items():
                 if recipe.dense_target:
                     C = stats[name].second_moment()

@@ -24,23 +24,19 @@ point), the setting in which GPTQ is usually reported.
 
 from __future__ import annotations
 
-import contextlib
-import types
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from learned.bitplane_linear import BitplaneLinear, quantize_activations
+from learned.bitplane_linear import BitplaneLinear
 from learned.compress.obs import inverse_hessian_factor, obs_sweep
 from numlib import bitplane
 
 __all__ = [
     "MixedBitLinear",
     "bitplane_from_codes",
-    "dequantized_kernels",
     "gptq_quantize",
     "mixed_ptq161",
     "rtn_quantize",
@@ -348,44 +344,3 @@ def mixed_ptq161(
         group_size=block,
     )
     return MixedBitLinear(high, low, salient)
-
-
-def _dequantized_forward(weight: torch.Tensor) -> Any:
-    def forward(self: BitplaneLinear, x: torch.Tensor) -> torch.Tensor:
-        lead = x.shape[:-1]
-        xv = x.reshape(-1, self.in_features).to(torch.float64)
-        if self.activation_bits is not None:
-            codes, sx = quantize_activations(xv, self.activation_bits)
-            top = (1 << self.activation_bits) - 1
-            xv = (2 * codes.to(torch.float64) - top) * sx
-        y = xv @ weight.T
-        if self.bias is not None:
-            y = y + self.bias.to(torch.float64)
-        return y.to(x.dtype).reshape(*lead, self.out_features)
-
-    return forward
-
-
-@contextlib.contextmanager
-def dequantized_kernels(model: nn.Module) -> Iterator[nn.Module]:
-    """Run every :class:`BitplaneLinear` of ``model`` as a float64 GEMM of its dequantised operands.
-
-    Inside the context each layer quantises its input exactly as
-    :meth:`BitplaneLinear.forward` does (:func:`quantize_activations`; weight-only layers
-    keep it in floating point) and multiplies the
-    dequantised activations by :meth:`BitplaneLinear.dequantized_weight` in float64:
-    the same result to float64 rounding (``BitplaneLinear``'s documented guarantee),
-    with the weight dequantised once on entry instead of unpacked on every call. Used for
-    accuracy evaluation; time the real layer outside the context. The layers are
-    restored on exit.
-    """
-    patched = []
-    for mod in model.modules():
-        if isinstance(mod, BitplaneLinear):
-            mod.forward = types.MethodType(_dequantized_forward(mod.dequantized_weight()), mod)
-            patched.append(mod)
-    try:
-        yield model
-    finally:
-        for mod in patched:
-            del mod.forward

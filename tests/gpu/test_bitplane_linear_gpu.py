@@ -1,7 +1,7 @@
 """BitplaneLinear on CUDA runs numlib's GPU kernels and matches the CPU layer bit for bit.
 
-Both devices compute the same exact integer product (gpu.bitplane on CUDA, the torch
-AND/popcount kernel on CPU) and the same float64 epilogue, so the outputs are identical.
+Both devices compute the same exact integer product (gpu.bitplane on CUDA, int8 GEMMs
+with int32 sums on CPU) and the same float64 epilogue, so the outputs are identical.
 Runs only with cupy and a CUDA device (``gpu`` marker).
 """
 

@@ -20,11 +20,9 @@ record holds
     best-of-``repeat`` CPU time (one thread) to embed a batch of 32 held-out sentences (8 at
     ``small``),
     beside ``dense_latency_ms`` and ``speedup_vs_dense`` measured interleaved with it.
-    :class:`~learned.bitplane_linear.BitplaneLinear` layers run their real path: weight-only
-    ones a float GEMM of the unpacked weight, those that quantise activations the exact
-    integer product (on a CPU one float64 GEMM of the integer values); ``cosine`` is
-    computed through :func:`~learned.compress.quantize.dequantized_kernels` (equal to
-    float64 rounding);
+    :class:`~learned.bitplane_linear.BitplaneLinear` layers run their real path, here and
+    for ``cosine``: weight-only ones a float GEMM of the unpacked weight, those that
+    quantise activations the exact integer product (on a CPU int8 GEMMs);
 ``compress_s``
     wall time of :func:`~learned.compress.compress` (sequential calibration included).
 
@@ -347,10 +345,7 @@ class _Bench:
         return ours, dense
 
     def cosine(self, model: Any) -> float:
-        from learned.compress.quantize import dequantized_kernels
-
-        with dequantized_kernels(model):
-            emb = embed(model, self.evals)
+        emb = embed(model, self.evals)
         return float((emb * self.reference).sum(-1).mean())
 
 
@@ -420,7 +415,7 @@ def _equal_bytes_peer(bench: _Bench, size_bytes: int) -> dict[str, float] | None
 def _recipe_record(
     bench: _Bench, size: str, name: str, spec: dict[str, Any], peer_s: float | None
 ) -> Record:
-    from learned.compress import Recipe, compress, load_compressed, quantize, save_compressed
+    from learned.compress import Recipe, compress, load_compressed, save_compressed
 
     recipe = Recipe.from_dict(spec)
     # Attention layers have no hidden units to drop: they stay dense and count as kept.
@@ -436,10 +431,9 @@ def _recipe_record(
     if peer_s is None:
         kept = (stored_numbers(small) - bench.untargeted_params) / bench.targeted_params
         peer_s = round(1.0 - kept, 4)
-    with quantize.dequantized_kernels(small), quantize.dequantized_kernels(reloaded):
-        reload_diff = float(
-            (embed(small, bench.one_sentence) - embed(reloaded, bench.one_sentence)).abs().max()
-        )
+    reload_diff = float(
+        (embed(small, bench.one_sentence) - embed(reloaded, bench.one_sentence)).abs().max()
+    )
     data = bench.latency_batch
     latency, dense_latency = bench.latency_pair(small, data)
     peer_metrics, peer_latency = _peer(bench, peer_s, data)
