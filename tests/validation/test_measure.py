@@ -35,6 +35,9 @@ def test_cpu_layer_case_compares_every_format_with_both_peers() -> None:
         assert r.time_s > 0 and r.peer_time_s > 0
         if r.peer == "torch-linear-fp32":
             assert r.peer_metrics["rel_error"] == 0
+            assert r.peer_metrics["max_abs_error"] < 1e-5
+        # the exact integer product: only the float32 output rounds
+        assert r.metrics["max_abs_error"] < 1e-5
     # Per-token activation scales and per-row weight scales at 8 bits beat torch's one
     # activation scale per call, on the same inputs.
     for shape in ("384x1536", "1536x384"):

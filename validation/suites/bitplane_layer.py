@@ -11,8 +11,16 @@ seeded ``nn.Linear``.
 ``BitplaneLinear`` computes the exact bipolar-INT product: per-token activation scales,
 per-row (or per-group) weight scales, int8 GEMMs with int32 sums on the CPU. torch's
 dynamic int8 layer uses one activation scale per call and rounds to two's-complement
-int8. Metrics: ``rel_error`` = ``||y - y_fp32|| / ||y_fp32||`` of each layer's output,
-the shape, and the bit widths.
+int8. Metrics:
+
+``max_abs_error``
+    ``BitplaneLinear``: against its float64 oracle, numlib's quantisers and
+    ``dequantize(X) dequantize(W)^T + b`` in numpy (float32 output rounding only);
+    the peers: against the float64 product of the unquantised layer.
+``rel_error``
+    ``||y - y_fp32|| / ||y_fp32||``: what the quantisation costs.
+``m``, ``k``, ``n``, bit widths and group size
+    The problem.
 """
 
 from __future__ import annotations
@@ -20,6 +28,9 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import numpy as np
+
+from numlib import bitplane
 from validation.measure import best_times_interleaved, one_torch_thread
 from validation.registry import Record, case
 
@@ -47,6 +58,19 @@ def _dynamic_int8(linear: Any) -> Any:
 
 def _relative_error(y: Any, reference: Any) -> float:
     return float((y - reference).norm() / reference.norm())
+
+
+def _quantised_oracle(dense: Any, x: Any, wb: int, ab: int, gs: int | None) -> np.ndarray:
+    """``dequantize(X) dequantize(W)^T + b`` in float64 numpy: the layer's exact target."""
+    w = dense.weight.detach().double().numpy()
+    if gs is None:
+        qw = bitplane.quantize(w, wb)
+    else:
+        qw = bitplane.quantize(w, wb, granularity="group", group_size=gs)
+    qx = bitplane.quantize(x.double().numpy(), ab)
+    return (
+        bitplane.dequantize(qx) @ bitplane.dequantize(qw).T + dense.bias.detach().double().numpy()
+    )
 
 
 @case(SUITE, "cpu-layer", sizes=("small", "medium"))
@@ -78,17 +102,27 @@ def cpu_layer(size: str, *, repeat: int) -> list[Record]:
             times = best_times_interleaved(
                 [lambda f=f, x=x: f(x) for f in contenders.values()], repeat
             )
-            result = {
-                name: (t, _relative_error(f(x), reference))
-                for (name, f), t in zip(contenders.items(), times, strict=True)
-            }
+            outputs = {name: f(x) for name, f in contenders.items()}
+        # BitplaneLinear against its own exact target, the peers against the float64 layer
+        exact = (
+            x.double() @ dense.weight.detach().double().T + dense.bias.detach().double()
+        ).numpy()
+        oracles = {name: _quantised_oracle(dense, x, *spec) for name, spec in FORMATS.items()}
+        result = {
+            name: (
+                t,
+                _relative_error(outputs[name], reference),
+                float(np.abs(outputs[name].double().numpy() - oracles.get(name, exact)).max()),
+            )
+            for name, t in zip(contenders, times, strict=True)
+        }
         shape = {"m": TOKENS[size], "k": k, "n": n}
         for name, (wb, ab, gs) in FORMATS.items():
-            time_s, error = result[name]
-            metrics = {**shape, "rel_error": error, "weight_bits": wb, "activation_bits": ab,
-                       "group_size": gs}  # fmt: skip
+            time_s, error, max_abs = result[name]
+            metrics = {**shape, "rel_error": error, "max_abs_error": max_abs, "weight_bits": wb,
+                       "activation_bits": ab, "group_size": gs}  # fmt: skip
             for peer in ("torch-linear-fp32", "torch-dynamic-int8"):
-                peer_s, peer_error = result[peer]
+                peer_s, peer_error, peer_max_abs = result[peer]
                 records.append(
                     Record(
                         SUITE,
@@ -99,7 +133,7 @@ def cpu_layer(size: str, *, repeat: int) -> list[Record]:
                         time_s,
                         peer_s,
                         metrics,
-                        {**shape, "rel_error": peer_error},
+                        {**shape, "rel_error": peer_error, "max_abs_error": peer_max_abs},
                     )
                 )
     return records
