@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import validation.suites  # noqa: F401  (importing it registers every case)
+from validation.checkpoints import Store, cached, resumable
 from validation.machine import describe_machine
 from validation.plots import residual_plots, speedup_plot
 from validation.registry import DEFAULT_SUITES, SIZES, Case, Record, cases, plotters, suites
@@ -80,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="timed runs per measurement, the best is kept (default: 3)",
     )
     parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the cases (and steps of cases) an interrupted run finished in --out/partial",
+    )
+    parser.add_argument(
         "--list", action="store_true", help="list suites, cases and their sizes, then exit"
     )
     return parser
@@ -110,9 +116,13 @@ def _select(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[C
 
 
 def _run_cases(
-    selected: Sequence[Case], size: str, repeat: int, console: Console
+    selected: Sequence[Case], size: str, repeat: int, store: Store, console: Console
 ) -> tuple[list[Record], bool]:
-    """Run every case, recording a failure instead of stopping at it."""
+    """Run every case, recording a failure instead of stopping at it.
+
+    Each finished case is saved in ``store`` (with the steps it saved itself), and a
+    case the store already holds is reused when the store resumes.
+    """
     records: list[Record] = []
     failed = False
     columns = (
@@ -126,9 +136,16 @@ def _run_cases(
         for c in selected:
             progress.update(task, description=f"{c.suite}/{c.name}")
             start = time.perf_counter()
+            key = f"{c.suite}--{c.name}--{size}--repeat{repeat}"
             try:
-                records += c.run(size, repeat=repeat)
-                status = "done"
+                reused = store.load(key)
+                if reused is not None:
+                    records += reused
+                    status = "reused from an earlier run"
+                else:
+                    with resumable(store):
+                        records += cached(key, lambda c=c: c.run(size, repeat=repeat))
+                    status = "done"
             except Exception as exc:
                 failed = True
                 progress.console.print_exception()
@@ -186,7 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"argument --out: cannot create {out}: {exc}")
     machine = describe_machine()
     run_suites = list(dict.fromkeys(c.suite for c in selected))
-    records, failed = _run_cases(selected, args.size, args.repeat, console)
+    store = Store(out / "partial", resume=args.resume)
+    if not args.resume:
+        store.clear()
+    records, failed = _run_cases(selected, args.size, args.repeat, store, console)
 
     # The numbers first, so that a plotting failure cannot lose them.
     write_json(out / "results.json", machine, run_suites, records)

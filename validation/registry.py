@@ -111,6 +111,22 @@ class Record:
             out["skipped"] = self.skipped
         return out
 
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Record:
+        """Rebuild a record from :meth:`to_json`'s object (without residual histories)."""
+        return cls(
+            obj["suite"],
+            obj["case"],
+            obj["size"],
+            obj["method"],
+            obj["peer"],
+            obj["time_s"],
+            obj["peer_time_s"],
+            obj["metrics"],
+            obj["peer_metrics"],
+            obj.get("skipped"),
+        )
+
 
 def _plain(value: Any) -> Any:
     """Convert numpy scalars to Python ones and non-finite floats to None."""

@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
+from validation.checkpoints import cached
 from validation.measure import best_time, best_times_interleaved, one_torch_thread
 from validation.registry import Record, case
 
@@ -473,7 +474,13 @@ def minilm(size: str, *, repeat: int) -> list[Record]:
         return [Record.skip(SUITE, "minilm", size, f"transformers / model package missing: {exc}")]
     records = []
     for name, spec, peer_s in _recipes(size):
-        records.append(_recipe_record(bench, size, name, spec, peer_s))
+        # each recipe is a step of its own: an interrupted run resumes at the next one
+        records += cached(
+            f"recipe-{name}",
+            lambda name=name, spec=spec, peer_s=peer_s: [
+                _recipe_record(bench, size, name, spec, peer_s)
+            ],
+        )
         print(f"  {name}: cosine {records[-1].metrics['cosine']:.4f}", flush=True)
     return records
 

@@ -71,6 +71,7 @@ from typing import Any
 
 import numpy as np
 
+from validation.checkpoints import cached_json
 from validation.registry import Record, case
 
 SUITE = "petsc"
@@ -255,7 +256,15 @@ def _side(run: dict[str, Any], ranks: int, pc_type: str) -> dict[str, Any]:
 
 
 def _records(name: str, size: str, problem: str) -> list[Record]:
-    outcomes = {ranks: _launch(problem, size, ranks) for ranks in RANKS}
+    # each MPI job is a step of its own: an interrupted run resumes at the next one
+    outcomes = {
+        ranks: cached_json(
+            f"{problem}-np{ranks}",
+            lambda ranks=ranks: _launch(problem, size, ranks),
+            keep=lambda outcome: isinstance(outcome, dict),
+        )
+        for ranks in RANKS
+    }
     records: list[Record] = []
     for ranks, outcome in outcomes.items():
         for pc_type in PCS:
