@@ -96,9 +96,12 @@ class Store:
             for name, h in (("history", r.history), ("peer", r.peer_history))
             if h is not None
         }
+        histories = self._path(key, ".npz")
         if arrays:
             self.folder.mkdir(parents=True, exist_ok=True)
-            np.savez(self._path(key, ".npz"), **arrays)
+            np.savez(histories, **arrays)
+        else:  # an interrupted earlier save may have left another step's histories
+            histories.unlink(missing_ok=True)
         self.save_json(key, [r.to_json() for r in records])
 
     def sub(self, key: str) -> Store:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -18,6 +19,7 @@ from learned.compress import (
     MixedBitLinear,
     NMSparseLinear,
     Recipe,
+    SparseLinear,
     compress,
     load_compressed,
     save_compressed,
@@ -391,6 +393,36 @@ def test_nm_masks_have_exactly_n_per_m(
 
 
 @settings(max_examples=12)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    density=st.sampled_from([0.0, 0.03, 0.3, 0.97]),
+    shape=st.tuples(st.integers(1, 9), st.integers(1, 21)),
+)
+def test_sparse_layer_stores_a_bit_mask_and_multiplies_exactly(
+    seed: int, density: float, shape: tuple[int, int]
+) -> None:
+    # Both products (CSR below SPARSE_MM_MAX_DENSITY, dense above) against x W^T + b, and
+    # the mask against numpy's little-endian packbits.
+    gen = torch.Generator().manual_seed(seed)
+    out_f, in_f = shape
+    w = torch.randn(out_f, in_f, generator=gen) * (torch.rand(out_f, in_f, generator=gen) < density)
+    b = torch.randn(out_f, generator=gen)
+    layer = SparseLinear.from_dense(w, b)
+    assert layer.nnz == int((w != 0).sum()) and layer.mask.shape == (out_f, -(-in_f // 8))
+    np.testing.assert_array_equal(
+        layer.mask.numpy(), np.packbits((w != 0).numpy(), axis=1, bitorder="little")
+    )
+    assert torch.equal(layer.dense_weight(), w)
+    x = torch.randn(4, in_f, dtype=torch.float64, generator=gen)
+    with torch.no_grad():
+        y = layer.double()(x)
+    torch.testing.assert_close(y, x @ w.double().T + b.double())
+    again = SparseLinear(in_f, out_f, layer.nnz, dtype=torch.float64)
+    again.load_state_dict(layer.state_dict())
+    with torch.no_grad():
+        assert torch.equal(again(x), y)  # the cached CSR indices follow the new mask
+
+
 @given(seed=st.integers(0, 2**31 - 1), sparsity=st.floats(0.05, 0.95))
 def test_unstructured_sparsity_is_exact(seed: int, sparsity: float) -> None:
     gen = torch.Generator().manual_seed(seed)

@@ -53,8 +53,9 @@ def test_full_rank_whitened_lowrank_is_lossless(minilm: dict) -> None:
 
 @pytest.mark.slow
 def test_equal_bytes_peer_is_as_large_as_the_recipe(tmp_path) -> None:
-    """The suite's second peer: magnitude pruning stored in CSR whose files are as large
-    as the recipe's (here plain SVD at 70% of the parameters: about 65% sparsity)."""
+    """The suite's second peer: magnitude pruning stored as a bit mask and the kept values,
+    whose files are as large as the recipe's (here plain SVD at 70% of the parameters:
+    about 36% sparsity)."""
     bench = suite._Bench("small", repeat=1)
     small = compress(bench.model, Recipe("lowrank", kind="svd", param_ratio=0.7),
                      filter_fn=suite.encoder_linear)  # fmt: skip
@@ -63,5 +64,5 @@ def test_equal_bytes_peer_is_as_large_as_the_recipe(tmp_path) -> None:
     peer = suite._equal_bytes_peer(bench, size)
     assert peer is not None
     assert abs(peer["equal_bytes_magnitude_bytes"] - size) <= 0.005 * size
-    assert 0.5 < peer["equal_bytes_sparsity"] < 0.8
+    assert 0.25 < peer["equal_bytes_sparsity"] < 0.5
     assert suite._equal_bytes_peer(bench, 2 * bench.dense_bytes) is None

@@ -32,8 +32,8 @@ not stored for low rank and Monarch (measured on the compressed model: ranks are
 down to multiples of 16), and ``1 - bits / 32`` for quantisation (the same fraction of
 fp32 weight bits kept). A masked dense peer saves nothing on disk, so each record also
 holds magnitude pruning at equal *bytes*: the sparsity at which the pruned model, stored
-as numlib stores it (:class:`~learned.compress.layers.SparseLinear`: CSR with int32
-column indices, 8 bytes per kept weight), is as large as the recipe's files
+as numlib stores it (:class:`~learned.compress.layers.SparseLinear`: one mask bit per
+weight and 4 bytes per kept weight), is as large as the recipe's files
 (``equal_bytes_sparsity``, ``equal_bytes_magnitude_cosine``,
 ``equal_bytes_magnitude_bytes``: that model's files, measured). ``spectra`` reports
 per-layer heavy-tail alpha of the MiniLM weights with and without FARMS, and the
@@ -382,19 +382,22 @@ def _peer(
     return bench.peers[sparsity]
 
 
-CSR_BYTES_PER_WEIGHT = 8  # float32 value + int32 column index
-
-
 def _equal_bytes_peer(bench: _Bench, size_bytes: int) -> dict[str, float] | None:
-    """Magnitude pruning, stored in CSR, at the sparsity whose files take ``size_bytes``.
+    """Magnitude pruning, stored by numlib, at the sparsity whose files take ``size_bytes``.
 
-    None where no sparsity in (0, 1) fits (a recipe larger than the dense CSR model).
+    None where no sparsity in (0, 1) fits (a recipe larger than the fully dense
+    :class:`~learned.compress.layers.SparseLinear` model).
     """
     from learned.compress import Recipe, compress, save_compressed
 
-    rows = sum(m.out_features + 1 for n, m in bench.model.named_modules() if encoder_linear(m, n))
-    untargeted = bench.dense_bytes - 4 * bench.targeted_params + 4 * rows
-    kept = (size_bytes - untargeted) / (CSR_BYTES_PER_WEIGHT * bench.targeted_params)
+    masks = sum(
+        m.out_features * -(-m.in_features // 8)
+        for n, m in bench.model.named_modules()
+        if encoder_linear(m, n)
+    )
+    # float32 values of the kept weights; the mask bits are paid at any sparsity
+    untargeted = bench.dense_bytes - 4 * bench.targeted_params + masks
+    kept = (size_bytes - untargeted) / (4 * bench.targeted_params)
     sparsity = round(1.0 - kept, 4)
     if not 0.0 < sparsity < 1.0:
         return None
