@@ -28,6 +28,8 @@ __all__ = [
     "NMSparseLinear",
     "SparseLinear",
     "dense_linear",
+    "pack_mask",
+    "unpack_mask",
 ]
 
 
@@ -363,21 +365,21 @@ class SparseLinear(_CompressedLinear):
 class NMSparseLinear(_CompressedLinear):
     """N:M sparse ``y = x W^T + b``: ``n`` kept weights in every ``m`` consecutive inputs.
 
-    Stores ``values`` (``out x in n / m``) and uint8 positions ``index`` (within each group
-    of ``m``), i.e. the compressed format of 2:4 sparse tensor cores. CPUs have no N:M
-    kernel, so ``forward`` scatters the values into a dense weight and runs a GEMM:
-    the saving here is memory (``n / m`` of the values plus one byte per kept weight),
-    not time.
+    Stores ``values`` (``out x in n / m``) and the kept positions as a bit mask
+    (:func:`pack_mask`, exactly ``n`` bits in every group of ``m``): one bit per weight,
+    the size of 2:4 sparse tensor cores' 2-bit metadata per kept value. CPUs have no N:M
+    kernel, so ``forward`` scatters the values into a dense weight and runs a GEMM: the
+    saving here is memory (``n / m`` of the values plus ``1/8`` byte per weight), not time.
 
     Examples
     --------
     >>> w = torch.tensor([[0.0, 2.0, 0.0, -1.0]])
     >>> layer = NMSparseLinear.from_dense(w, None, n=2, m=4)
-    >>> layer.index.tolist(), torch.equal(layer.dense_weight(), w)
-    ([[[1, 3]]], True)
+    >>> bin(layer.mask.item()), torch.equal(layer.dense_weight(), w)
+    ('0b1010', True)
     """
 
-    index: torch.Tensor
+    mask: torch.Tensor
 
     def __init__(
         self,
@@ -397,7 +399,9 @@ class NMSparseLinear(_CompressedLinear):
             raise ValueError(f"need n <= m and m | in_features; got {n}:{m}, {in_features}")
         groups = in_features // m
         self.values = nn.Parameter(torch.zeros(out_features, groups, n, dtype=dtype))
-        self.register_buffer("index", torch.zeros(out_features, groups, n, dtype=torch.uint8))
+        self.register_buffer(
+            "mask", torch.zeros(out_features, -(-in_features // 8), dtype=torch.uint8)
+        )
         _bias(self, out_features, bias, dtype)
 
     @classmethod
@@ -416,21 +420,20 @@ class NMSparseLinear(_CompressedLinear):
         groups = weight.detach().reshape(out_f, in_f // m, m)
         if int((groups != 0).sum(-1).max()) > n:
             raise ValueError(f"weight has more than {n} non-zeros in some group of {m}")
-        # Non-zeros first (stable, so an all-zero slot keeps a valid in-group position).
+        # Non-zeros first (stable, so a group with fewer keeps zeros in valid positions).
         order = torch.argsort((groups == 0).to(torch.int8), dim=-1, stable=True)[..., :n]
-        idx = torch.sort(order, dim=-1).values
+        kept = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, order, True)
         with torch.no_grad():
-            layer.values.copy_(torch.gather(groups, -1, idx))
-            layer.index.copy_(idx.to(torch.uint8))
+            layer.values.copy_(groups[kept].view(out_f, in_f // m, n))  # in-group order
+            layer.mask.copy_(pack_mask(kept.view(out_f, in_f)))
             if bias is not None:
                 layer.bias.copy_(bias)
         return layer
 
     def dense_weight(self) -> torch.Tensor:
         """Return the dense ``out x in`` weight."""
-        w = self.values.new_zeros(self.out_features, self.in_features // self.m, self.m)
-        w = w.scatter(-1, self.index.to(torch.int64), self.values)
-        return w.reshape(self.out_features, self.in_features)
+        weight = self.values.new_zeros(self.out_features, self.in_features)
+        return weight.masked_scatter(unpack_mask(self.mask, self.in_features), self.values)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the layer to ``x`` of shape ``(..., in_features)``."""

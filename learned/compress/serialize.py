@@ -37,7 +37,7 @@ from learned.compress.quantize import MixedBitLinear
 __all__ = ["load_compressed", "save_compressed"]
 
 FORMAT = "numlib.learned.compress"
-VERSION = 2  # 2: SparseLinear stores a bit mask instead of CSR indices
+VERSION = 2  # 2: SparseLinear and NMSparseLinear store bit masks
 _SIMPLE: dict[str, type[nn.Module]] = {
     "LowRankLinear": LowRankLinear,
     "MonarchLinear": MonarchLinear,

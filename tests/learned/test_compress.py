@@ -28,6 +28,7 @@ from learned.compress.api import dense_target_layer
 from learned.compress.calibrate import collect_paired_stats, execution_stages
 from learned.compress.eora import effective_weight
 from learned.compress.fisher import fisher_row_weights
+from learned.compress.layers import unpack_mask
 from learned.compress.obs import inverse_hessian_factor, obs_sweep
 from learned.compress.quantize import search_scales
 from learned.compress.units import find_unit_pairs, fit_unit_pair
@@ -390,6 +391,9 @@ def test_nm_masks_have_exactly_n_per_m(
     assert isinstance(layer, NMSparseLinear)
     W = layer.dense_weight().reshape(out, -1, m)
     assert torch.all((W != 0).sum(-1) == n)
+    # the stored mask: exactly n bits in every group of m, one bit per weight
+    kept = unpack_mask(layer.mask, in_f).reshape(out, -1, m)
+    assert layer.mask.numel() == out * -(-in_f // 8) and torch.all(kept.sum(-1) == n)
 
 
 @settings(max_examples=12)
