@@ -1,9 +1,10 @@
 """Compressed replacements for :class:`torch.nn.Linear`: low-rank, Monarch, sparse, N:M.
 
-Every layer stores only its compressed representation (factors, non-zero values and
-indices), never a dense weight plus a mask, and rebuilds from its own state dict and the
-constructor arguments listed by :meth:`config` (which :mod:`learned.compress.serialize`
-writes to JSON). ``y = x W^T + b`` throughout, as in ``nn.Linear``.
+Every layer stores only its compressed representation (factors; the kept values and a
+one-bit-per-weight mask of their positions), never a dense weight, and rebuilds from
+its own state dict and the constructor arguments listed by :meth:`config` (which
+:mod:`learned.compress.serialize` writes to JSON). ``y = x W^T + b`` throughout, as in
+``nn.Linear``.
 
 These live here rather than in ``learned/layers.py`` because that file is being edited
 concurrently for the attention layers.
