@@ -385,8 +385,8 @@ def _peer(
 def _equal_bytes_peer(bench: _Bench, size_bytes: int) -> dict[str, float] | None:
     """Magnitude pruning, stored by numlib, at the sparsity whose files take ``size_bytes``.
 
-    None where no sparsity in (0, 1) fits (a recipe larger than the fully dense
-    :class:`~learned.compress.layers.SparseLinear` model).
+    None where no sparsity in (0, 1) fits: a recipe larger than the fully dense
+    :class:`~learned.compress.layers.SparseLinear` model, or smaller than its masks alone.
     """
     from learned.compress import Recipe, compress, save_compressed
 
