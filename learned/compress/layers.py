@@ -261,7 +261,24 @@ def unpack_mask(packed: torch.Tensor, cols: int) -> torch.Tensor:
     return bits.flatten(-2)[:, :cols].bool()
 
 
-class SparseLinear(_CompressedLinear):
+class _MaskedLinear(_CompressedLinear):
+    """Shared by the sparse layers: ``values`` at the positions a packed bit ``mask`` marks."""
+
+    mask: torch.Tensor
+    values: nn.Parameter
+
+    def _register_mask(self) -> None:
+        packed = (self.out_features, -(-self.in_features // 8))
+        self.register_buffer("mask", torch.zeros(packed, dtype=torch.uint8))
+
+    def dense_weight(self) -> torch.Tensor:
+        """Return the dense ``out x in`` weight (zeros included)."""
+        weight = self.values.new_zeros(self.out_features, self.in_features)
+        # masked_scatter fills the marked positions in row-major order, the values' order
+        return weight.masked_scatter(unpack_mask(self.mask, self.in_features), self.values)
+
+
+class SparseLinear(_MaskedLinear):
     """Unstructured (or block) sparse ``y = x W^T + b``: a bit mask and the kept weights.
 
     Buffer ``mask`` (uint8 ``out x ceil(in / 8)``, :func:`pack_mask`) marks the kept
@@ -280,8 +297,6 @@ class SparseLinear(_CompressedLinear):
     (3, True)
     """
 
-    mask: torch.Tensor
-
     def __init__(
         self,
         in_features: int,
@@ -297,9 +312,7 @@ class SparseLinear(_CompressedLinear):
         if isinstance(nnz, bool) or not isinstance(nnz, int) or nnz < 0:
             raise ValueError(f"nnz must be a non-negative int, got {nnz!r}")
         self.nnz = nnz
-        self.register_buffer(
-            "mask", torch.zeros(out_features, -(-in_features // 8), dtype=torch.uint8)
-        )
+        self._register_mask()
         self.values = nn.Parameter(torch.zeros(nnz, dtype=dtype))
         _bias(self, out_features, bias, dtype)
         self._csr_cache: tuple[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] | None = None
@@ -354,16 +367,11 @@ class SparseLinear(_CompressedLinear):
             y = y + self.bias
         return y.reshape(*lead, self.out_features)
 
-    def dense_weight(self) -> torch.Tensor:
-        """Return the dense ``out x in`` weight (zeros included)."""
-        weight = self.values.new_zeros(self.out_features, self.in_features)
-        return weight.masked_scatter(unpack_mask(self.mask, self.in_features), self.values)
-
     def _structure(self) -> dict[str, Any]:
         return {"nnz": self.nnz}
 
 
-class NMSparseLinear(_CompressedLinear):
+class NMSparseLinear(_MaskedLinear):
     """N:M sparse ``y = x W^T + b``: ``n`` kept weights in every ``m`` consecutive inputs.
 
     Stores ``values`` (``out x in n / m``) and the kept positions as a bit mask
@@ -379,8 +387,6 @@ class NMSparseLinear(_CompressedLinear):
     >>> bin(layer.mask.item()), torch.equal(layer.dense_weight(), w)
     ('0b1010', True)
     """
-
-    mask: torch.Tensor
 
     def __init__(
         self,
@@ -400,9 +406,7 @@ class NMSparseLinear(_CompressedLinear):
             raise ValueError(f"need n <= m and m | in_features; got {n}:{m}, {in_features}")
         groups = in_features // m
         self.values = nn.Parameter(torch.zeros(out_features, groups, n, dtype=dtype))
-        self.register_buffer(
-            "mask", torch.zeros(out_features, -(-in_features // 8), dtype=torch.uint8)
-        )
+        self._register_mask()
         _bias(self, out_features, bias, dtype)
 
     @classmethod
@@ -430,11 +434,6 @@ class NMSparseLinear(_CompressedLinear):
             if bias is not None:
                 layer.bias.copy_(bias)
         return layer
-
-    def dense_weight(self) -> torch.Tensor:
-        """Return the dense ``out x in`` weight."""
-        weight = self.values.new_zeros(self.out_features, self.in_features)
-        return weight.masked_scatter(unpack_mask(self.mask, self.in_features), self.values)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the layer to ``x`` of shape ``(..., in_features)``."""
