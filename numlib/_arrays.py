@@ -7,13 +7,14 @@ Dense-matrix argument checks that name the argument, and moving host-side numpy 
 from __future__ import annotations
 
 import contextlib
+import functools
 import numbers
 import os
 from types import ModuleType
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from numlib.backend import array_namespace, is_floating
 from numlib.validate import check_finite
@@ -112,8 +113,22 @@ def small_lapack_threads(n: int | None = None) -> contextlib.AbstractContextMana
 
 
 def usable_cpus() -> int:
-    """Return the number of CPUs this process may run on (its affinity mask where known)."""
+    """Return how many threads numlib's own thread pools may use.
+
+    The CPUs this process may run on (its affinity mask where known), capped by the
+    BLAS thread limit in force (``OPENBLAS_NUM_THREADS``, ``threadpool_limits``): one
+    setting governs numlib's threads and BLAS's alike, so that a caller, or a benchmark
+    timing numlib beside LAPACK, that limits BLAS to ``t`` threads limits numlib too.
+    """
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    limits = [library.num_threads for library in _blas_libraries().lib_controllers]
+    return max(1, min([cpus, *limits]))
+
+
+@functools.cache
+def _blas_libraries() -> Any:
+    # Scanning the loaded libraries takes ~0.2 ms; reading a limit afterwards, ~2 us.
+    return ThreadpoolController().select(user_api="blas")

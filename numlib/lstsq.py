@@ -23,7 +23,6 @@ linear least squares problems. SIAM J. Matrix Anal. Appl. 19 (1998).
 from __future__ import annotations
 
 import itertools
-import os
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +34,7 @@ import scipy.linalg
 from scipy.linalg.lapack import dtrcon
 from threadpoolctl import threadpool_limits
 
+from numlib._arrays import usable_cpus
 from numlib.result import ConvergenceWarning
 from numlib.sketch import (
     SKETCHES,
@@ -66,7 +66,7 @@ OVERSAMPLING = 6
 # A_i p is still in the L2 cache for A_i^T (A_i p).
 _BLOCK_BYTES = 1 << 20
 _SPARSE_NNZ = 4
-# Threads of the one-pass products (None: the CPUs this process may use).
+# Threads of the one-pass products (None: numlib._arrays.usable_cpus()).
 _THREADS: int | None = None
 
 
@@ -374,12 +374,7 @@ def _sketch_precondition(
 
 
 def _threads() -> int:
-    if _THREADS is not None:
-        return _THREADS
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    return _THREADS if _THREADS is not None else usable_cpus()
 
 
 def _cg(

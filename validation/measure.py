@@ -23,6 +23,10 @@ __all__ = ["best_time", "best_times_interleaved", "one_torch_thread", "peak_memo
 T = TypeVar("T")
 
 
+# A run at least this long is timed once where repeating it would cost minutes.
+SLOW_S = 10.0
+
+
 def _check_repeat(repeat: int) -> None:
     if repeat < 1:
         raise ValueError(f"repeat must be at least 1, got {repeat}")
@@ -65,6 +69,33 @@ def best_time(fn: Callable[[], T], repeat: int) -> tuple[float, T]:
     return best, result
 
 
+def best_time_unless_slow(
+    fn: Callable[[], T], repeat: int, slow_s: float = SLOW_S
+) -> tuple[float, T, int]:
+    """Best of ``repeat`` runs, or of one run when the first already takes ``slow_s``.
+
+    For the expensive reference of a comparison (a full SVD, exact attention) whose
+    repetitions would cost minutes: a first run that short is repeated like the other
+    side, so that a cold first run is never the only one timed; a run of ``slow_s``
+    or more is long enough for cold-start costs not to matter.
+
+    Returns
+    -------
+    seconds : float
+        Fastest run.
+    result : object
+        What the first run returned.
+    runs : int
+        How many runs were timed (report it beside the time).
+    """
+    _check_repeat(repeat)
+    seconds, result = best_time(fn, 1)
+    runs = repeat if seconds < slow_s else 1
+    if runs > 1:
+        seconds = min(seconds, best_time(fn, runs - 1)[0])
+    return seconds, result, runs
+
+
 def best_times_interleaved(fns: Sequence[Callable[[], object]], repeat: int) -> list[float]:
     """Best wall time of each of ``fns``, their runs alternating.
 
@@ -99,6 +130,20 @@ def one_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run BLAS, torch and numlib's own thread pools with one thread inside the block.
+
+    For comparisons whose two sides use different runtimes (numpy's BLAS against
+    torch): both get the same single thread. numlib's pools follow the BLAS limit
+    (:func:`numlib._arrays.usable_cpus`).
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"), one_torch_thread():
+        yield
 
 
 def peak_memory_mb(fn: Callable[[], object]) -> float:

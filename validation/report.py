@@ -64,9 +64,12 @@ def write_markdown(
         "",
         f"**Machine:** {summary(machine)}",
         "",
-        f"Size `{size}`; times are the best of {repeat} run(s); speedup = peer time / "
-        "numlib time (> 1: numlib faster); rel_residual = ||b - A x|| / ||b|| recomputed "
-        "from each returned x. All metrics are in `results.json`.",
+        f"Size `{size}`; times are the best of {repeat} run(s), except where a record's "
+        "`timed_runs` metric says fewer (whole sequences, references that take tens of "
+        "seconds); speedup = peer time / numlib time (> 1: numlib faster), absent where the "
+        "two times are not comparable (a peer stopped by a time budget, a comparison of two "
+        "peers); rel_residual = ||b - A x|| / ||b|| recomputed from each returned x. All "
+        "metrics are in `results.json`.",
         "",
         markdown_table(records),
     ]

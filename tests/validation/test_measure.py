@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from threadpoolctl import threadpool_info
 
-from validation.measure import best_times_interleaved, one_torch_thread
+from validation.measure import (
+    best_time_unless_slow,
+    best_times_interleaved,
+    one_thread,
+    one_torch_thread,
+)
 from validation.suites.bitplane_layer import FORMATS, cpu_layer
 
 
@@ -24,6 +30,25 @@ def test_one_torch_thread_restores_the_count() -> None:
         assert torch.get_num_threads() == 1
         raise RuntimeError
     assert torch.get_num_threads() == before
+
+
+def test_a_fast_reference_is_repeated_a_slow_one_timed_once() -> None:
+    calls: list[int] = []
+    seconds, result, runs = best_time_unless_slow(lambda: calls.append(1) or len(calls), 4)
+    assert (runs, len(calls), result) == (4, 4, 1) and seconds >= 0
+    calls.clear()
+    _, _, runs = best_time_unless_slow(lambda: calls.append(1), 4, slow_s=0.0)
+    assert (runs, len(calls)) == (1, 1)
+
+
+def test_one_thread_limits_blas_and_torch_then_restores_them() -> None:
+    before = (torch.get_num_threads(), [lib["num_threads"] for lib in threadpool_info()])
+    with one_thread():
+        assert torch.get_num_threads() == 1
+        assert all(
+            lib["num_threads"] == 1 for lib in threadpool_info() if lib["user_api"] == "blas"
+        )
+    assert (torch.get_num_threads(), [lib["num_threads"] for lib in threadpool_info()]) == before
 
 
 def test_cpu_layer_case_compares_every_format_with_both_peers() -> None:

@@ -32,7 +32,10 @@ Metrics (``metrics`` = GP-HM):
     preconditioner), ``frequencies`` (initialised mixture frequencies per axis),
     ``grid``, ``test_points``.
 
-``peer_metrics`` (PINN): ``rel_error``, ``max_abs_error``, ``steps``.
+``peer_metrics`` (PINN): ``rel_error``, ``max_abs_error``, ``steps``, ``train_seconds``.
+The PINN record has no ``peer_time_s``: the PINN's time is the budget this suite gives
+it, not a time to GP-HM's accuracy, so the record compares errors, not speed. Both
+sides run with one thread (BLAS and torch).
 
 At medium size every 1-D case adds a record ``gp-hm-evidence`` against
 ``gp-hm``: the same solve after :data:`OUTER` L-BFGS-B iterations of the outer loop
@@ -52,7 +55,7 @@ import numpy as np
 
 from numlib.result import ConvergenceWarning
 from solvers.gp_pde import PAPER_PROBLEMS, GPPDESolver, Problem
-from validation.measure import best_time, one_torch_thread
+from validation.measure import best_time, one_thread
 from validation.registry import Record, case
 
 SUITE = "gp_pde"
@@ -91,14 +94,13 @@ def _pinn(
     size: str,
     test: tuple[np.ndarray, ...],
     exact: np.ndarray,
-) -> tuple[float, dict[str, Any]]:
-
+) -> dict[str, Any]:
     from learned.gp_pinn import train_pinn
 
-    with one_torch_thread():
+    with one_thread():
         result = train_pinn(problem.operator, axes, f, g, seconds=PINN_SECONDS[size], rng=0)
-    metrics = {**_errors(result.predict(test), exact), "steps": result.steps}
-    return result.seconds, metrics
+    errors = _errors(result.predict(test), exact)
+    return {**errors, "steps": result.steps, "train_seconds": result.seconds}
 
 
 def _run(name: str, size: str, repeat: int) -> list[Record]:
@@ -109,7 +111,7 @@ def _run(name: str, size: str, repeat: int) -> list[Record]:
     g = problem.exact(axes)
 
     def solve() -> Any:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), one_thread():  # the PINN peer gets one thread too
             warnings.simplefilter("ignore", ConvergenceWarning)  # recorded as converged
             return GPPDESolver(problem.operator, list(axes)).solve(f, g)
 
@@ -135,8 +137,10 @@ def _run(name: str, size: str, repeat: int) -> list[Record]:
     if len(grid) == 1 and size == "medium":
         records.append(_evidence_record(problem, size, axes, f, g, test, exact, time_s, metrics))
     if name in PINN_PROBLEMS:
-        peer_time, peer_metrics = _pinn(problem, axes, f, g, size, test, exact)
-        record = Record(SUITE, name, size, METHOD, "pinn", time_s, peer_time, metrics, peer_metrics)
+        # The PINN trains for a fixed budget and does not reach GP-HM's error, so the
+        # record compares errors (its seconds are in the peer metrics), not times.
+        peer_metrics = _pinn(problem, axes, f, g, size, test, exact)
+        record = Record(SUITE, name, size, METHOD, "pinn", time_s, None, metrics, peer_metrics)
         return [record, *records]
     peer_metrics = {
         "paper_rel_error": problem.paper_rel_error,

@@ -46,8 +46,9 @@ the tolerance), ``systems``, ``ranks``, ``pc``; ``time_s`` is the wall time of
 the slowest rank for all systems (PC set-up included). At ``P = 2`` both sides
 also carry ``strong_scaling_efficiency`` = ``T(1) / (2 T(2))``; this machine has
 two cores shared with other work, so that figure is a floor, not a cluster's.
-``target_met`` (numlib side) says whether numlib took fewer iterations *and*
-less time than this peer; ``target_met_all_peers`` whether it did against
+``target_met`` (numlib side) says whether numlib took fewer iterations, fewer
+products with ``A`` than the peer's iterations (each of which applies ``A`` at least
+once) *and* less time than this peer; ``target_met_all_peers`` whether it did against
 every built-in with this preconditioner and rank count.
 
 The worker is this module's :func:`main`, which the cases run under mpiexec as
@@ -280,9 +281,13 @@ def _records(name: str, size: str, problem: str) -> list[Record]:
             peers = {peer: runs[f"{peer}/{pc_type}"] for peer in PEERS}
 
             def beats(peer: dict[str, Any], ours: dict[str, Any] = ours) -> bool:
+                # A peer applies A at least once per iteration: GCRO-DR's products with A,
+                # the k per new system included, must be fewer than that too.
+                applications = ours.get("operator_applications", ours["iterations"])
                 return bool(
                     ours["converged"]
                     and ours["iterations"] < peer["iterations"]
+                    and applications < peer["iterations"]
                     and ours["time_s"] < peer["time_s"]
                 )
 

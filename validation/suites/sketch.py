@@ -46,6 +46,10 @@ Metrics per side:
     by construction): the least-squares optimality measure, 0 at the exact solution.
 ``residual_ratio``
     ``||A x - b|| / ||A x* - b||`` (>= 1; 1 is optimal).
+``threads``
+    Threads each side ran with: LAPACK's BLAS limit, which numlib's own thread pools
+    follow (:func:`numlib._arrays.usable_cpus`), so ``OPENBLAS_NUM_THREADS=t`` or
+    ``threadpool_limits(t)`` gives both sides ``t``.
 ``iterations``, ``m``, ``dispatched``
     numlib only.
 """
@@ -58,6 +62,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
+from numlib._arrays import usable_cpus
 from numlib.lstsq import lstsq
 from numlib.sketch import sketch_and_solve, sketch_size
 from validation.measure import best_time
@@ -132,6 +137,8 @@ def _metrics(A: np.ndarray, b: np.ndarray, x: np.ndarray, x_star: np.ndarray) ->
         "rel_error": float(np.linalg.norm(x - x_star) / np.linalg.norm(x_star)),
         "backward_error": float(np.linalg.norm(A.T @ r) / rn) if rn > 0 else 0.0,
         "residual_ratio": rn / RESID,
+        # numlib's own thread pools follow the BLAS limit, so both sides had this many
+        "threads": usable_cpus(),
     }
 
 
