@@ -299,6 +299,52 @@ def test_paired_statistics_of_a_model_with_itself_are_its_second_moments() -> No
         assert torch.allclose(cross[name], C, rtol=1e-12, atol=1e-12 * float(C.abs().max()))
 
 
+def _layer_inputs(model: nn.Module, names: list[str], batches: list) -> dict[str, torch.Tensor]:
+    """The float64 inputs of the named modules over all batches, by forward pre-hooks."""
+    got: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+    modules = dict(model.named_modules())
+    handles = [
+        modules[name].register_forward_pre_hook(
+            lambda _, args, name=name: got[name].append(args[0].detach().double())
+        )
+        for name in names
+    ]
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                model(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: torch.cat(xs) for name, xs in got.items()}
+
+
+def test_paired_statistics_against_a_perturbed_reference() -> None:
+    """``cross = X_d^T X_c / N`` with ``X_d`` the layer's inputs in the reference and ``X_c``
+    in the model, both collected here independently (forward pre-hooks)."""
+    torch.manual_seed(0)
+    net = _mlp()
+    reference = copy.deepcopy(net)
+    with torch.no_grad():
+        for param in reference.parameters():
+            param.add_(0.1 * torch.randn_like(param))
+    targets = {n: m for n, m in net.named_modules() if isinstance(m, nn.Linear)}
+    ref_targets = {n: m for n, m in reference.named_modules() if isinstance(m, nn.Linear)}
+    batches = [torch.randn(30, 64), torch.randn(17, 64)]
+    stats, cross = collect_paired_stats(net, reference, targets, ref_targets, batches)
+    Xc = _layer_inputs(net, list(targets), batches)
+    Xd = _layer_inputs(reference, list(targets), batches)
+    for name in targets:
+        assert stats[name].count == 47
+        C = Xc[name].T @ Xc[name] / 47
+        expected = Xd[name].T @ Xc[name] / 47
+        tol = 1e-10 * float(expected.abs().max())
+        assert torch.allclose(stats[name].second_moment(), C, rtol=0, atol=tol)
+        assert torch.allclose(cross[name], expected, rtol=0, atol=tol)
+        if name != "0":  # past the first layer the two models' inputs differ
+            assert float((expected - C).abs().max()) > 1e-3 * float(C.abs().max())
+
+
 @settings(max_examples=12)
 @given(seed=st.integers(0, 2**31 - 1), noise=st.floats(0.0, 1.0))
 def test_dense_target_is_the_least_squares_fit_of_the_dense_outputs(
@@ -445,9 +491,8 @@ def test_unstructured_sparsity_is_exact(seed: int, sparsity: float) -> None:
             assert zeros == round(24 * 32 * sparsity)
 
 
-@settings(max_examples=12)
-@given(seed=st.integers(0, 2**31 - 1), bits=st.integers(2, 6))
-def test_gptq_beats_rtn_on_the_layer_objective(seed: int, bits: int) -> None:
+def _gptq_over_rtn_error(seed: int, bits: int) -> float:
+    """``||(W - Q) X^T||`` of GPTQ over RTN's on one random layer with correlated inputs."""
     # Correlated inputs, the regime where error feedback matters.
     gen = torch.Generator().manual_seed(seed)
     mix = torch.randn(48, 48, generator=gen)
@@ -461,7 +506,20 @@ def test_gptq_beats_rtn_on_the_layer_objective(seed: int, bits: int) -> None:
         layer = compress(nn.Sequential(lin), recipe, calibration=[X])[0]
         return float(((W - effective_weight(layer)) @ X.double().T).norm())
 
-    assert err(Recipe("gptq", bits=bits, damp=1e-4)) <= err(Recipe("rtn", bits=bits)) * 1.001
+    return err(Recipe("gptq", bits=bits, damp=1e-4)) / err(Recipe("rtn", bits=bits))
+
+
+@settings(max_examples=6)
+@given(seed=st.integers(0, 2**31 - 1), bits=st.integers(2, 6))
+def test_gptq_beats_rtn_on_the_layer_objective_on_average(seed: int, bits: int) -> None:
+    """GPTQ lowers ``||(W - Q) X^T||`` against round-to-nearest, on average over layers.
+
+    GPTQ is greedy: on a rare draw it loses to RTN (1.5% on one of thousands), so the
+    claim is about the mean over eight layers, where it keeps 0.59-0.73 of RTN's error
+    (40 draws per width) and a GPTQ that did nothing would score 1.
+    """
+    ratios = [_gptq_over_rtn_error(seed + draw, bits) for draw in range(8)]
+    assert np.mean(ratios) <= 0.9
 
 
 class _PruneFirst:

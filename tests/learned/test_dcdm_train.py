@@ -51,17 +51,34 @@ def test_galerkin_network_trains_deterministically(tmp_path):
     assert not torch.equal(first.down[0][2].weight, untrained.down[0][2].weight)
 
 
-def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch):
+    """Stopping after 3 of 6 steps and resuming runs only steps 4-6, on the straight run's
+    batches 4-6, and ends with the straight run's weights."""
+    batches: list[torch.Tensor] = []
+    training_step = DCDMModule.training_step
+
+    def recorded(self, batch, batch_idx):
+        batches.append(batch[0].clone())
+        return training_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(DCDMModule, "training_step", recorded)
     straight, _ = fit(TINY, tmp_path / "data", progress=False)
+    straight_batches = batches[:]
+    assert len(straight_batches) == 6
     checkpoint = tmp_path / "run.ckpt.safetensors"
+    batches.clear()
     _, partial = fit(TINY, tmp_path / "data", checkpoint=checkpoint, stop_after=3, progress=False)
-    assert partial["completed_steps"] == 3
+    assert partial["completed_steps"] == 3 and len(batches) == 3
     tensors, meta = read_checkpoint(checkpoint)
     assert meta["completed_steps"] == 3 and any(k.startswith("adam.") for k in tensors)
+    batches.clear()
     resumed, summary = fit(
         TINY, tmp_path / "data", checkpoint=checkpoint, resume=True, progress=False
     )
     assert summary["completed_steps"] == 6
+    assert len(batches) == 3  # only the remaining optimiser steps ran
+    for got, want in zip(batches, straight_batches[3:], strict=True):
+        assert torch.equal(got, want)
     _assert_same(_state(straight), _state(resumed))
 
 

@@ -86,6 +86,53 @@ def test_s5_conv_scan_step_agree(kind, half, channels, length, method, seed):
         torch.testing.assert_close(y, ys[2], rtol=0, atol=1e-10 * scale)
 
 
+@settings(max_examples=15)
+@given(
+    kind=st.sampled_from(["lin", "real", "legs"]),
+    method=st.sampled_from(["zoh", "bilinear"]),
+    block=st.one_of(st.none(), st.integers(1, 7)),
+    seed=seeds,
+)
+def test_s4d_against_an_independent_recurrence(kind, method, block, seed):
+    """Independent reference: per channel ``x_k = Ā x_{k-1} + B̄ u_k``,
+    ``y_k = s Re(C . x_k) + D u_k`` (``s = 2`` for conjugate pairs), with ZOH
+    ``Ā = exp(dt Λ)``, ``B̄ = (Ā - 1) / Λ B`` or bilinear ``Ā = (1 + dt Λ/2) / (1 - dt Λ/2)``,
+    ``B̄ = dt / (1 - dt Λ/2) B`` written out in numpy from the raw parameters."""
+    init = diagonal_init(kind, 6)
+    H, L = 3, 20
+    layer = S4DLayer(
+        H, init, discretization=method, block=block, dt_min=0.05, dt_max=0.5, dtype=F64, seed=1
+    )
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # move every parameter off its initial value: each one counts
+        for param in layer.parameters():
+            param.add_(0.3 * torch.randn(param.shape, generator=gen, dtype=F64))
+        u = torch.randn(2, H, L, generator=gen, dtype=F64)
+        ys = {mode: layer(u, mode=mode).numpy() for mode in ("conv", "scan", "step")}
+    P = {name: value.detach().numpy() for name, value in layer.named_parameters()}
+    lam = -np.exp(P["log_neg_re"]) + 1j * P["im"]  # (H, N)
+    B = P["B"][..., 0] + 1j * P["B"][..., 1]
+    C = P["C"][..., 0] + 1j * P["C"][..., 1]
+    dt = np.exp(P["log_dt"])[:, None]
+    if method == "zoh":
+        Abar = np.exp(dt * lam)
+        Bbar = (Abar - 1) / lam * B
+    else:
+        Abar = (1 + dt * lam / 2) / (1 - dt * lam / 2)
+        Bbar = dt / (1 - dt * lam / 2) * B
+    scale = 2.0 if init.conj_sym else 1.0
+    un = u.numpy()
+    ref = np.zeros(un.shape)
+    for b in range(un.shape[0]):
+        for h in range(H):
+            x = np.zeros(lam.shape[1], complex)
+            for k in range(L):
+                x = Abar[h] * x + Bbar[h] * un[b, h, k]
+                ref[b, h, k] = scale * np.sum(C[h] * x).real + P["D"][h] * un[b, h, k]
+    for y in ys.values():
+        np.testing.assert_allclose(y, ref, rtol=0, atol=1e-10 * (1 + np.abs(ref).max()))
+
+
 def test_s5_against_dense_mimo_recurrence():
     """Independent reference: numpy loop with the dense (diagonal) matrices."""
     layer = S5Layer(3, diagonal_init("lin", 6), dtype=F64, seed=4, dt_min=0.05, dt_max=0.2)

@@ -93,12 +93,34 @@ def test_same_rng_same_result(method):
 
 
 def test_validation_and_mask():
+    """Held-out entries converge too; a mask keeps exactly the observations it stores a
+    nonzero at (reference: completing that subset directly)."""
     M, obs = planted(150, 120, 3, 0.4, 6)
     res = complete(obs, 3, method="robust", rng=0, validation_fraction=0.1)
     assert res.converged and res.info["n_validation"] > 0
     assert res.validation_error_history[-1] <= 1e-8
-    mask = sp.coo_array((np.ones(obs.nnz), (obs.row, obs.col)), shape=obs.shape)
+    m, n = obs.shape
+    r = np.random.default_rng(1)
+    keep = r.random(obs.nnz) < 0.7  # a strict subset of the observations
+    stored_zero = ~keep & (r.random(obs.nnz) < 0.5)  # stored in the mask, but as 0
+    seen = np.zeros(m * n, dtype=bool)
+    seen[obs.row * n + obs.col] = True
+    extra = np.flatnonzero(~seen)[::7]  # mask entries where nothing was observed
+    sel = keep | stored_zero
+    mask = sp.coo_array(
+        (
+            np.concatenate([np.where(keep[sel], 2.0, 0.0), np.ones(extra.size)]),
+            (np.concatenate([obs.row[sel], extra // n]), np.concatenate([obs.col[sel], extra % n])),
+        ),
+        shape=(m, n),
+    )
+    assert 0 < keep.sum() < obs.nnz and stored_zero.any()
+    subset = sp.coo_array((obs.data[keep], (obs.row[keep], obs.col[keep])), shape=obs.shape)
     res2 = complete(obs, 3, mask=mask, method="exact", rng=0)
+    ref = complete(subset, 3, method="exact", rng=0)
+    assert res2.info["n_train"] == keep.sum() and res2.sweeps == ref.sweeps
+    np.testing.assert_allclose(res2.U @ res2.V.T, ref.U @ ref.V.T, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(res2.train_error_history, ref.train_error_history, atol=1e-12)
     assert rel(res2, M) <= 1e-6
 
 
@@ -109,16 +131,29 @@ def test_nonconvergence_warns():
     assert not res.converged and res.sweeps == 1
 
 
-def test_explicit_zeros_are_observations():
+@pytest.mark.parametrize("fmt", ["coo", "csr"])
+def test_explicit_zeros_are_observations(fmt):
+    """A stored zero is an observed 0: each final row of ``U`` is the least-squares fit of
+    its observed entries, zeros included (reference: numpy.linalg.lstsq per row)."""
     M, obs = planted(80, 70, 2, 0.5, 8)
-    M[0, :] = 0.0  # row 0 observed as explicit zeros
     i, j = obs.row, obs.col
-    O0 = sp.coo_array((M[i, j], (i, j)), shape=M.shape)
-    assert O0.nnz == i.size
+    vals = M[i, j]
+    zero = (i < 10) & (np.random.default_rng(0).random(i.size) < 0.5)
+    vals[zero] = 0.0  # about half of the observations of rows 0-9 are explicit zeros
+    O0 = sp.coo_array((vals, (i, j)), shape=M.shape)
+    O0 = O0.tocsr() if fmt == "csr" else O0
+    assert O0.nnz == i.size and zero.sum() > 50
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        res = complete(O0, 2, method="exact", rng=0, max_sweeps=100)
-    np.testing.assert_allclose((res.U @ res.V.T)[0], 0.0, atol=1e-6)
+        warnings.simplefilter("ignore", ConvergenceWarning)  # no longer exactly rank 2
+        res = complete(O0, 2, method="exact", rng=0, max_sweeps=5)
+    for row in range(M.shape[0]):  # exact ALS ends with U = rowwise argmin given V
+        on = i == row
+        ref = np.linalg.lstsq(res.V[j[on]], vals[on], rcond=None)[0]
+        np.testing.assert_allclose(res.U[row], ref, rtol=1e-8, atol=1e-10)
+    fitted = np.einsum("ek,ek->e", res.U[i], res.V[j])
+    assert res.train_error_history[-1] == pytest.approx(
+        np.linalg.norm(fitted - vals) / np.linalg.norm(vals), rel=1e-8
+    )
 
 
 @pytest.mark.parametrize(

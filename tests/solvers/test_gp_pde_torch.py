@@ -83,18 +83,34 @@ def test_gpytorch_kernel_rejects_bad_arguments():
 
 
 def test_pinn_trains_resumes_from_checkpoint_and_checks_input(tmp_path):
+    """A checkpointed run resumes at its step count with its weights: with the step budget
+    already reached no step is taken and the weights are the checkpoint's."""
+    from safetensors.torch import load_file
+
     p = PAPER_PROBLEMS["poisson1d-sin100"]
     axes = p.axes((64,))
     f, g = p.source(axes), p.exact(axes)
     ckpt = tmp_path / "pinn.safetensors"
-    first = train_pinn(
-        p.operator, axes, f, g, seconds=30.0, max_steps=5, width=8, depth=2, checkpoint=ckpt
-    )
+    kw = {"seconds": 30.0, "width": 8, "depth": 2, "checkpoint": ckpt}
+    first = train_pinn(p.operator, axes, f, g, max_steps=5, **kw)
     assert first.steps == 5 and ckpt.exists()
-    second = train_pinn(
-        p.operator, axes, f, g, seconds=30.0, max_steps=8, width=8, depth=2, checkpoint=ckpt
-    )
+    saved = load_file(str(ckpt))
+    assert int(saved.pop("__steps__").item()) == 5
+    for name, value in first.model.state_dict().items():
+        assert torch.equal(value, saved[name]), name
+    # Budget reached: a resume takes no step. Another seed (a fresh run from it would end
+    # elsewhere) and the weights must still be the checkpoint's, not a re-initialisation.
+    again = train_pinn(p.operator, axes, f, g, max_steps=5, rng=1, **kw)
+    assert again.steps == 5
+    for name, value in again.model.state_dict().items():
+        assert torch.equal(value, saved[name]), name
+    fresh = train_pinn(p.operator, axes, f, g, seconds=30.0, max_steps=5, width=8, depth=2, rng=1)
+    assert not torch.equal(fresh.model.state_dict()["0.weight"], saved["0.weight"])
+    second = train_pinn(p.operator, axes, f, g, max_steps=8, **kw)
     assert second.steps == 8  # resumed at 5, three more steps
+    moved = load_file(str(ckpt))
+    assert int(moved["__steps__"].item()) == 8
+    assert not torch.equal(moved["0.weight"], saved["0.weight"])
     assert second.predict(axes).shape == (64,)
     assert np.all(np.isfinite(second.predict(axes)))
     with pytest.raises(ValueError, match="grid shape"):
