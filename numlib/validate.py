@@ -20,6 +20,7 @@ __all__ = [
     "check_positive_int",
     "check_positive_real",
     "check_tolerance",
+    "check_tolerances",
     "check_vector",
 ]
 
@@ -151,6 +152,30 @@ def check_tolerance(value: float, name: str) -> float:
     if not np.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be finite and >= 0, got {value}")
     return value
+
+
+def check_tolerances(rtol: float, atol: float) -> tuple[float, float]:
+    """Return ``(rtol, atol)`` as floats for the stopping test ``||r|| <= max(rtol ||b||, atol)``.
+
+    Each must be finite and non-negative, and at least one positive: with both zero
+    the test asks for a residual of exactly zero, which rounding almost never allows,
+    so an iteration would run to its limit and report failure on a solved problem.
+
+    Raises
+    ------
+    TypeError
+        If either is not a real number.
+    ValueError
+        If either is negative, NaN or infinite, or both are zero.
+    """
+    rtol = check_tolerance(rtol, "rtol")
+    atol = check_tolerance(atol, "atol")
+    if rtol == 0 and atol == 0:
+        raise ValueError(
+            "rtol and atol must not both be 0: the stopping test "
+            "||b - A x|| <= max(rtol ||b||, atol) would demand an exact solution"
+        )
+    return rtol, atol
 
 
 def check_positive_real(value: float, name: str) -> float:

@@ -107,7 +107,8 @@ def deflated_cg(
     ------
     TypeError, ValueError
         For bad inputs as in :func:`solvers.krylov.cg`, ``k < 1``,
-        ``window < 1`` or a recycle space of the wrong length.
+        ``window < 1`` or a recycle space that is not finite floating rows of
+        length ``n``, none zero (:func:`solvers.subspace.check_recycle_space`).
 
     Warns
     -----

@@ -139,7 +139,8 @@ def gcrodr(
     ------
     TypeError, ValueError
         For inputs of the wrong kind, shape or dtype, NaN/Inf, ``m < 2``,
-        ``k`` outside ``[1, m)``, or a recycle space of the wrong length.
+        ``k`` outside ``[1, m)``, or a recycle space that is not finite floating
+        rows of length ``n``, none zero (:func:`solvers.subspace.check_recycle_space`).
 
     Warns
     -----
@@ -195,7 +196,10 @@ def gcrodr(
         if callback is not None:
             callback(x)
         if outcome.invariant and residual_norm > state.tolerance:
-            breakdown = "Krylov space became invariant without reaching the tolerance (A singular?)"
+            breakdown = (
+                "Krylov space became invariant without reaching the tolerance: A M is "
+                "singular there, or the tolerance is below the attainable accuracy"
+            )
             break
     space = solver.space() if solver.k_current > 0 else recycle
     return state.finish(

@@ -76,7 +76,8 @@ def cg(
     x0 : array, shape (n,), optional
         Starting guess (default zeros). Not modified.
     rtol, atol : float
-        Stop when ``||b - A x|| <= max(rtol ||b||, atol)``.
+        Stop when ``||b - A x|| <= max(rtol ||b||, atol)``; finite, ``>= 0``, not
+        both zero.
     maxiter : int, optional
         Largest number of iterations (default ``10 n``).
     M : array, scipy.sparse matrix or LinearOperator, optional
@@ -97,7 +98,8 @@ def cg(
     ------
     TypeError, ValueError
         For inputs of the wrong kind, shape or dtype, NaN/Inf entries, or
-        tolerances and ``maxiter`` out of range, before any work.
+        tolerances (``rtol`` and ``atol`` both zero included) and ``maxiter``
+        out of range, before any work.
 
     Warns
     -----
@@ -161,7 +163,8 @@ def gmres(
     x0 : array, shape (n,), optional
         Starting guess (default zeros). Not modified.
     rtol, atol : float
-        Stop when ``||b - A x|| <= max(rtol ||b||, atol)``.
+        Stop when ``||b - A x|| <= max(rtol ||b||, atol)``; finite, ``>= 0``, not
+        both zero.
     maxiter : int, optional
         Largest number of *iterations* (applications of ``A``) over all cycles,
         default ``10 n``. Note: scipy's ``gmres`` counts cycles instead.
@@ -186,7 +189,8 @@ def gmres(
     ------
     TypeError, ValueError
         For inputs of the wrong kind, shape or dtype, NaN/Inf entries, or
-        tolerances, ``restart`` and ``maxiter`` out of range, before any work.
+        tolerances (``rtol`` and ``atol`` both zero included), ``restart`` and
+        ``maxiter`` out of range, before any work.
 
     Warns
     -----
@@ -218,6 +222,9 @@ def gmres(
     history = [residual_norm]
     iterations = cycles = 0
     breakdown = None
+    # Largest ||A v_j|| seen without a preconditioner (unit v_j: free, by Pythagoras);
+    # a lower bound on ||A|| that only a breakdown report reads.
+    a_norm = 0.0
     while residual_norm > state.tolerance and iterations < state.maxiter:
         cycles += 1
         basis[0] = r / residual_norm
@@ -229,6 +236,8 @@ def gmres(
             h, h_next = orthogonalize(xp, basis, j + 1, w, None, reorthogonalize)
             # ||A M v_j|| by Pythagoras over the orthonormal basis: no extra reduction.
             w_norm = math.hypot(float(np.linalg.norm(h)), h_next)
+            if precondition is None:
+                a_norm = max(a_norm, w_norm)
             iterations += 1
             history.append(lsq.append(h, h_next))
             # Happy breakdown: A M v_j lies (to rounding) in the current basis, so
@@ -246,10 +255,38 @@ def gmres(
         if callback is not None:
             callback(x)
         if invariant and residual_norm > state.tolerance and residual_norm >= previous:
-            breakdown = "Krylov space became invariant without reducing the residual (A singular?)"
+            scale = max(state.b_norm, history[0])
+            x_norm = vector_norm(xp, x)
+            if precondition is not None and x_norm > 0:
+                # ||A x|| / ||x|| from the recomputed residual (A x = b - r): no norm
+                # of M v_j in the loop, where it would cost a reduction per step.
+                a_norm = vector_norm(xp, state.b - r) / x_norm
+            breakdown = _invariant_breakdown(residual_norm, scale, a_norm, x_norm, n, eps)
             break
     return state.finish(
         "gmres", iterations, history, breakdown, true_norm=residual_norm, cycles=cycles, restart=m
+    )
+
+
+def _invariant_breakdown(
+    residual_norm: float, scale: float, a_norm: float, x_norm: float, n: int, eps: float
+) -> str:
+    """Why a cycle that found an invariant Krylov space left the residual where it was.
+
+    In exact arithmetic the minimiser over an invariant space solves the system, so a
+    residual that stays put means ``A`` (or ``A M``) is singular on that space, unless
+    it is already small (below ``sqrt(eps)`` relative to ``scale``, the larger of
+    ``||b||`` and the initial residual) and at the rounding level of ``b - A x``,
+    about ``eps (||b|| + ||A|| ||x||)`` (a normwise backward error of order ``eps``):
+    then ``x`` is as accurate as working precision allows and only the tolerance is
+    out of reach.
+    """
+    floor = 4 * math.sqrt(n) * eps * (scale + a_norm * x_norm)
+    if residual_norm > floor or residual_norm > math.sqrt(eps) * scale:
+        return "Krylov space became invariant without reducing the residual (A singular?)"
+    return (
+        f"the residual stagnated at the rounding level {floor:.3e} of b - A x: the "
+        "tolerance is below the accuracy attainable in this precision"
     )
 
 

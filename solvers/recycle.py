@@ -65,12 +65,17 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from numlib.result import ConvergenceWarning, SolveResult
-from numlib.validate import check_operator, check_positive_int, check_tolerance, check_vector
+from numlib.validate import check_operator, check_positive_int, check_tolerances, check_vector
 from solvers.deflated_cg import deflated_cg
 from solvers.gcrodr import gcrodr
 from solvers.krylov import cg, gmres
-from solvers.ordering import order_systems, path_length
-from solvers.setup_reuse import ScaledFactor, galerkin_hierarchy, smoothed_aggregation
+from solvers.ordering import _check_features, order_systems, path_length
+from solvers.setup_reuse import (
+    ScaledFactor,
+    _canonical_csr,
+    galerkin_hierarchy,
+    smoothed_aggregation,
+)
 
 __all__ = ["STRATEGIES", "SequenceResult", "solve_sequence"]
 
@@ -86,6 +91,8 @@ STRATEGIES = (
     "cg",
     "gmres",
 )
+# Orderings by name (an explicit permutation is the other choice).
+ORDERS = ("greedy", "curve", "none")
 # Width of the sketched default features used for ordering.
 SKETCH_DIMENSION = 256
 # Largest system auto factorises exactly (lu-reuse); above it, ilu-reuse. A 2-D
@@ -162,16 +169,17 @@ def solve_sequence(
     strategy : str
         One of :data:`STRATEGIES`.
     order : {"greedy", "curve", "none"} or array of int
-        How to order the solves, or an explicit permutation.
-    features : array, shape (N, d), optional
+        How to order the solves, or an explicit permutation of ``range(N)``.
+    features : numpy.ndarray, shape (N, d), optional
         Features of the systems' parameters for the ordering (e.g.
-        :func:`solvers.ordering.parameter_features` of coefficient fields).
+        :func:`solvers.ordering.parameter_features` of coefficient fields): real
+        floating-point and finite, one row per system (``N = len(systems)``).
         Default: the matrices' values when they share a sparsity pattern (so
         distances are ``||A_i - A_j||_F``, the SKR criterion), else the
         right-hand sides; sketched to 256 columns by a seeded CountSketch when
         wider.
     rtol, atol : float
-        Tolerance of every solve.
+        Tolerance of every solve; finite, ``>= 0``, not both zero.
     maxiter : int, optional
         Iteration budget per system (default ``10 n``).
     m, k : int
@@ -188,10 +196,11 @@ def solve_sequence(
     ------
     TypeError, ValueError
         Before any solve, for an empty sequence, systems of different sizes,
-        NaN/Inf, an unknown strategy or order, a bad permutation, ``k >= m``,
-        or a strategy the matrices do not allow (``direct`` on changing
-        matrices, ``amg-reuse``/``lu-reuse``/``ilu-reuse`` on operators or
-        changing patterns).
+        NaN/Inf, an unknown strategy or order, a bad permutation, ``features``
+        that are not a finite real 2-D array with one row per system, ``rtol``
+        and ``atol`` both zero, ``k >= m``, or a strategy the matrices do not
+        allow (``direct`` on changing matrices, ``amg-reuse``/``lu-reuse``/
+        ``ilu-reuse`` on operators or changing patterns).
 
     Examples
     --------
@@ -204,8 +213,7 @@ def solve_sequence(
     pairs = _check_systems(systems)
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    rtol = check_tolerance(rtol, "rtol")
-    atol = check_tolerance(atol, "atol")
+    rtol, atol = check_tolerances(rtol, atol)
     n = pairs[0][1].shape[0]
     maxiter = 10 * n if maxiter is None else check_positive_int(maxiter, "maxiter")
     m = check_positive_int(m, "m", minimum=2)
@@ -214,20 +222,30 @@ def solve_sequence(
         raise ValueError(f"k must be < m, got k={k} and m={m}")
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable, got {type(progress).__name__}")
+    if isinstance(order, str):
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS} or a permutation, got {order!r}")
+        permutation = None
+    else:
+        permutation = _check_permutation(order, len(pairs))
+    if features is not None:
+        _check_features(features)
+        if features.shape[0] != len(pairs):
+            raise ValueError(
+                f"features must have one row per system ({len(pairs)}), got shape {features.shape}"
+            )
     kind = _Kind.of([A for A, _ in pairs])
     reason = f"chosen by the caller ({kind.describe()})"
     automatic = strategy == "auto"
     if automatic:
         strategy, reason = kind.choose()
     kind.require(strategy)
-    if isinstance(order, str):
+    if permutation is None:
         if features is None and order != "none":
             features = _default_features(pairs, kind)
         permutation = order_systems(
             np.zeros((len(pairs), 1)) if features is None else features, method=order
         )
-    else:
-        permutation = _check_permutation(order, len(pairs))
 
     start = time.perf_counter()
     runner = _Runner(strategy, rtol, atol, maxiter, m, k, kind, may_switch=automatic)
@@ -288,8 +306,10 @@ def _check_systems(systems: Sequence[Any]) -> list[tuple[Any, np.ndarray]]:
 
 def _check_permutation(order: Any, count: int) -> np.ndarray:
     permutation = np.asarray(order)
-    if permutation.dtype.kind not in "iu" or not np.array_equal(
-        np.sort(permutation), np.arange(count)
+    if (
+        permutation.ndim != 1
+        or permutation.dtype.kind not in "iu"
+        or not np.array_equal(np.sort(permutation), np.arange(count))
     ):
         raise ValueError(f"order must be a permutation of range({count})")
     return permutation.astype(np.int64)
@@ -364,15 +384,6 @@ class _Kind:
             raise ValueError(
                 f"strategy {strategy!r} needs scipy.sparse matrices sharing one sparsity pattern"
             )
-
-
-def _canonical_csr(A: Any) -> sp.csr_array:
-    """CSR with sorted, unique indices, copying only when the input is not (never in place)."""
-    A = sp.csr_array(A)
-    if not A.has_canonical_format:
-        A = A.copy()
-        A.sum_duplicates()
-    return A
 
 
 def _looks_spd(A: Any) -> bool:

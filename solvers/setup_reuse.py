@@ -75,6 +75,11 @@ def smoothed_aggregation(A: Any) -> Any:
     ------
     TypeError, ValueError
         If ``A`` is not a square scipy.sparse matrix with finite entries.
+
+    Notes
+    -----
+    ``A`` is not modified: a CSR matrix with unsorted or duplicate indices is copied
+    before pyamg (which sorts indices in place) sees it.
     """
     A = _check_sparse(A, "A")
     import pyamg
@@ -259,7 +264,18 @@ def _check_sparse(A: Any, name: str) -> sp.csr_array:
     if not sp.issparse(A):
         raise TypeError(f"{name} must be a scipy.sparse matrix, got {type(A).__name__}")
     check_operator(A, name)  # square, float, finite
-    return sp.csr_array(A)
+    # pyamg sorts the indices of the matrices it is given in place: hand it a CSR
+    # whose arrays are not the caller's unless they are already canonical.
+    return _canonical_csr(A)
+
+
+def _canonical_csr(A: Any) -> sp.csr_array:
+    """CSR with sorted, unique indices, copying only when the input is not (never in place)."""
+    A = sp.csr_array(A)
+    if not A.has_canonical_format:
+        A = A.copy()
+        A.sum_duplicates()
+    return A
 
 
 def _scalar_csr(A: Any) -> Any:

@@ -19,7 +19,7 @@ import numpy as np
 from numlib.backend import array_namespace, inner
 from numlib.linop import as_matvec
 from numlib.result import ConvergenceWarning, SolveResult
-from numlib.validate import check_positive_int, check_tolerance, check_vector
+from numlib.validate import check_positive_int, check_tolerances, check_vector
 
 __all__ = ["Callback", "SolveState", "device_of", "prepare", "vector_norm"]
 
@@ -99,8 +99,7 @@ def prepare(
     precondition = None if M is None else as_matvec(M, "M", size=n)
     if x0 is not None:
         check_vector(x0, "x0", size=n)
-    rtol = check_tolerance(rtol, "rtol")
-    atol = check_tolerance(atol, "atol")
+    rtol, atol = check_tolerances(rtol, atol)
     maxiter = 10 * n if maxiter is None else check_positive_int(maxiter, "maxiter")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")

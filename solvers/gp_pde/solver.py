@@ -148,7 +148,8 @@ class GPPDESolver:
         Relative jitter ``s / trace(K_d)`` on each ``K_d`` (raised to the rounding bound
         ``4 n_d eps`` that :func:`numlib.kron.kron_eigh` certifies).
     truncation : float
-        Eigen-directions of ``K_d`` with ``λ <= truncation · λ_max`` are dropped.
+        Eigen-directions of ``K_d`` with ``λ <= truncation · λ_max`` are dropped;
+        ``0 < truncation < 1`` (at 1 or above every direction would be).
     rtol : float
         CG tolerance on the normal equations.
     maxiter : int
@@ -184,7 +185,8 @@ class GPPDESolver:
     ------
     TypeError, ValueError
         For an operator of the wrong type, too few or unsorted points, an operator whose
-        dimension differs from ``len(axes)``, or parameters out of range.
+        dimension differs from ``len(axes)``, or parameters out of range (``truncation``
+        outside ``(0, 1)`` included).
 
     References
     ----------
@@ -273,6 +275,10 @@ class GPPDESolver:
         self.noise = check_positive_real(noise, "noise")
         self.jitter = check_positive_real(jitter, "jitter")
         self.truncation = check_positive_real(truncation, "truncation")
+        if self.truncation >= 1:
+            raise ValueError(
+                f"truncation must be < 1 (at 1 every eigen-direction is dropped), got {truncation}"
+            )
         self.rtol = check_positive_real(rtol, "rtol")
         self.maxiter = check_positive_int(maxiter, "maxiter")
         self.newton_steps = check_positive_int(newton_steps, "newton_steps")

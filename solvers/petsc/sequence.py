@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from numlib.result import ConvergenceWarning, SolveResult
-from numlib.validate import check_positive_int, check_tolerance
+from numlib.validate import check_positive_int, check_tolerances
 from solvers.ordering import order_systems, path_length
 from solvers.petsc._require import mpi
 
@@ -132,8 +132,7 @@ def solve_sequence_mpi(
     pairs = _check_systems(systems)
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    rtol = check_tolerance(rtol, "rtol")
-    atol = check_tolerance(atol, "atol")
+    rtol, atol = check_tolerances(rtol, atol)
     if maxiter is not None:
         maxiter = check_positive_int(maxiter, "maxiter")
     m = check_positive_int(m, "m", minimum=2)

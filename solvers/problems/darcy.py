@@ -80,8 +80,10 @@ def darcy(
         type or dtype, ``alpha`` or ``tau`` not a real number, ``rng`` not a seed or
         generator, or ``solution`` not a pair of callables.
     ValueError
-        If ``n < 1``, ``coefficient`` is not positive and finite or has the wrong
-        shape, ``rhs`` has the wrong shape or non-finite values, ``alpha`` or
+        If ``n < 1``, ``coefficient`` is not positive and finite, has the wrong
+        shape or has values so large or small (outside about ``[1e-154, 1e154]``
+        for ``n > 1``) that the face transmissibilities overflow or underflow in
+        float64, ``rhs`` has the wrong shape or non-finite values, ``alpha`` or
         ``tau`` is not finite and positive, or ``solution`` is given with a
         coefficient array, with no coefficient, or with ``rhs``.
 
@@ -122,16 +124,27 @@ def darcy(
     # Face transmissibilities divided by the cell area h²: tx[i, j] is the face
     # below cell (i, j) along x (tx[n] the one above the last cell), ty likewise
     # along y. Boundary faces see a_P across the half-cell distance h/2.
-    tx = np.empty((n + 1, n))
-    tx[1:-1] = 2 * a[:-1] * a[1:] / (a[:-1] + a[1:])
-    tx[0], tx[-1] = 2 * a[0], 2 * a[-1]
-    ty = np.empty((n, n + 1))
-    ty[:, 1:-1] = 2 * a[:, :-1] * a[:, 1:] / (a[:, :-1] + a[:, 1:])
-    ty[:, 0], ty[:, -1] = 2 * a[:, 0], 2 * a[:, -1]
-    tx /= h * h
-    ty /= h * h
-
-    diagonal = (tx[:-1] + tx[1:] + ty[:, :-1] + ty[:, 1:]).ravel()
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # checked below
+        products = a[:-1] * a[1:], a[:, :-1] * a[:, 1:]
+        tx = np.empty((n + 1, n))
+        tx[1:-1] = 2 * products[0] / (a[:-1] + a[1:])
+        tx[0], tx[-1] = 2 * a[0], 2 * a[-1]
+        ty = np.empty((n, n + 1))
+        ty[:, 1:-1] = 2 * products[1] / (a[:, :-1] + a[:, 1:])
+        ty[:, 0], ty[:, -1] = 2 * a[:, 0], 2 * a[:, -1]
+        tx /= h * h
+        ty /= h * h
+        diagonal = (tx[:-1] + tx[1:] + ty[:, :-1] + ty[:, 1:]).ravel()
+    # Outside float64's normal range the matrix would hold Inf/NaN (a_P a_E or
+    # a / h² overflowing) or harmonic means rounded through subnormal products.
+    tiny = np.finfo(np.float64).tiny
+    normal = a.min() >= tiny and all(p.min(initial=tiny) >= tiny for p in products)
+    if not (normal and np.isfinite(diagonal).all()):
+        raise ValueError(
+            f"coefficient values in [{a.min():.3g}, {a.max():.3g}] are out of range for "
+            f"n = {n}: the face transmissibilities 2 a_P a_E / ((a_P + a_E) h²) overflow "
+            "or underflow in float64"
+        )
     along_x = -tx[1:-1].ravel()
     # Neighbours along y are one index apart except across row ends, where the
     # band must hold zeros.

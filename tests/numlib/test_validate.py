@@ -15,6 +15,7 @@ from numlib.validate import (
     check_operator,
     check_positive_int,
     check_tolerance,
+    check_tolerances,
     check_vector,
 )
 
@@ -73,6 +74,24 @@ def test_check_tolerance_rejects_non_numbers():
         check_tolerance("1e-3", "tol")
     with pytest.raises(TypeError, match="tol must be a real number"):
         check_tolerance(True, "tol")
+
+
+@given(st.sampled_from([0, 0.0, 1e-300, 1e-8, 1]), st.sampled_from([0, 0.0, 1e-300, 1.0]))
+def test_check_tolerances_needs_one_positive_tolerance(rtol, atol):
+    if rtol > 0 or atol > 0:
+        assert check_tolerances(rtol, atol) == (rtol, atol)
+    else:
+        with pytest.raises(ValueError, match="rtol and atol must not both be 0"):
+            check_tolerances(rtol, atol)
+
+
+def test_check_tolerances_checks_each_by_name():
+    with pytest.raises(ValueError, match="rtol must be finite and >= 0"):
+        check_tolerances(-1.0, 1.0)
+    with pytest.raises(ValueError, match="atol must be finite and >= 0"):
+        check_tolerances(1e-8, float("inf"))
+    with pytest.raises(TypeError, match="atol must be a real number"):
+        check_tolerances(1e-8, None)
 
 
 @given(st.integers(-5, 5), st.integers(0, 2))

@@ -98,6 +98,10 @@ def test_inputs_are_not_modified():
         ({"window": 0}, ValueError, "window must be >= 1"),
         ({"recycle": RecycleSpace(np.ones((2, 3)))}, ValueError, "recycle.U must have shape"),
         ({"recycle": "space"}, TypeError, "recycle must be a RecycleSpace"),
+        ({"recycle": RecycleSpace(np.full((2, 5), np.nan))}, ValueError, "recycle.U contains"),
+        ({"recycle": RecycleSpace(np.empty((0, 5)))}, ValueError, "at least one row"),
+        ({"recycle": RecycleSpace(np.zeros((1, 5)))}, ValueError, "recycle.U must have no zero"),
+        ({"recycle": RecycleSpace([[1.0] * 5])}, TypeError, "recycle.U must be an array"),
     ],
 )
 def test_bad_input(kwargs, error, match):

@@ -277,6 +277,21 @@ def test_every_reorthogonalization_mode_meets_the_tolerance_along_a_sequence(mod
     assert results[1].iterations < results[0].iterations
 
 
+NAN_ROW = np.array([[1.0, np.nan, 0.0, 0.0, 0.0]])
+# Recycled spaces for n = 5 that no solver can use, with the error each must raise.
+BAD_SPACES = [
+    (RecycleSpace(np.full((2, 5), np.nan)), ValueError, "recycle.U contains NaN or Inf"),
+    (RecycleSpace(np.empty((0, 5))), ValueError, "recycle.U must have at least one row"),
+    (RecycleSpace(np.zeros((2, 5))), ValueError, "recycle.U must have no zero row"),
+    (RecycleSpace(np.eye(3, 5)[[0, 2, 1]] * [[1], [0], [1]]), ValueError, "row 1 is zero"),
+    (RecycleSpace([[1.0] * 5]), TypeError, "recycle.U must be an array, got list"),
+    (RecycleSpace(np.ones((2, 5), dtype=int)), TypeError, "recycle.U must have a floating"),
+    (RecycleSpace(np.ones(5)), ValueError, "recycle.U must have shape"),
+    (RecycleSpace(np.ones((1, 5)), NAN_ROW), ValueError, "recycle.Y contains NaN or Inf"),
+    (RecycleSpace(np.ones((1, 5)), np.zeros((1, 5))), ValueError, "recycle.Y must have no zero"),
+]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
@@ -292,9 +307,22 @@ def test_every_reorthogonalization_mode_meets_the_tolerance_along_a_sequence(mod
             r"recycle.Y must have the shape of recycle.U",
         ),
         ({"b": np.array([1.0, np.nan, 0, 0, 0])}, ValueError, "b contains NaN"),
+        *[({"recycle": space}, error, match) for space, error, match in BAD_SPACES],
     ],
 )
 def test_bad_input(kwargs, error, match):
     args = {"A": np.eye(5), "b": np.ones(5)} | kwargs
     with pytest.raises(error, match=match):
         gcrodr(args.pop("A"), args.pop("b"), **args)
+
+
+def test_rank_deficient_recycled_space_is_used_without_its_dependent_rows():
+    """Dependent (but nonzero) rows are dropped, not an error: the answer still meets
+    the tolerance, and the space's one direction is used."""
+    system = darcy(12, rng=3)
+    direction = spla.spsolve(sp.csc_array(system.A), system.b)
+    U = np.stack([direction, 2 * direction, -direction])
+    result = gcrodr(system.A, system.b, m=10, k=3, rtol=1e-10, recycle=RecycleSpace(U))
+    assert result.converged
+    assert np.linalg.norm(system.b - system.A @ result.x) <= 1e-10 * np.linalg.norm(system.b)
+    assert result.info["recycled_residual_reduction"] < 1e-8  # the exact solution's direction

@@ -178,6 +178,16 @@ def test_advection_uses_boundary_spectrum_when_source_vanishes():
     assert kernels[1].frequencies[1:].size >= 1  # the y-direction line of sin(x - 200 y)
 
 
+@pytest.mark.parametrize(
+    ("truncation", "match"),
+    [(1.0, "truncation must be < 1"), (2.5, "truncation must be < 1"), (0.0, "truncation")],
+)
+def test_truncation_outside_the_open_unit_interval_is_rejected_at_construction(truncation, match):
+    """At truncation >= 1 no eigen-direction survives ``λ > truncation · λ_max``."""
+    with pytest.raises(ValueError, match=match):
+        GPPDESolver(poisson(1), [np.linspace(0.0, 1.0, 12)], truncation=truncation)
+
+
 def test_bad_input_gets_clear_errors():
     x = np.linspace(0.0, 1.0, 12)
     solver = GPPDESolver(poisson(1), [x])

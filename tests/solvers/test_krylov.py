@@ -248,6 +248,30 @@ def test_gmres_on_singular_matrix_reports_breakdown():
     assert np.all(np.isfinite(result.x))
 
 
+@pytest.mark.parametrize("preconditioned", [False, True])
+@pytest.mark.parametrize("seed", range(4))
+def test_gmres_stagnating_at_rounding_level_does_not_blame_the_matrix(seed, preconditioned):
+    """A tolerance below attainable accuracy is not a singular matrix: the residual
+    stagnates at rounding level, and the report says so."""
+    rng = np.random.default_rng(seed)
+    n = 10
+    A = rng.standard_normal((n, n)) / np.sqrt(n) + 3 * np.eye(n)  # well conditioned
+    b = rng.standard_normal(n)
+    M = np.diag(1 / np.diag(A)) if preconditioned else None
+    with pytest.warns(ConvergenceWarning, match="rounding level"):
+        result = gmres(A, b, restart=n, rtol=1e-300, maxiter=10 * n, M=M)
+    assert not result.converged
+    assert "singular" not in result.info["breakdown"]
+    assert true_residual(A, result.x, b) <= 1e-14 * np.linalg.norm(b)
+
+
+def test_gmres_singular_matrix_with_blown_up_iterate_still_reports_singular():
+    A = np.diag([1.0, 0.0, 2.0])
+    with pytest.warns(ConvergenceWarning, match="A singular"):
+        result = gmres(A, np.ones(3), restart=3, rtol=1e-10)
+    assert not result.converged
+
+
 GOOD_A = np.eye(3)
 GOOD_B = np.ones(3)
 
@@ -267,6 +291,8 @@ GOOD_B = np.ones(3)
         ({"A": "matrix"}, TypeError, "A must be an array"),
         ({"rtol": -1e-3}, ValueError, "rtol must be finite and >= 0"),
         ({"atol": float("nan")}, ValueError, "atol"),
+        ({"rtol": 0.0, "atol": 0.0}, ValueError, "rtol and atol must not both be 0"),
+        ({"rtol": 0, "atol": 0}, ValueError, "rtol and atol must not both be 0"),
         ({"maxiter": 0}, ValueError, "maxiter must be >= 1"),
         ({"maxiter": 2.5}, TypeError, "maxiter must be an integer"),
         ({"x0": np.ones(2)}, ValueError, "x0 must have length 3"),

@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -583,6 +584,34 @@ def nan_field(x, y):
 def test_bad_input_names_the_argument(call, error, pattern):
     with pytest.raises(error, match=pattern):
         call()
+
+
+def two_cells(value):
+    """Unit coefficient but for two neighbouring cells."""
+    a = np.ones((4, 4))
+    a[2, 1:3] = value
+    return a
+
+
+@pytest.mark.parametrize("coefficient", [1e308, 1e200, two_cells(1e200), 1e-200, two_cells(1e-310)])
+def test_darcy_coefficient_beyond_float64_range_is_rejected_without_nan(coefficient):
+    """Harmonic means that overflow (or round through subnormals) would fill the
+    matrix with Inf/NaN: an error naming coefficient, raised without a RuntimeWarning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"^coefficient values .* out of range"):
+            darcy(4, coefficient=coefficient)
+
+
+@pytest.mark.parametrize("scale", [1e-150, 1e150])
+def test_darcy_extreme_but_representable_coefficient_scales_the_matrix(scale):
+    reference = darcy(8, coefficient=1.0).A
+    scaled = darcy(8, coefficient=scale).A
+    assert np.isfinite(scaled.data).all()
+    np.testing.assert_allclose(scaled.toarray() / scale, reference.toarray(), rtol=1e-14)
+    one_cell = np.ones((4, 4))
+    one_cell[2, 1] = 1e200  # harmonic means with unit neighbours stay near 2: fine
+    assert np.isfinite(darcy(4, coefficient=one_cell).A.data).all()
 
 
 @SMALL

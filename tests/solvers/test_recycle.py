@@ -152,7 +152,10 @@ def test_non_convergence_is_reported_once():
         ([(np.eye(3), np.ones(3))], {"m": 5, "k": 5}, ValueError, "k must be < m"),
         ([(np.eye(3), np.ones(3))], {"m": 1}, ValueError, "m must be >= 2"),
         ([(np.eye(3), np.ones(3))] * 2, {"order": np.array([0, 0])}, ValueError, "permutation"),
-        ([(np.eye(3), np.ones(3))], {"order": "random"}, ValueError, "method"),
+        ([(np.eye(3), np.ones(3))], {"order": "random"}, ValueError, "order must be one of"),
+        ([(np.eye(3), np.ones(3))] * 2, {"order": np.array(0)}, ValueError, "permutation"),
+        ([(np.eye(3), np.ones(3))], {"rtol": 0.0}, ValueError, "rtol and atol must not both"),
+        ([(np.eye(3), np.ones(3))], {"rtol": -1.0}, ValueError, "rtol must be finite"),
         (
             [(np.eye(3), np.ones(3)), (2 * np.eye(3), np.ones(3))],
             {"strategy": "direct"},
@@ -170,6 +173,64 @@ def test_non_convergence_is_reported_once():
 def test_bad_input_is_rejected_before_any_solve(systems, kwargs, error, match):
     with pytest.raises(error, match=match):
         solve_sequence(systems, **kwargs)
+
+
+@pytest.mark.parametrize("order", ["greedy", "curve", "none", np.array([3, 1, 0, 2])])
+@pytest.mark.parametrize(
+    ("features", "error", "match"),
+    [
+        (np.ones((2, 3)), ValueError, r"features must have one row per system \(4\)"),
+        (np.ones((6, 3)), ValueError, r"features must have one row per system \(4\)"),
+        (np.ones(4), ValueError, "features must be 2-D"),
+        (np.ones((4, 0)), ValueError, "features must have at least one column"),
+        (np.full((4, 2), np.nan), ValueError, "features contains NaN or Inf"),
+        (np.ones((4, 2), dtype=int), TypeError, "features must have a real floating"),
+        ([[1.0]] * 4, TypeError, "features must be a numpy.ndarray"),
+    ],
+)
+def test_bad_features_are_rejected_before_any_solve(order, features, error, match):
+    """Features that do not describe the systems, one row each, are an error whatever
+    the ordering, and nothing is solved."""
+    solved = []
+    with pytest.raises(error, match=match):
+        solve_sequence(
+            darcy_family(4, 8),
+            features=features,
+            order=order,
+            progress=lambda done, total: solved.append(done),
+        )
+    assert solved == []
+
+
+def test_features_with_one_row_per_system_order_and_measure_the_path():
+    systems = darcy_family(4, 8)
+    features = np.array([[0.0], [3.0], [1.0], [2.0]])
+    out = solve_sequence(systems, features=features, rtol=RTOL)
+    assert out.order.tolist() == [0, 2, 3, 1]
+    assert out.info["path_length"] == pytest.approx(3.0)
+    explicit = solve_sequence(systems, features=features, order=np.array([1, 0, 3, 2]))
+    assert explicit.info["path_length"] == pytest.approx(3.0 + 2.0 + 1.0)
+    assert_solved(systems, explicit, rtol=1e-5)
+
+
+def test_amg_reuse_leaves_unsorted_csr_inputs_unchanged():
+    """pyamg sorts CSR indices in place: the caller's matrices must not be its copy."""
+    systems = []
+    for system in darcy_family(3, 8):
+        A = sp.csr_array(system.A)
+        for row in range(A.shape[0]):  # reverse each row: same matrix, unsorted indices
+            start, stop = A.indptr[row], A.indptr[row + 1]
+            A.indices[start:stop] = A.indices[start:stop][::-1].copy()
+            A.data[start:stop] = A.data[start:stop][::-1].copy()
+        A.has_sorted_indices = False
+        systems.append((A, system.b))
+    before = [(A.indptr.copy(), A.indices.copy(), A.data.copy()) for A, _ in systems]
+    out = solve_sequence(systems, strategy="amg-reuse", rtol=RTOL)
+    assert out.info["converged"]
+    for (A, _), (indptr, indices, data) in zip(systems, before, strict=True):
+        np.testing.assert_array_equal(A.indptr, indptr)
+        np.testing.assert_array_equal(A.indices, indices)
+        np.testing.assert_array_equal(A.data, data)
 
 
 def test_every_strategy_is_tested():

@@ -122,6 +122,34 @@ def test_inputs_are_not_modified():
     np.testing.assert_array_equal(A.data, snapshot)
 
 
+def unsorted_copy(A, kind):
+    """The same matrix as CSR with every row's indices reversed (unsorted)."""
+    A = sp.csr_array(A, copy=True)
+    for row in range(A.shape[0]):
+        start, stop = A.indptr[row], A.indptr[row + 1]
+        A.indices[start:stop] = A.indices[start:stop][::-1].copy()
+        A.data[start:stop] = A.data[start:stop][::-1].copy()
+    A.has_sorted_indices = False
+    return A if kind == "array" else sp.csr_matrix(A)
+
+
+@pytest.mark.parametrize("kind", ["array", "matrix"])
+def test_unsorted_csr_inputs_are_not_sorted_in_place(kind):
+    """pyamg sorts CSR indices in place; the caller's arrays must come back as they were."""
+    system = darcy(12, rng=2)
+    A = unsorted_copy(system.A, kind)
+    assert not A.has_sorted_indices
+    indptr, indices, data = A.indptr.copy(), A.indices.copy(), A.data.copy()
+    hierarchy = smoothed_aggregation(A)
+    reused = galerkin_hierarchy(hierarchy, A)
+    result = cg(A, system.b, M=reused.aspreconditioner(), rtol=RTOL)
+    ScaledFactor(A).preconditioner(A) @ np.ones(A.shape[0])
+    assert result.converged
+    np.testing.assert_array_equal(A.indptr, indptr)
+    np.testing.assert_array_equal(A.indices, indices)
+    np.testing.assert_array_equal(A.data, data)
+
+
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
