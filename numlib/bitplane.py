@@ -416,21 +416,40 @@ def bitplane_matmul(
 # --------------------------------------------------------------------------- quantisation
 
 
+_GRANULARITIES = ("row", "column", "group")
+
+
 @dataclass(frozen=True)
 class QuantizedMatrix:
     """A float matrix quantised to bipolar-INT: ``A ~= scales * decode(codes)``.
 
+    Checked on construction (:func:`quantize` builds valid ones); the arrays are
+    stored, not copied.
+
     Attributes
     ----------
     codes : numpy.ndarray
-        uint8 ``m x k`` bipolar-INT codes.
+        uint8 ``m x k`` bipolar-INT codes (any integer dtype is accepted), in
+        ``[0, 2**bits)``.
     scales : numpy.ndarray
-        float64 scales: shape ``(m, 1)`` per row, ``(1, k)`` per column,
+        Finite floating-point scales (float64 from :func:`quantize`): shape ``(m, 1)``
+        per row, ``(1, k)`` per column,
         ``(m, k // group_size)`` per group of ``group_size`` consecutive columns.
     bits : int
+        1..8.
     granularity : {"row", "column", "group"}
     group_size : int or None
-        Set for ``"group"`` only.
+        Set for ``"group"`` only, and then a divisor of ``k``.
+
+    Raises
+    ------
+    TypeError
+        ``codes`` not an integer numpy array, ``scales`` not a real floating-point
+        numpy array, ``bits`` or ``group_size`` not an integer.
+    ValueError
+        ``bits`` outside 1..8; ``codes`` not 2-D, empty or out of range; an unknown
+        ``granularity``; ``group_size`` missing, given without ``"group"`` or not
+        dividing ``k``; ``scales`` of the wrong shape or holding NaN/Inf.
     """
 
     codes: np.ndarray
@@ -438,6 +457,38 @@ class QuantizedMatrix:
     bits: int
     granularity: str
     group_size: int | None = None
+
+    def __post_init__(self) -> None:
+        bits = _check_bits(self.bits, "bits")
+        m, k = _check_codes(self.codes, bits, "codes").shape
+        if self.granularity not in _GRANULARITIES:
+            raise ValueError(
+                f"granularity must be 'row', 'column' or 'group', got {self.granularity!r}"
+            )
+        if self.granularity == "group":
+            if self.group_size is None:
+                raise ValueError("group_size is required when granularity is 'group'")
+            g = check_positive_int(self.group_size, "group_size")
+            if k % g:
+                raise ValueError(f"group_size must divide the {k} columns of codes, got {g}")
+            shape = (m, k // g)
+        elif self.group_size is not None:
+            raise ValueError(
+                f"group_size applies only to granularity 'group', not {self.granularity!r}"
+            )
+        else:
+            shape = (m, 1) if self.granularity == "row" else (1, k)
+        scales = self.scales
+        if not isinstance(scales, np.ndarray):
+            raise TypeError(f"scales must be a numpy array, got {type(scales).__name__}")
+        if not np.issubdtype(scales.dtype, np.floating):
+            raise TypeError(f"scales must have a real floating-point dtype, got {scales.dtype}")
+        if scales.shape != shape:
+            raise ValueError(
+                f"scales must have shape {shape} for {self.granularity} scales of "
+                f"{m} x {k} codes, got {scales.shape}"
+            )
+        check_finite(scales, "scales")
 
     def expanded_scales(self) -> np.ndarray:
         """Scales broadcast to the ``m x k`` shape of ``codes``."""
@@ -502,7 +553,7 @@ def quantize(
         raise TypeError(f"A must have a floating-point dtype, got {A.dtype}")
     if A.ndim != 2 or A.size == 0:
         raise ValueError(f"A must be a non-empty 2-D array, got shape {A.shape}")
-    if granularity not in ("row", "column", "group"):
+    if granularity not in _GRANULARITIES:
         raise ValueError(f"granularity must be 'row', 'column' or 'group', got {granularity!r}")
     m, k = A.shape
     if granularity == "group":

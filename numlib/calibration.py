@@ -38,7 +38,7 @@ import scipy.linalg
 
 from numlib._arrays import check_dense, device_kw
 from numlib.backend import array_namespace, to_numpy
-from numlib.validate import check_positive_int, check_tolerance
+from numlib.validate import check_finite, check_positive_int, check_tolerance
 
 __all__ = ["CalibrationStats", "Whitening", "whiten"]
 
@@ -224,7 +224,8 @@ class CalibrationStats:
         Raises
         ------
         ValueError
-            If keys are missing or the shapes are inconsistent.
+            If keys are missing, the shapes are inconsistent, or the mean or moment
+            holds NaN/Inf.
         """
         missing = {"count", "mean", "moment"} - set(state)
         if missing:
@@ -237,6 +238,8 @@ class CalibrationStats:
             raise ValueError(
                 f"inconsistent state: count {count}, mean {mean.shape}, moment {moment.shape}"
             )
+        check_finite(mean, "state['mean']")
+        check_finite(moment, "state['moment']")
         out = cls(d, covariance=moment.ndim == 2)
         out._absorb(count, mean, moment)
         return out

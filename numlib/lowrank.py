@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import scipy.fft
@@ -47,7 +47,7 @@ from scipy.sparse.linalg import LinearOperator
 from numlib._arrays import check_dense, check_rank, device_kw, like
 from numlib.backend import array_namespace, to_numpy
 from numlib.calibration import Whitening, WhitenMethod, whiten
-from numlib.validate import as_generator, check_operator, check_positive_int
+from numlib.validate import as_generator, check_finite, check_operator, check_positive_int
 
 __all__ = [
     "LowRankFactors",
@@ -60,6 +60,7 @@ __all__ = [
 ]
 
 Split = Literal["balanced", "left", "right"]
+_SPLITS = ("balanced", "left", "right")
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,87 @@ def _check_ratio(value: float, name: str, *, closed: bool = False) -> float:
     return value
 
 
+class _RankRequest(NamedTuple):
+    """Checked rank-selection arguments: exactly one of ``rank``, ``energy``, ``param_ratio``."""
+
+    rank: int | None
+    energy: float | None
+    param_ratio: float | None
+    multiple_of: int
+    shape: tuple[int, int]
+
+
+def _check_shape(shape: Any) -> tuple[int, int]:
+    if not isinstance(shape, tuple | list) or len(shape) != 2:
+        raise ValueError(f"shape must be a pair (m, n) of positive integers, got {shape!r}")
+    return check_positive_int(shape[0], "shape[0]"), check_positive_int(shape[1], "shape[1]")
+
+
+def _check_rank_request(
+    rank: int | None,
+    energy: float | None,
+    param_ratio: float | None,
+    multiple_of: int,
+    shape: Any,
+    limit: int,
+) -> _RankRequest:
+    """Check the rank-selection arguments of :func:`choose_rank` (ranks up to ``limit``).
+
+    Shared by :func:`choose_rank` and the SVD routines, which call it before any work.
+    """
+    given = [c is not None for c in (rank, energy, param_ratio)]
+    if sum(given) != 1:
+        raise ValueError("give exactly one of rank, energy, param_ratio")
+    multiple_of = check_positive_int(multiple_of, "multiple_of")
+    checked_shape = _check_shape(shape)
+    if rank is not None:
+        rank = check_rank(rank, "rank", limit)
+    if energy is not None:
+        energy = _check_ratio(energy, "energy", closed=True)
+    if param_ratio is not None:
+        param_ratio = _check_ratio(param_ratio, "param_ratio")
+    return _RankRequest(rank, energy, param_ratio, multiple_of, checked_shape)
+
+
+def _check_spectrum(spectrum: Any) -> np.ndarray:
+    """Return ``spectrum`` as float64 numpy after checking it is a valid singular-value list."""
+    s = np.asarray(to_numpy(spectrum))
+    if s.dtype.kind not in "fiu":
+        raise TypeError(f"spectrum must hold real numbers, got dtype {s.dtype}")
+    if s.ndim != 1:
+        raise ValueError(f"spectrum must be 1-D, got shape {s.shape}")
+    if s.size == 0:
+        raise ValueError("spectrum must not be empty")
+    s = s.astype(np.float64, copy=False)
+    check_finite(s, "spectrum")
+    if s.min() < 0:
+        raise ValueError(f"spectrum must be non-negative (singular values), got {s.min()}")
+    if s.size > 1 and not bool(np.all(s[1:] <= s[:-1])):
+        raise ValueError("spectrum must be in descending order (as returned by an SVD)")
+    return s
+
+
+def _rank_from_spectrum(s: np.ndarray, request: _RankRequest) -> int:
+    """:func:`choose_rank` on a checked request and a descending spectrum ``s``."""
+    kmax = int(s.shape[0])
+    multiple_of = request.multiple_of
+    if request.rank is not None:
+        return min(request.rank, kmax)
+    if request.energy is not None:
+        cum = np.cumsum(s**2)
+        total = cum[-1]
+        if total == 0:
+            return min(multiple_of, kmax)
+        k = int(np.searchsorted(cum, request.energy * total * (1 - 1e-12))) + 1
+        k = -(-k // multiple_of) * multiple_of
+    else:
+        assert request.param_ratio is not None
+        m, n = request.shape
+        budget = math.floor(request.param_ratio * m * n / (m + n))
+        k = max(budget // multiple_of * multiple_of, multiple_of)
+    return int(min(max(k, 1), kmax))
+
+
 def choose_rank(
     spectrum: Any,
     shape: tuple[int, int],
@@ -139,9 +221,10 @@ def choose_rank(
     Parameters
     ----------
     spectrum : array
-        Singular values, descending (any library).
+        Singular values: 1-D, non-empty, finite, non-negative and descending (any
+        library).
     shape : tuple of int
-        ``(m, n)`` of the matrix, for the parameter budget.
+        ``(m, n)`` of the matrix, positive integers, for the parameter budget.
     rank, energy, param_ratio
         Exactly one: an int in ``[1, len(spectrum)]``, a fraction in ``(0, 1]``, a
         fraction in ``(0, 1)``.
@@ -154,8 +237,13 @@ def choose_rank(
 
     Raises
     ------
+    TypeError
+        A non-real ``spectrum``; a non-integer ``rank``, ``multiple_of`` or entry of
+        ``shape``; a non-real ``energy`` or ``param_ratio``.
     ValueError
-        Unless exactly one criterion is given, or for values out of range.
+        Unless exactly one criterion is given; a ``spectrum`` that is not 1-D, is empty,
+        holds NaN/Inf or negative values or is not descending; a ``shape`` that is not
+        two positive integers; values out of range.
 
     Examples
     --------
@@ -165,27 +253,9 @@ def choose_rank(
     >>> choose_rank(np.ones(256), (512, 256), param_ratio=0.5, multiple_of=16)
     80
     """
-    given = [c is not None for c in (rank, energy, param_ratio)]
-    if sum(given) != 1:
-        raise ValueError("give exactly one of rank, energy, param_ratio")
-    multiple_of = check_positive_int(multiple_of, "multiple_of")
-    s = np.asarray(to_numpy(spectrum), dtype=np.float64)
-    kmax = int(s.shape[0])
-    if rank is not None:
-        return check_rank(rank, "rank", kmax)
-    if energy is not None:
-        energy = _check_ratio(energy, "energy", closed=True)
-        cum = np.cumsum(s**2)
-        total = cum[-1]
-        if total == 0:
-            return min(multiple_of, kmax)
-        k = int(np.searchsorted(cum, energy * total * (1 - 1e-12))) + 1
-        k = -(-k // multiple_of) * multiple_of
-    else:
-        ratio = _check_ratio(param_ratio, "param_ratio")  # type: ignore[arg-type]
-        m, n = shape
-        k = max(math.floor(ratio * m * n / (m + n)) // multiple_of * multiple_of, multiple_of)
-    return int(min(max(k, 1), kmax))
+    s = _check_spectrum(spectrum)
+    request = _check_rank_request(rank, energy, param_ratio, multiple_of, shape, s.shape[0])
+    return _rank_from_spectrum(s, request)
 
 
 def randomized_svd(
@@ -283,23 +353,18 @@ def _orth(xp: Any, Y: Any) -> Any:
     return xp.linalg.qr(Y)[0]
 
 
-def _svd_truncate(
-    M: Any,
-    *,
-    rank: int | None,
-    energy: float | None,
-    param_ratio: float | None,
-    multiple_of: int,
-    shape: tuple[int, int],
-) -> tuple[Any, Any, Any, Any, int, float]:
+def _svd_truncate(M: Any, request: _RankRequest) -> tuple[Any, Any, Any, Any, int, float]:
     xp = array_namespace(M)
     U, s, Vt = xp.linalg.svd(M, full_matrices=False)
-    k = choose_rank(
-        s, shape, rank=rank, energy=energy, param_ratio=param_ratio, multiple_of=multiple_of
-    )
+    k = _rank_from_spectrum(np.asarray(to_numpy(s), dtype=np.float64), request)
     total = float(xp.sum(s * s))
     kept = float(xp.sum(s[:k] * s[:k]))
     return xp, U[:, :k], s, Vt[:k, :], k, (kept / total if total > 0 else 1.0)
+
+
+def _check_split(split: Any) -> None:
+    if split not in _SPLITS:
+        raise ValueError(f"split must be 'balanced', 'left' or 'right', got {split!r}")
 
 
 def _split(xp: Any, U: Any, s: Any, Vt: Any, split: Split) -> tuple[Any, Any]:
@@ -308,9 +373,7 @@ def _split(xp: Any, U: Any, s: Any, Vt: Any, split: Split) -> tuple[Any, Any]:
         return U * r[None, :], r[:, None] * Vt
     if split == "left":
         return U * s[None, :], Vt
-    if split == "right":
-        return U, s[:, None] * Vt
-    raise ValueError(f"split must be 'balanced', 'left' or 'right', got {split!r}")
+    return U, s[:, None] * Vt
 
 
 def _check_weights(w: Any, name: str, size: int) -> None:
@@ -363,8 +426,10 @@ def weighted_svd(
 
     Raises
     ------
-    ValueError
-        For non-positive or mis-sized weights and the rank-selection errors.
+    TypeError, ValueError
+        For a non-float, empty or non-finite ``W``, non-positive or mis-sized weights,
+        an unknown ``split`` and the rank-selection errors of :func:`choose_rank` (with
+        ``rank <= min(m, n)``), all before the SVD.
 
     Examples
     --------
@@ -375,22 +440,18 @@ def weighted_svd(
     True
     """
     m, n = check_dense(W, "W")
-    xp = array_namespace(W)
-    M = W
+    request = _check_rank_request(rank, energy, param_ratio, multiple_of, (m, n), min(m, n))
+    _check_split(split)
     if row_weights is not None:
         _check_weights(row_weights, "row_weights", m)
-        M = row_weights[:, None] * M
     if col_weights is not None:
         _check_weights(col_weights, "col_weights", n)
+    M = W
+    if row_weights is not None:
+        M = row_weights[:, None] * M
+    if col_weights is not None:
         M = M * col_weights[None, :]
-    xp, U, s, Vt, k, kept = _svd_truncate(
-        M,
-        rank=rank,
-        energy=energy,
-        param_ratio=param_ratio,
-        multiple_of=multiple_of,
-        shape=(m, n),
-    )
+    xp, U, s, Vt, k, kept = _svd_truncate(M, request)
     left, right = _split(xp, U, s[:k], Vt, split)
     if row_weights is not None:
         left = left / row_weights[:, None]
@@ -449,9 +510,11 @@ def whitened_svd(
 
     Raises
     ------
-    ValueError
+    TypeError, ValueError
         Unless exactly one of ``C`` and ``whitening`` is given, for shape mismatches,
-        and for the errors of :func:`~numlib.calibration.whiten` and :func:`choose_rank`.
+        an unknown ``split``, and for the errors of :func:`~numlib.calibration.whiten`
+        and :func:`choose_rank` (with ``rank <= min(m, n)``); the rank selection and
+        ``split`` are checked before the whitening and the SVD.
 
     Examples
     --------
@@ -465,6 +528,8 @@ def whitened_svd(
     True
     """
     m, n = check_dense(W, "W")
+    request = _check_rank_request(rank, energy, param_ratio, multiple_of, (m, n), min(m, n))
+    _check_split(split)
     if (C is None) == (whitening is None):
         raise ValueError("give exactly one of C and whitening")
     if whitening is None:
@@ -476,14 +541,7 @@ def whitened_svd(
     F = whitening.factor
     if tuple(F.shape) != (n, n):
         raise ValueError(f"whitening factor must be ({n}, {n}), got {tuple(F.shape)}")
-    xp, U, s, Vt, k, kept = _svd_truncate(
-        W @ F,
-        rank=rank,
-        energy=energy,
-        param_ratio=param_ratio,
-        multiple_of=multiple_of,
-        shape=(m, n),
-    )
+    xp, U, s, Vt, k, kept = _svd_truncate(W @ F, request)
     left, right = _split(xp, U, s[:k], Vt, split)
     return LowRankFactors(
         left,

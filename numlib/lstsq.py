@@ -154,9 +154,10 @@ def lstsq(
     et al. 2024, is). For rank-deficient ``A`` the iterate stays in the row space of
     ``A``, so ``x`` is the minimum-norm solution.
 
-    ``method="lapack"``: ``scipy.linalg.lstsq`` (``gelsd``, SVD-based).
-    ``method="auto"``: the sketch when ``d >= AUTO_MIN_COLS`` (500) and
-    ``n >= AUTO_MIN_RATIO * d`` (10), else LAPACK. gelsd costs ``~2 n d^2`` flops
+    ``method="lapack"``: ``scipy.linalg.lstsq`` (``gelsd``, SVD-based), real or complex.
+    ``method="auto"``: the sketch when ``d >= AUTO_MIN_COLS`` (500),
+    ``n >= AUTO_MIN_RATIO * d`` (10) and ``A`` and ``b`` are real, else LAPACK (the
+    sketched path is real only). gelsd costs ``~2 n d^2`` flops
     (compute-bound) and a CG step one pass over ``A`` (memory-bound), so the gain
     grows with ``d`` and ``n / d``; the crossover was measured (``numlib-bench
     --suite sketch``, case ``lstsq-crossover``: from ``d = 500`` and ``n / d = 10`` the
@@ -167,8 +168,10 @@ def lstsq(
     ----------
     A : numpy.ndarray, shape (n, d)
         Dense, ``n >= d`` for ``method="sketch"``. numpy only (LAPACK, scipy.sparse):
-        other arrays raise ``TypeError``. Not modified.
+        other arrays raise ``TypeError``. Complex only with ``method="lapack"`` or
+        ``"auto"`` (which then uses LAPACK). Not modified.
     b : numpy.ndarray, shape (n,)
+        Complex under the same conditions as ``A``.
     rtol : float
         CG tolerance, ``>= 0`` (see above).
     rng : int, numpy.random.Generator or None
@@ -185,7 +188,7 @@ def lstsq(
     Raises
     ------
     TypeError
-        Non-numpy or integer inputs.
+        Non-numpy or integer inputs; complex ``A`` or ``b`` with ``method="sketch"``.
     ValueError
         Shape mismatch, empty or NaN/Inf inputs, unknown ``method`` or ``sketch``,
         negative ``rtol``, ``n < d`` with ``method="sketch"``.
@@ -219,11 +222,20 @@ def lstsq(
     if maxiter is None:
         maxiter = max(100, 2 * d)
     maxiter = check_positive_int(maxiter, "maxiter")
-    if method == "sketch" and n < d:
-        raise ValueError(f"method='sketch' needs a tall A (n >= d), got shape {(n, d)}")
+    # The sketched CG is written for real arithmetic (transposes, not adjoints).
+    real = not (np.iscomplexobj(A) or np.iscomplexobj(b))
+    if method == "sketch":
+        if not real:
+            name, arr = ("A", A) if np.iscomplexobj(A) else ("b", b)
+            raise TypeError(
+                f"{name} must be real for method='sketch', got {arr.dtype}; "
+                "use method='lapack' (or 'auto') for complex least squares"
+            )
+        if n < d:
+            raise ValueError(f"method='sketch' needs a tall A (n >= d), got shape {(n, d)}")
     if method == "auto":
         tall = d >= AUTO_MIN_COLS and n >= AUTO_MIN_RATIO * d
-        method = "sketch" if tall else "lapack"
+        method = "sketch" if tall and real else "lapack"
     if method == "lapack":
         # inputs already checked: scipy's own finiteness pass would be a second one
         x, _, rank, _ = scipy.linalg.lstsq(A, b, lapack_driver="gelsd", check_finite=False)

@@ -83,7 +83,10 @@ def spectral_density(
     Parameters
     ----------
     eigenvalues : array
-        Any library; copied to numpy.
+        Any library; copied to numpy. Real: complex values are accepted only when every
+        imaginary part is at rounding level (``<= size * eps * max|lambda|``, as
+        ``numpy.linalg.eigvals`` of a symmetric matrix may leave), and their real parts
+        are used.
     bins : int
         Number of bins.
     log : bool
@@ -92,6 +95,14 @@ def spectral_density(
     Returns
     -------
     centres, density : numpy.ndarray
+
+    Raises
+    ------
+    TypeError
+        Non-integer ``bins``.
+    ValueError
+        Empty or non-finite ``eigenvalues``, imaginary parts above rounding level, no
+        positive value with ``log=True``, ``bins < 1``.
 
     Examples
     --------
@@ -114,7 +125,10 @@ def spectral_density(
 
 
 def _samples(x: Any, name: str, *, positive: bool) -> np.ndarray:
-    a = np.asarray(to_numpy(x), dtype=np.float64).ravel()
+    a = np.asarray(to_numpy(x))
+    if np.iscomplexobj(a):
+        a = _real_part(a, name)
+    a = np.asarray(a, dtype=np.float64).ravel()
     if a.size == 0:
         raise ValueError(f"{name} must not be empty")
     if not np.all(np.isfinite(a)):
@@ -124,6 +138,23 @@ def _samples(x: Any, name: str, *, positive: bool) -> np.ndarray:
         if a.size == 0:
             raise ValueError(f"{name} has no positive values")
     return a
+
+
+def _real_part(a: np.ndarray, name: str) -> np.ndarray:
+    """Real part of complex samples whose imaginary parts are rounding (else raise)."""
+    if a.size == 0:
+        raise ValueError(f"{name} must not be empty")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or Inf")
+    imag = float(np.max(np.abs(a.imag)))
+    tol = a.size * float(np.finfo(a.dtype).eps) * float(np.max(np.abs(a)))
+    if imag > tol:
+        raise ValueError(
+            f"{name} must be real: imaginary parts up to {imag:.3g} exceed the rounding "
+            f"level size * eps * max|{name}| = {tol:.3g}; pass the real part (or "
+            "absolute values) explicitly if that is what is meant"
+        )
+    return a.real
 
 
 @dataclass(frozen=True)
@@ -187,7 +218,8 @@ def hill_alpha(samples: Any, k: int | None = None, *, min_tail: int = 10) -> Tai
     Parameters
     ----------
     samples : array
-        Any library; non-positive values are ignored.
+        Any library; non-positive values are ignored. Real (complex only with
+        rounding-level imaginary parts, as for :func:`spectral_density`).
     k : int, optional
         Tail size, ``1 <= k < n``.
     min_tail : int
@@ -279,7 +311,8 @@ def powerlaw_fit(
     Parameters
     ----------
     samples : array
-        Any library; non-positive values are ignored.
+        Any library; non-positive values are ignored. Real (complex only with
+        rounding-level imaginary parts, as for :func:`spectral_density`).
     xmin : float, optional
         Fixed tail start (no search).
     min_tail : int, optional

@@ -48,16 +48,20 @@ def check_attention_inputs(
     """Check queries, keys and values of an attention call; return ``(xp, batch shape)``.
 
     Each key array must match the query width ``d``; each value array must have as
-    many rows as its key array, and all value arrays the same width.
+    many rows as its key array, and all value arrays the same width. ``values`` may be
+    empty (queries and keys only, as for :func:`numlib.attention.plan_attention`);
+    ``keys`` may not.
 
     Raises
     ------
     TypeError
         Non-arrays, integer or complex dtypes, arrays of different libraries.
     ValueError
-        Wrong number of dimensions, empty arrays, NaN/Inf, mismatched ``n``, ``d``
-        or batch dimensions.
+        No key array, wrong number of dimensions, empty arrays, NaN/Inf, mismatched
+        ``n``, ``d`` or batch dimensions.
     """
+    if not keys:
+        raise ValueError(f"at least one key array is needed besides {queries[0]}")
     named = [queries, *keys, *values]
     shapes = {name: check_array(a, name) for name, a in named}
     xp = array_namespace(*(a for _, a in named))
@@ -76,6 +80,8 @@ def check_attention_inputs(
     for name, _ in keys:
         if shapes[name][-1] != d:
             raise ValueError(f"{name} must have width d = {d} (as {qname}), got {shapes[name]}")
+    if not values:
+        return xp, batch
     dv = shapes[values[0][0]][-1]
     for (kname, _), (vname, _) in zip(keys, values, strict=True):
         if shapes[vname][-2] != shapes[kname][-2]:

@@ -101,6 +101,12 @@ def logit_bound(Q: Any, *keys: Any) -> float:
     max ||kf_j||_inf`` and sharper when the large coordinates of queries and keys
     differ. ``O((n_q + sum n_f) d)``.
 
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`plan_attention` for ``Q`` and ``keys`` (at least one key array,
+        same width ``d``, floating-point, finite).
+
     Examples
     --------
     >>> import numpy as np
@@ -109,18 +115,36 @@ def logit_bound(Q: Any, *keys: Any) -> float:
     >>> logit_bound(Q, K)
     1.0
     """
-    from numlib.backend import array_namespace
+    xp, _ = _check_queries_keys(Q, keys)
+    return _logit_bound(xp, Q, keys)
 
-    xp = array_namespace(Q, *keys)
+
+def _key_names(count: int) -> list[str]:
+    return ["K"] if count == 1 else [f"K{i}" for i in range(1, count + 1)]
+
+
+def _check_queries_keys(Q: Any, keys: tuple[Any, ...]) -> tuple[ModuleType, tuple[int, ...]]:
+    """Check ``Q`` and the key arrays as the attention functions do (no values)."""
+    named = list(zip(_key_names(len(keys)), keys, strict=True))
+    return check_attention_inputs(("Q", Q), named, [])
+
+
+def _logit_bound(xp: ModuleType, Q: Any, keys: tuple[Any, ...]) -> float:
+    """:func:`logit_bound` on checked inputs."""
     # A bound, not part of any computation graph: torch inputs are detached.
-    Q, *keys = (a.detach() if hasattr(a, "detach") else a for a in (Q, *keys))
-    d = Q.shape[-1]
+    q, *ks = (a.detach() if hasattr(a, "detach") else a for a in (Q, *keys))
+    d = q.shape[-1]
     weight = None
-    for k in keys:
+    for k in ks:
         col = xp.max(xp.reshape(xp.abs(k), (-1, d)), axis=0)
         weight = col if weight is None else weight * col
-    rows = xp.reshape(xp.abs(Q), (-1, d))
+    rows = xp.reshape(xp.abs(q), (-1, d))
     return float(xp.max(rows @ weight))
+
+
+def _output_error(bound: float, degree: int, basis: str) -> float:
+    # Finite inputs can still overflow the bound to inf: then nothing is guaranteed.
+    return output_error_bound(bound, degree, basis) if math.isfinite(bound) else math.inf
 
 
 def _choose_degree(
@@ -130,7 +154,7 @@ def _choose_degree(
     g = 0
     best = math.inf
     while feature_size(d, g) <= max_features:
-        err = output_error_bound(bound, g, basis)
+        err = _output_error(bound, g, basis)
         if err <= tol:
             return g, g, err
         best = err
@@ -173,11 +197,16 @@ def plan_attention(
 
     Raises
     ------
+    TypeError
+        ``Q`` or a key array is not an array, has an integer, boolean or complex
+        dtype, or they differ in library or dtype; a non-integer ``degree``.
     ValueError
-        ``degree < 0``, ``tol <= 0``, an unknown ``basis``, ``max_features < 1``; and
-        without ``fallback``: a ``degree`` whose feature size exceeds ``max_features``
-        or whose weight error bound is ``>= 1``, or a ``tol`` no admissible degree
-        reaches at the computed logit bound.
+        No key array; ``Q`` or a key array that is not at least 2-D, is empty or
+        holds NaN/Inf; key widths or leading (batch) dimensions that differ from
+        ``Q``'s; ``degree < 0``, ``tol <= 0``, an unknown ``basis``,
+        ``max_features < 1``; and without ``fallback``: a ``degree`` whose feature
+        size exceeds ``max_features`` or whose weight error bound is ``>= 1``, or a
+        ``tol`` no admissible degree reaches at the computed logit bound.
 
     Examples
     --------
@@ -188,6 +217,31 @@ def plan_attention(
     >>> p.logit_bound, p.degree, p.feature_size, p.error_bound <= 1e-4
     (1.0, 6, 3003, True)
     """
+    xp, _ = _check_queries_keys(Q, keys)
+    return _plan(
+        xp,
+        Q,
+        keys,
+        degree=degree,
+        tol=tol,
+        basis=basis,
+        max_features=max_features,
+        fallback=fallback,
+    )
+
+
+def _plan(
+    xp: ModuleType,
+    Q: Any,
+    keys: tuple[Any, ...],
+    *,
+    degree: int | None,
+    tol: float,
+    basis: str,
+    max_features: int,
+    fallback: bool,
+) -> AttentionPlan:
+    """:func:`plan_attention` on arrays already checked by ``check_attention_inputs``."""
     if basis not in BASES:
         raise ValueError(f"basis must be one of {BASES}, got {basis!r}")
     if degree is not None:
@@ -200,11 +254,11 @@ def plan_attention(
         raise ValueError("tol must be > 0 (the fast path is approximate; use the exact one)")
     max_features = check_positive_int(max_features, "max_features")
     d = int(Q.shape[-1])
-    bound = logit_bound(Q, *keys)
+    bound = _logit_bound(xp, Q, keys)
     exact = AttentionPlan(True, -1, basis, bound, 0.0, 0.0, 0)
     if degree is not None:
         r = feature_size(d, int(degree))
-        err = output_error_bound(bound, int(degree), basis)
+        err = _output_error(bound, int(degree), basis)
         problem = None
         if r > max_features:
             problem = f"degree {degree} needs {r} features > max_features = {max_features}"
@@ -372,8 +426,15 @@ def fast_softmax_attention(
     block = check_block(block)
     if causal and Q.shape[-2] != K.shape[-2]:
         raise ValueError(f"causal fast attention needs n_q == n_k, got {Q.shape}, {K.shape}")
-    plan = plan_attention(
-        Q, K, degree=degree, tol=tol, basis=basis, max_features=max_features, fallback=fallback
+    plan = _plan(
+        xp,
+        Q,
+        (K,),
+        degree=degree,
+        tol=tol,
+        basis=basis,
+        max_features=max_features,
+        fallback=fallback,
     )
     if plan.exact:
         return softmax_attention(Q, K, V, causal=causal, block=block)
@@ -451,10 +512,10 @@ def fast_tensor_attention(
         raise ValueError(
             f"causal fast attention needs n_q == n_1 == n_2, got {Q.shape}, {K1.shape}, {K2.shape}"
         )
-    plan = plan_attention(
+    plan = _plan(
+        xp,
         Q,
-        K1,
-        K2,
+        (K1, K2),
         degree=degree,
         tol=tol,
         basis=basis,

@@ -41,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from numlib.validate import check_tolerance
+
 __all__ = [
     "BASES",
     "exp_polynomial",
@@ -71,6 +73,11 @@ def _check_degree(degree: int) -> int:
     return int(degree)
 
 
+def _check_bound(bound: float) -> float:
+    # A NaN or negative bound used to give a bound of 0.0 ("exact"): refuse it.
+    return check_tolerance(bound, "bound")
+
+
 def exp_polynomial(bound: float, degree: int, basis: str = "taylor") -> np.ndarray:
     """Monomial coefficients ``a_0..a_g`` of the degree-``g`` approximation of ``exp``.
 
@@ -89,17 +96,25 @@ def exp_polynomial(bound: float, degree: int, basis: str = "taylor") -> np.ndarr
     numpy.ndarray, shape (degree + 1,)
         ``a_k``, lowest degree first.
 
+    Raises
+    ------
+    TypeError
+        If ``bound`` is not a real number or ``degree`` not an integer.
+    ValueError
+        If ``bound`` is NaN, infinite or negative, ``degree < 0``, or ``basis`` is unknown.
+
     Examples
     --------
     >>> from numlib.attention.polynomial import exp_polynomial
     >>> exp_polynomial(1.0, 3).tolist() == [1.0, 1.0, 0.5, 1 / 6]
     True
     """
+    bound = _check_bound(bound)
     _check_basis(basis)
     degree = _check_degree(degree)
     if basis == "taylor":
         return np.array([1.0 / math.factorial(k) for k in range(degree + 1)])
-    width = max(float(bound), _MIN_WIDTH)
+    width = max(bound, _MIN_WIDTH)
     cheb = np.polynomial.chebyshev.chebinterpolate(lambda y: np.exp(width * y), degree)
     mono = np.polynomial.chebyshev.cheb2poly(cheb)
     mono = np.pad(mono, (0, degree + 1 - mono.size))
@@ -107,10 +122,16 @@ def exp_polynomial(bound: float, degree: int, basis: str = "taylor") -> np.ndarr
 
 
 def weight_error_bound(bound: float, degree: int, basis: str = "taylor") -> float:
-    """A-priori bound on ``|p(x) - e^x| / e^x`` over ``|x| <= bound`` (see module docstring)."""
+    """A-priori bound on ``|p(x) - e^x| / e^x`` over ``|x| <= bound`` (see module docstring).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`exp_polynomial`: ``bound`` must be a finite real number ``>= 0``.
+    """
+    b = _check_bound(bound)
     _check_basis(basis)
     degree = _check_degree(degree)
-    b = float(bound)
     if basis == "taylor":
         log = b + (degree + 1) * math.log(b) - math.lgamma(degree + 2) if b > 0 else -math.inf
     else:
@@ -137,6 +158,11 @@ def output_error_bound(bound: float, degree: int, basis: str = "taylor") -> floa
     float
         ``2 delta / (1 - delta)`` with ``delta`` the :func:`weight_error_bound`, or
         ``inf`` when ``delta >= 1`` (weights may then be <= 0 and nothing is guaranteed).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`exp_polynomial`: ``bound`` must be a finite real number ``>= 0``.
     """
     delta = weight_error_bound(bound, degree, basis)
     return 2 * delta / (1 - delta) if delta < 1 else math.inf

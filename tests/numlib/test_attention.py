@@ -338,3 +338,40 @@ def test_bad_input_is_rejected_before_work() -> None:
         fast_tensor_attention(Q, K1[:3], K2, V1[:3], V2, causal=True)
     with pytest.raises(ValueError, match="must have shape"):
         tensor_attention(Q[0], K1, K2, V1, V2)
+
+
+@pytest.mark.parametrize("bound", [math.nan, -1.0, math.inf])
+def test_error_bounds_refuse_a_bound_that_is_not_finite_and_non_negative(bound) -> None:
+    # a NaN or negative logit bound used to give an error bound of 0.0 ("exact")
+    for fn in (weight_error_bound, output_error_bound):
+        for basis in ("taylor", "chebyshev"):
+            with pytest.raises(ValueError, match="bound must be finite and >= 0"):
+                fn(bound, 3, basis)
+    with pytest.raises(ValueError, match="bound must be finite and >= 0"):
+        exp_polynomial(bound, 3, "chebyshev")
+    with pytest.raises(TypeError, match="bound must be a real number"):
+        weight_error_bound("1", 3)
+    assert weight_error_bound(0.0, 3) == 0.0  # B = 0 is exact for Taylor
+
+
+def test_plan_and_logit_bound_check_their_inputs() -> None:
+    Q, K1, K2 = _arrays(0, [(4, 3), (5, 3), (6, 3)])
+    bad = Q.copy()
+    bad[0, 0] = np.nan
+    for fn in (plan_attention, logit_bound):
+        with pytest.raises(ValueError, match="Q contains NaN or Inf"):
+            fn(bad, K1)  # was "tol unreachable at logit bound B = nan"
+        with pytest.raises(ValueError, match="K2 must have width d = 3"):
+            fn(Q, K1, K2[:, :2])  # was a raw reshape error
+        with pytest.raises(ValueError, match="at least one key array"):
+            fn(Q)  # was a raw matmul error
+        with pytest.raises(TypeError, match="Q must have a floating-point dtype"):
+            fn(Q.astype(int), K1.astype(int))  # was accepted
+        with pytest.raises(ValueError, match="K must not be empty"):
+            fn(Q, K1[:0])
+    # finite inputs whose bound overflows: nothing is guaranteed, so no degree is
+    big = np.full((2, 2), 1e200)
+    with np.errstate(over="ignore"):
+        assert plan_attention(big, big, fallback=True).exact
+        with pytest.raises(ValueError, match="unreachable at logit bound B = inf"):
+            plan_attention(big, big)

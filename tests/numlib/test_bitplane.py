@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from numlib.bitplane import (
     ENCODINGS,
     PackedPlanes,
+    QuantizedMatrix,
     bitplane_matmul,
     decode,
     decompose,
@@ -331,3 +332,60 @@ def test_checks_run_before_work_and_leave_inputs_alone():
         quantize(A, 2)
     assert np.isnan(A[0, 1]) and A[0, 0] == 1.0
     assert isinstance(pack(codes2, 2), PackedPlanes)
+
+
+def _qm(codes=None, scales=None, bits=2, granularity="row", group_size=None):
+    codes = np.zeros((2, 4), np.uint8) if codes is None else codes
+    scales = np.ones((2, 1)) if scales is None else scales
+    return QuantizedMatrix(codes, scales, bits, granularity, group_size)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        # NaN scales used to dequantise to all-NaN; wrong shapes to a raw broadcast error
+        ({"scales": np.full((2, 1), np.nan)}, ValueError, "scales contains NaN or Inf"),
+        ({"scales": np.array([[1.0], [np.inf]])}, ValueError, "scales contains NaN or Inf"),
+        ({"scales": np.ones((3, 1))}, ValueError, r"scales must have shape \(2, 1\)"),
+        ({"scales": np.ones((2, 4))}, ValueError, r"scales must have shape \(2, 1\)"),
+        ({"scales": np.ones((2, 1)), "granularity": "column"}, ValueError, r"shape \(1, 4\)"),
+        (
+            {"scales": np.ones((2, 4)), "granularity": "group", "group_size": 2},
+            ValueError,
+            r"scales must have shape \(2, 2\)",
+        ),
+        ({"scales": np.ones((2, 1), int)}, TypeError, "scales must have a real floating"),
+        ({"scales": [[1.0], [1.0]]}, TypeError, "scales must be a numpy array"),
+        ({"codes": np.full((2, 4), 4, np.uint8)}, ValueError, "codes must hold 2-bit codes"),
+        ({"codes": np.zeros((2, 4))}, TypeError, "codes must have an integer dtype"),
+        ({"codes": np.zeros(4, np.uint8)}, ValueError, "codes must be 2-D"),
+        ({"bits": 9}, ValueError, r"bits must be in 1\.\.8"),
+        ({"granularity": "tile"}, ValueError, "granularity must be"),
+        ({"granularity": "group"}, ValueError, "group_size is required"),
+        ({"granularity": "group", "group_size": 3}, ValueError, "group_size must divide"),
+        ({"group_size": 2}, ValueError, "group_size applies only"),
+    ],
+)
+def test_quantized_matrix_is_checked_on_construction(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        _qm(**kwargs)
+
+
+def test_valid_quantized_matrices_still_construct():
+    for granularity, group_size in (("row", None), ("column", None), ("group", 2)):
+        q = quantize(
+            np.arange(8.0).reshape(2, 4) - 3.5, 3, granularity=granularity, group_size=group_size
+        )
+        again = QuantizedMatrix(q.codes, q.scales, q.bits, q.granularity, q.group_size)
+        np.testing.assert_array_equal(dequantize(again), dequantize(q))
+
+
+def test_unchecked_pack_planes_is_not_exported():
+    # pack_planes packs any nonzero value as a 1 bit: the checked entry point is pack()
+    import numlib.bitplane
+    import numlib.bitplane_pack
+
+    assert "pack_planes" not in numlib.bitplane_pack.__all__
+    assert "pack_planes" not in numlib.bitplane.__all__
+    with pytest.raises(ValueError, match="codes must hold 1-bit codes"):
+        pack(np.full((1, 3), 2, np.uint8), 1)

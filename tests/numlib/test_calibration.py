@@ -187,3 +187,13 @@ def test_whiten_bad_input() -> None:
     with pytest.raises(ValueError, match="no positive eigenvalue"):
         whiten(np.zeros((3, 3)))
     assert isinstance(whiten(np.zeros((3, 3)), ridge=1.0), Whitening)
+
+
+def test_from_state_dict_rejects_non_finite_statistics() -> None:
+    good = CalibrationStats().update(np.random.default_rng(0).standard_normal((5, 3))).state_dict()
+    for key, value in (("moment", np.nan), ("moment", np.inf), ("mean", np.nan)):
+        state = {k: v.copy() for k, v in good.items()}
+        state[key].flat[0] = value
+        with pytest.raises(ValueError, match=rf"state\['{key}'\] contains NaN or Inf"):
+            CalibrationStats.from_state_dict(state)
+    CalibrationStats.from_state_dict(good)  # the untouched state still loads

@@ -511,3 +511,80 @@ def test_cr_and_nystrom_bad_input() -> None:
         nystrom(np.eye(3), 1, select="best")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="ridge"):
         ridge_leverage_scores(np.eye(3), -1.0)
+
+
+def test_choose_rank_checks_spectrum_and_shape() -> None:
+    s = np.array([3.0, 2.0, 1.0])
+    bad_spectra = [
+        (np.array([np.nan, 1.0]), "spectrum contains NaN"),  # returned 1
+        (np.array([]), "spectrum must not be empty"),  # IndexError
+        (np.ones((2, 2)), "spectrum must be 1-D"),  # accepted
+        (np.array([1.0, -2.0]), "spectrum must be non-negative"),  # accepted
+        (np.array([1.0, 2.0, 3.0]), "descending"),  # eigh order: wrong energy rank
+    ]
+    for spectrum, message in bad_spectra:
+        with pytest.raises(ValueError, match=message):
+            choose_rank(spectrum, (3, 3), energy=0.5)
+    with pytest.raises(TypeError, match="spectrum must hold real numbers"):
+        choose_rank(s.astype(complex), (3, 3), energy=0.5)
+    for shape, message in (
+        ((0, 0), r"shape\[0\] must be >= 1"),  # ZeroDivisionError
+        ((-3, 4), r"shape\[0\] must be >= 1"),  # returned 1
+        ((3, 0), r"shape\[1\] must be >= 1"),
+        ((3,), "shape must be a pair"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            choose_rank(s, shape, param_ratio=0.5)
+    with pytest.raises(TypeError, match=r"shape\[1\] must be an integer"):
+        choose_rank(s, (3, 2.5), param_ratio=0.5)
+    # still accepted: integer spectra, torch-like shapes, ties, zeros
+    assert choose_rank(np.array([2, 1, 1, 0]), (np.int64(4), 4), energy=1.0) == 3
+    assert choose_rank(np.zeros(3), (3, 3), energy=0.5) == 1
+
+
+def test_svd_rank_arguments_checked_before_the_svd(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numlib.lowrank
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the SVD (or the whitening) ran before the arguments were checked")
+
+    monkeypatch.setattr(numlib.lowrank, "_svd_truncate", no_work)
+    monkeypatch.setattr(numlib.lowrank, "whiten", no_work)
+    W = np.ones((4, 3))
+    C = np.eye(3)
+    for fn, args in ((weighted_svd, (W,)), (whitened_svd, (W, C))):
+        with pytest.raises(ValueError, match="split"):
+            fn(*args, rank=1, split="middle")
+        with pytest.raises(ValueError, match="exactly one of rank"):
+            fn(*args)
+        with pytest.raises(ValueError, match=r"rank must satisfy 1 <= rank <= 3"):
+            fn(*args, rank=4)
+        with pytest.raises(ValueError, match="energy"):
+            fn(*args, energy=1.5)
+        with pytest.raises(ValueError, match="param_ratio"):
+            fn(*args, param_ratio=1.0)
+        with pytest.raises(ValueError, match="multiple_of"):
+            fn(*args, rank=1, multiple_of=0)
+
+
+def test_nystrom_and_leverage_scores_refuse_indefinite_K() -> None:
+    # clipping the negative eigenvalues used to turn -K into the zero matrix silently
+    X = np.random.default_rng(0).standard_normal((8, 5))
+    K = X.T @ X
+    for M in (-K, np.diag([1.0, 2.0, -1e-3])):
+        with pytest.raises(ValueError, match="K must be positive semi-definite"):
+            ridge_leverage_scores(M, 0.0)
+        for select in ("top", "sample", "greedy"):
+            with pytest.raises(ValueError, match="K must be positive semi-definite"):
+                nystrom(M, 2, select=select, rng=0)  # type: ignore[arg-type]
+    # rounding-level negative eigenvalues (here -1e-15, tolerance 200 eps = 4.4e-14) of a
+    # singular PSD K are still accepted
+    Q = np.linalg.qr(np.random.default_rng(1).standard_normal((200, 200)))[0]
+    lam = np.zeros(200)
+    lam[:3] = [1.0, 0.5, 0.2]
+    lam[-1] = -1e-15
+    G = (Q * lam) @ Q.T
+    G = (G + G.T) / 2
+    assert np.all(ridge_leverage_scores(G, 0.0) >= 0)
+    np.testing.assert_allclose(nystrom(G, 3).matrix(), G, atol=1e-9)
+    nystrom(G, 3, select="greedy")

@@ -155,3 +155,22 @@ def test_bad_inputs_name_the_argument() -> None:
         lstsq(np.ones((3, 20)), np.ones(3), method="sketch")
     with pytest.raises(TypeError, match="A"):
         lstsq(np.ones((20, 3), dtype=int), np.ones(20))
+
+
+def test_complex_input_goes_to_lapack_or_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the sketched CG is real-only: complex A or b used to come back converged=True with
+    # a relative error of order 1; now method="sketch" refuses them and "auto" uses gelsd
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((400, 10)) + 1j * rng.standard_normal((400, 10))
+    b = rng.standard_normal(400) + 1j * rng.standard_normal(400)
+    with pytest.raises(TypeError, match="A must be real for method='sketch'"):
+        lstsq(A, b, method="sketch", rng=0)
+    with pytest.raises(TypeError, match="b must be real for method='sketch'"):
+        lstsq(A.real.copy(), b, method="sketch", rng=0)
+    monkeypatch.setattr(numlib.lstsq, "AUTO_MIN_COLS", 10)  # a real A this tall would sketch
+    assert lstsq(A.real.copy(), b.real.copy(), rng=0).method == "sketch"
+    for AA, bb in ((A, b), (A.real.copy(), b)):
+        res = lstsq(AA, bb, rng=0)
+        assert res.method == "lapack" and res.converged
+        x_ref = np.linalg.lstsq(AA, bb, rcond=None)[0]
+        np.testing.assert_allclose(res.x, x_ref, rtol=1e-10, atol=0)

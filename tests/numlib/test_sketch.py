@@ -333,3 +333,73 @@ def test_numlib_threads_follow_the_blas_limit() -> None:
         assert usable_cpus() == 1
     with threadpool_limits(limits=2, user_api="blas"):
         assert usable_cpus() == min(2, len(os.sched_getaffinity(0)))
+
+
+def test_gram_cholesky_and_seminormal_solve_check_their_inputs() -> None:
+    rng = np.random.default_rng(0)
+    SA, Sb = rng.standard_normal((10, 3)), rng.standard_normal(10)
+    R = gram_cholesky(SA)
+    assert R is not None
+    nan_SA = SA.copy()
+    nan_SA[0, 0] = np.nan
+    # before: a 1x1 R, None ("ill-conditioned"), AttributeError, NaN x, raw matmul error
+    for bad, error, match in (
+        (np.ones(3), ValueError, "SA must be 2-D"),
+        (nan_SA, ValueError, "SA contains NaN or Inf"),
+        ([[1.0, 0.0], [0.0, 1.0]], TypeError, "SA must be a numpy array"),
+        (np.ones((2, 3)), ValueError, "SA must have at least as many rows as columns"),
+        (np.ones((4, 3), dtype=int), TypeError, "SA must have a floating-point dtype"),
+        (np.ones((0, 3)), ValueError, "SA must not be empty"),
+    ):
+        with pytest.raises(error, match=match):
+            gram_cholesky(bad)
+        with pytest.raises(error, match=match):
+            seminormal_solve(bad, Sb, R)
+    for bad_b, match in (
+        (np.full(10, np.nan), "Sb contains NaN or Inf"),
+        (np.ones(9), "Sb must have length 10"),
+        (np.ones((10, 1)), "Sb must be 1-D"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            seminormal_solve(SA, bad_b, R)
+    with pytest.raises(ValueError, match=r"R must have shape \(3, 3\)"):
+        seminormal_solve(SA, Sb, R[:2, :2])
+    with pytest.raises(TypeError, match="Sb must be a numpy array"):
+        seminormal_solve(SA, list(Sb), R)
+    # complex SA is supported (R^H R = SA^H SA)
+    Z = SA + 1j * rng.standard_normal((10, 3))
+    Rz = gram_cholesky(Z)
+    np.testing.assert_allclose(Rz.conj().T @ Rz, Z.conj().T @ Z, atol=1e-12)
+
+
+def test_sketch_size_accepts_numpy_scalars() -> None:
+    # np.float32(2) used to be refused as "not a finite number > 0"
+    assert sketch_size(5, 0.5, constant=np.float32(2)) == sketch_size(5, 0.5, constant=2.0)
+    assert sketch_size(5, 0.5, constant=np.int64(2)) == sketch_size(5, 0.5, constant=2)
+    with pytest.raises(ValueError, match="constant must be > 0"):
+        sketch_size(5, 0.5, constant=0.0)
+    with pytest.raises(ValueError, match="constant must be finite"):
+        sketch_size(5, 0.5, constant=np.float64(np.inf))
+    with pytest.raises(TypeError, match="constant must be a real number"):
+        sketch_size(5, 0.5, constant="2")
+
+
+@pytest.mark.parametrize("kind", sorted(SKETCHES))
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_apply_rejects_non_finite_input(kind, bad) -> None:
+    # NaN/Inf used to pass straight through to S @ A
+    S = make_sketch(kind, 16, 300, rng=0)
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((300, 3))
+    for row, col in ((0, 0), (137, 2), (299, 1)):
+        B = A.copy()
+        B[row, col] = bad
+        for arg in (B, B[:, col].copy()):
+            with pytest.raises(ValueError, match="A contains NaN or Inf"):
+                S.apply(arg)
+    np.testing.assert_allclose(S.apply(A), S.matrix() @ A, atol=1e-12)
+    torch = pytest.importorskip("torch")  # every kind takes torch arrays
+    B = torch.from_numpy(A.copy())
+    B[5, 1] = bad
+    with pytest.raises(ValueError, match="A contains NaN or Inf"):
+        S.apply(B)

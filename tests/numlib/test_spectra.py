@@ -8,6 +8,7 @@ with probability ``P(Bin(10, 0.05) >= 3) < 0.012``.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -188,3 +189,26 @@ def test_spectra_torch_and_bad_input() -> None:
         farms_esd(W, size=5)
     with pytest.raises(ValueError, match="2-D"):
         esd(np.ones(3))
+
+
+def test_complex_samples_refused_unless_imaginary_parts_are_rounding() -> None:
+    # complex eigenvalues used to be cast to their real parts with only a ComplexWarning
+    lam = np.array([1 + 1j, 2, 3])
+    with pytest.raises(ValueError, match="eigenvalues must be real"):
+        spectral_density(lam, bins=2)
+    with pytest.raises(ValueError, match="samples must be real"):
+        hill_alpha(lam)
+    with pytest.raises(ValueError, match="samples must be real"):
+        powerlaw_fit(lam)
+    with pytest.raises(ValueError, match="eigenvalues contains NaN"):
+        spectral_density(np.array([1.0 + 1j * np.nan, 2.0]))
+    # eigvals of a symmetric matrix may come back complex with rounding-level imaginary parts
+    A = np.random.default_rng(0).standard_normal((40, 40))
+    ev = np.linalg.eigvalsh(A + A.T)
+    noisy = ev + 1e-15j * np.abs(ev).max()
+    for log in (False, True):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no ComplexWarning either
+            got = spectral_density(noisy, bins=5, log=log)
+        for x, y in zip(got, spectral_density(ev, bins=5, log=log), strict=True):
+            np.testing.assert_array_equal(x, y)
