@@ -62,6 +62,13 @@ def _check_positive(value: Any, name: str) -> int:
     return int(value)
 
 
+def _check_finite(x: torch.Tensor, name: str = "x") -> None:
+    # amax and amin propagate NaN and reach Inf exactly when some entry does: two
+    # passes without a temporary, where isfinite(x).all() takes 20x longer
+    if x.numel() and not bool(torch.isfinite(torch.stack([x.amax(), x.amin()])).all()):
+        raise ValueError(f"{name} must be finite (it holds NaN or Inf)")
+
+
 # --------------------------------------------------------------------------- torch kernels
 
 
@@ -116,13 +123,14 @@ def quantize_activations(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torc
     TypeError
         If ``x`` is not a floating-point tensor or ``bits`` is not an int.
     ValueError
-        If ``x`` is not 2-D or ``bits`` is outside 1..8.
+        If ``x`` is not 2-D, holds NaN/Inf, or ``bits`` is outside 1..8.
     """
     bits = _check_bits(bits, "bits")
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise TypeError("x must be a floating-point torch.Tensor")
     if x.ndim != 2:
         raise ValueError(f"x must be 2-D (rows x k), got shape {tuple(x.shape)}")
+    _check_finite(x)
     halves, scales = _half_values(x.detach(), bits)
     return halves.to(torch.int64) + (1 << (bits - 1)), scales
 
@@ -592,10 +600,7 @@ class BitplaneLinear(nn.Module):
         out_dtype = x.dtype
         if x2.shape[0] == 0:
             return x.new_zeros((*lead, self.out_features))
-        # amax and amin propagate NaN and reach Inf exactly when some entry does: two
-        # passes without a temporary, where isfinite(x).all() takes 20x longer
-        if not bool(torch.isfinite(torch.stack([x2.amax(), x2.amin()])).all()):
-            raise ValueError("x must be finite (it holds NaN or Inf)")
+        _check_finite(x2)
         if self.activation_bits is None:
             weight = self.dequantized_weight(out_dtype)
             bias = None if self.bias is None else self.bias.to(out_dtype)

@@ -11,13 +11,19 @@ paper reports PINN errors of order one on its high-frequency problems (spectral 
 this module measures that claim on the same grids as :class:`solvers.gp_pde.GPPDESolver`.
 
 Training can be checkpointed to a safetensors file and resumed, so a long run loses at
-most one checkpoint interval when interrupted.
+most one checkpoint interval when interrupted. A checkpoint holds the weights, Adam's
+state and the batch generator's state, with the run's configuration as JSON metadata
+(never pickle), so a resumed run takes exactly the steps an uninterrupted one would.
 
 Importing this module imports torch.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
+import numbers
 import os
 import time
 from collections.abc import Sequence
@@ -26,9 +32,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from learned.optim_state import load_optimizer, optimizer_tensors
 from solvers.gp_pde.problems import PDEOperator
 
 __all__ = ["PINNResult", "train_pinn"]
+
+CHECKPOINT_FORMAT = "numlib.learned.gp_pinn"
+CHECKPOINT_VERSION = "2"  # 1 (no metadata): weights and step only, cannot resume exactly
 
 
 @dataclass(frozen=True)
@@ -149,7 +159,11 @@ def train_pinn(
         Seed of the initialisation (``torch.manual_seed``).
     checkpoint : path, optional
         safetensors file: resumed from if it exists, written every ``checkpoint_every``
-        steps and at the end.
+        steps and at the end. It holds the weights, Adam's state, the batch generator's
+        state and the configuration (operator, grid and a digest of the data, width,
+        depth, ``lr``, ``boundary_weight``, ``batch_size``), so resuming reproduces the
+        uninterrupted run; ``seconds``, ``max_steps``, ``checkpoint_every`` and ``rng``
+        (the initialisation the checkpoint replaces) may change.
     checkpoint_every : int
         Steps between checkpoints.
     batch_size : int
@@ -162,14 +176,42 @@ def train_pinn(
 
     Raises
     ------
+    TypeError
+        If a count (``max_steps``, ``width``, ``depth``, ``checkpoint_every``,
+        ``batch_size``, ``rng``) is not an int or a rate not a real number.
     ValueError
-        For data whose shape differs from the grid, NaN/Inf data, or a non-positive
-        budget.
+        For axes that are not 1-D with at least 2 strictly increasing finite points,
+        data whose shape differs from the grid, NaN/Inf data, a non-positive budget,
+        count or ``lr``, a negative ``boundary_weight``, or a checkpoint of another
+        format or configuration.
     """
+    for name, value in (
+        ("max_steps", max_steps),
+        ("width", width),
+        ("depth", depth),
+        ("checkpoint_every", checkpoint_every),
+        ("batch_size", batch_size),
+    ):
+        _check_count(value, name)
+    if isinstance(rng, bool) or not isinstance(rng, numbers.Integral):
+        raise TypeError(f"rng must be an int, got {type(rng).__name__}")
+    for name, value in (("lr", lr), ("boundary_weight", boundary_weight)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be finite and > 0, got {lr}")
+    if not (math.isfinite(boundary_weight) and boundary_weight >= 0):
+        raise ValueError(f"boundary_weight must be finite and >= 0, got {boundary_weight}")
     axes = [np.asarray(a, dtype=np.float64) for a in axes]
-    shape = tuple(a.size for a in axes)
     if len(axes) != operator.ndim:
         raise ValueError(f"axes must have {operator.ndim} arrays, got {len(axes)}")
+    for d, a in enumerate(axes):
+        if a.ndim != 1 or a.size < 2 or not np.all(np.isfinite(a)) or np.any(np.diff(a) <= 0):
+            raise ValueError(
+                f"axes[{d}] must be 1-D with at least 2 strictly increasing finite points, "
+                f"got {a if a.size <= 6 else f'shape {a.shape}'}"
+            )
+    shape = tuple(a.size for a in axes)
     for name, v in (("source", source), ("boundary", boundary)):
         if np.shape(v) != shape:
             raise ValueError(f"{name} must have the grid shape {shape}, got {np.shape(v)}")
@@ -200,13 +242,22 @@ def train_pinn(
 
     model = _mlp(len(axes), width, depth)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    config = {
+        "operator": {
+            "terms": [[float(c), [int(a) for a in alpha]] for c, alpha in operator.terms],
+            "cubic": float(operator.cubic),
+        },
+        "grid": list(shape),
+        "data": _digest(axes, f.numpy(), g),
+        "width": int(width),
+        "depth": int(depth),
+        "lr": float(lr),
+        "boundary_weight": float(boundary_weight),
+        "batch_size": int(batch_size),
+    }
     steps = 0
     if checkpoint is not None and os.path.exists(checkpoint):
-        from safetensors.torch import load_file
-
-        state = load_file(str(checkpoint))
-        steps = int(state.pop("__steps__").item())
-        model.load_state_dict(state)
+        steps = _load(checkpoint, config, model, optimizer, generator)
     losses = []
     start = time.perf_counter()
     while steps < max_steps and time.perf_counter() - start < seconds:
@@ -225,18 +276,90 @@ def train_pinn(
         if steps % 100 == 0:
             losses.append(float(loss.detach()))
         if checkpoint is not None and steps % checkpoint_every == 0:
-            _save(model, steps, checkpoint)
+            _save(checkpoint, config, steps, model, optimizer, generator)
     if checkpoint is not None:
-        _save(model, steps, checkpoint)
+        _save(checkpoint, config, steps, model, optimizer, generator)
     elapsed = time.perf_counter() - start
     return PINNResult(model, steps, elapsed, np.array(losses, dtype=np.float64), lower, upper)
 
 
-def _save(model: torch.nn.Module, steps: int, path: str | os.PathLike) -> None:
+def _check_count(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+
+
+def _digest(axes: Sequence[np.ndarray], *arrays: np.ndarray) -> str:
+    """SHA-256 of the grid and data, so a checkpoint is not resumed on other data."""
+    h = hashlib.sha256()
+    for a in (*axes, *arrays):
+        h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+# Checkpoint keys besides the model's own: the step count, Adam's per-parameter state
+# ("__adam__.<param index>.<name>") and the batch generator's state.
+_STEPS, _ADAM, _GENERATOR = "__steps__", "__adam__.", "__generator__"
+
+
+def _save(
+    path: str | os.PathLike,
+    config: dict,
+    steps: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+) -> None:
     from safetensors.torch import save_file
 
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    state["__steps__"] = torch.tensor([steps], dtype=torch.int64)
+    state[_STEPS] = torch.tensor([steps], dtype=torch.int64)
+    state.update(optimizer_tensors(optimizer, _ADAM))
+    state[_GENERATOR] = generator.get_state()
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": json.dumps(config, sort_keys=True),
+    }
     tmp = f"{os.fspath(path)}.tmp"
-    save_file(state, tmp)
+    save_file(state, tmp, metadata=meta)
     os.replace(tmp, path)  # atomic: an interrupted write never leaves a broken checkpoint
+
+
+def _load(
+    path: str | os.PathLike,
+    config: dict,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+) -> int:
+    """Restore a checkpoint of this configuration into the objects; return its step."""
+    from safetensors import safe_open
+
+    with safe_open(os.fspath(path), framework="pt") as handle:
+        meta = handle.metadata() or {}
+        state = {key: handle.get_tensor(key) for key in handle.keys()}
+    if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(
+            f"checkpoint {os.fspath(path)!r} is not a train_pinn checkpoint of version "
+            f"{CHECKPOINT_VERSION} (format {meta.get('format')!r}, version "
+            f"{meta.get('version')!r}; files without optimizer state cannot be resumed "
+            "exactly): delete it or pass another checkpoint path"
+        )
+    saved = json.loads(meta["config"])
+    wanted = json.loads(json.dumps(config, sort_keys=True))
+    if saved != wanted:
+        changed = sorted(k for k in wanted.keys() | saved.keys() if saved.get(k) != wanted.get(k))
+        raise ValueError(
+            f"checkpoint {os.fspath(path)!r} was written with another configuration "
+            f"(differs in {', '.join(changed)}): use a new checkpoint path"
+        )
+    try:
+        steps = int(state.pop(_STEPS).item())
+        generator.set_state(state.pop(_GENERATOR))
+        load_optimizer(optimizer, state, _ADAM)  # lr and the rest: the checked config's
+        model.load_state_dict(state)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise ValueError(f"checkpoint {os.fspath(path)!r} is damaged: {exc}") from exc
+    return steps

@@ -50,8 +50,15 @@ class _MultiHead(nn.Module):
         fallback: bool = True,
     ) -> None:
         super().__init__()
-        if dim < 1 or heads < 1:
-            raise ValueError(f"dim and heads must be >= 1, got dim={dim}, heads={heads}")
+        for name, value in (("dim", dim), ("heads", heads), ("head_dim", head_dim)):
+            if value is None and name == "head_dim":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__}")
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if not isinstance(causal, bool):
+            raise TypeError(f"causal must be a bool, got {causal!r}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if head_dim is None:
@@ -107,6 +114,14 @@ class TensorAttention(_MultiHead):
         Options of the fast mode (:func:`numlib.attention.plan_attention`); with
         ``fallback=True`` (default here) a batch whose logits are too large for the
         requested accuracy is computed exactly rather than raising.
+
+    Raises
+    ------
+    TypeError
+        If ``dim``, ``heads`` or ``head_dim`` is not an int or ``causal`` not a bool.
+    ValueError
+        If one of them is not positive, ``heads`` does not divide ``dim`` (without
+        ``head_dim``), or ``mode`` is unknown.
 
     Examples
     --------

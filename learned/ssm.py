@@ -95,7 +95,10 @@ def vandermonde_kernel(
     matrix is formed at once (``O(N L)`` memory per channel). With ``block=b`` the
     powers are formed ``b`` at a time, ``Abar^(s + j) = Abar^s Abar^j``, so peak memory
     per channel is ``O(N b + L)``; ``b ~ L / N`` gives ``O(N + L)``. Powers are
-    ``exp(l log Abar)``, accurate to ``O(l u)`` relative.
+    ``exp(l log Abar)``, accurate to ``O(l u)`` relative. A mode with ``|Abar|`` below
+    the smallest normal number of its dtype (``exp(dt Λ)`` underflowed, to 0 or to a
+    subnormal) counts as 0: ``0^0 = 1`` and ``0^l = 0`` exactly, and its gradient is
+    finite (0) rather than ``log(0)``'s NaN or ``1 / subnormal``'s overflow.
 
     Parameters
     ----------
@@ -113,17 +116,28 @@ def vandermonde_kernel(
         raise ValueError(f"length must be >= 1, got {length}")
     if block is not None and block < 1:
         raise ValueError(f"block must be >= 1, got {block}")
-    logA = torch.log(Abar)
     real_dtype = Abar.real.dtype
+    # log(0) = -inf and -inf * 0 = NaN, and log's gradient 1 / Abar overflows below the
+    # smallest normal: take the log of 1 there and put the powers of 0 back in _powers.
+    zero = Abar.abs() < torch.finfo(real_dtype).tiny
+    logA = torch.log(torch.where(zero, torch.ones_like(Abar), Abar))
+
+    def _powers(ell: torch.Tensor) -> torch.Tensor:
+        """``Abar^ell`` for exponents ``ell`` (broadcast on a trailing axis of Abar)."""
+        return torch.where(
+            zero[..., None], (ell == 0).to(Abar.dtype), torch.exp(logA[..., None] * ell)
+        )
+
     if block is None or block >= length:
         ell = torch.arange(length, dtype=real_dtype, device=Abar.device)
-        return torch.einsum("...n,...nl->...l", W, torch.exp(logA[..., None] * ell))
+        return torch.einsum("...n,...nl->...l", W, _powers(ell))
     out = torch.empty((*Abar.shape[:-1], length), dtype=Abar.dtype, device=Abar.device)
     ell = torch.arange(block, dtype=real_dtype, device=Abar.device)
-    powers = torch.exp(logA[..., None] * ell)  # (..., N, b), reused by every block
+    powers = _powers(ell)  # (..., N, b), reused by every block
     for start in range(0, length, block):
         stop = min(start + block, length)
-        Ws = W * torch.exp(logA * start)
+        first = torch.full((1,), float(start), dtype=real_dtype, device=Abar.device)
+        Ws = W * _powers(first)[..., 0]
         out[..., start:stop] = torch.einsum("...n,...nl->...l", Ws, powers[..., : stop - start])
     return out
 

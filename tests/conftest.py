@@ -22,6 +22,21 @@ settings.register_profile("dev", deadline=None, max_examples=40)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Run the test with one torch intra-op thread, then restore the count.
+
+    Tiny tensors: a second thread only adds synchronisation (and spins badly on a
+    loaded machine). Modules opt in with ``pytestmark = pytest.mark.usefixtures(...)``.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _cuda_available() -> bool:
     if importlib.util.find_spec("cupy") is None:
         return False

@@ -14,6 +14,7 @@ error is compensated rather than reproduced.
 from __future__ import annotations
 
 import copy
+import numbers
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -44,7 +45,14 @@ from numlib.calibration import CalibrationStats, whiten
 from numlib.lowrank import choose_rank
 from numlib.monarch import monarch_project
 
-__all__ = ["compress", "compress_linear", "dense_target_layer", "select_targets"]
+__all__ = [
+    "check_target",
+    "compress",
+    "compress_linear",
+    "dense_target_layer",
+    "select_targets",
+    "shape_requirements",
+]
 
 FilterFn = Callable[[nn.Module, str], bool]
 # Methods whose result runs as a convolution again (a pruned, low-rank or Monarch kernel).
@@ -138,9 +146,76 @@ def _default_nblocks(m: int, n: int) -> tuple[int, int]:
     return (1, 1)
 
 
+def shape_requirements(recipe: Recipe) -> list[tuple[str, int, int, str]]:
+    """Return what the sides of every weight matrix ``recipe`` compresses must be multiples of.
+
+    Each entry ``(side, d, k, what)`` asks ``side`` (``"in_features"`` or
+    ``"out_features"``; for a convolution, of its kernel as a matrix over patches) to
+    be a multiple of ``d`` and at least ``k d``: an N:M pattern's ``M``, a block's
+    sides, Monarch's ``nblocks``, quantisation groups, PTQ1.61's binary block (twice:
+    one salient block and one binarised block at least).
+    """
+    r = recipe
+    need: list[tuple[str, int, int, str]] = []
+    if r.pattern is not None:
+        need.append(("in_features", r.pattern[1], 1, f"pattern {r.pattern[0]}:{r.pattern[1]}: M"))
+    if r.method == "block" and r.block is not None:
+        need += [
+            ("out_features", r.block[0], 1, f"block {r.block}: rows"),
+            ("in_features", r.block[1], 1, f"block {r.block}: columns"),
+        ]
+    if r.method == "monarch" and r.nblocks is not None:
+        need += [
+            ("in_features", r.nblocks[0], 1, f"nblocks {r.nblocks}: input blocks"),
+            ("out_features", r.nblocks[1], 1, f"nblocks {r.nblocks}: output blocks"),
+        ]
+    if r.method in ("rtn", "gptq") and r.group_size is not None:
+        need.append(("in_features", r.group_size, 1, f"group_size {r.group_size}"))
+    if r.method == "ptq161":
+        need.append(("in_features", r.binary_block, 2, f"binary_block {r.binary_block}"))
+    return need
+
+
+def check_target(name: str, module: nn.Module, recipe: Recipe) -> None:
+    """Raise ``ValueError`` naming ``name`` if ``recipe`` cannot compress ``module``.
+
+    The weight must be finite and its matrix fit :func:`shape_requirements`; called on
+    every target before any is copied or replaced.
+
+    Raises
+    ------
+    ValueError
+        For a NaN/Inf weight or a side that misses a requirement.
+    """
+    W = _matrix(module)
+    if not bool(torch.isfinite(W).all()):
+        raise ValueError(f"{name!r}: the weight must be finite (it holds NaN or Inf)")
+    sides = {"out_features": int(W.shape[0]), "in_features": int(W.shape[1])}
+    for side, d, k, what in shape_requirements(recipe):
+        size = sides[side]
+        if size % d:
+            raise ValueError(
+                f"{name!r}: {what} must divide {side} = {size} (method {recipe.method!r})"
+            )
+        if size < k * d:
+            raise ValueError(
+                f"{name!r}: {side} = {size} must be at least {k} x {what} = {k * d} "
+                f"(method {recipe.method!r}; exclude the layer with filter_fn or use a "
+                "smaller block)"
+            )
+
+
+def _as_recipe(recipe: Recipe | dict[str, Any]) -> Recipe:
+    if isinstance(recipe, dict):
+        return Recipe.from_dict(recipe)
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"recipe must be a Recipe or a dict, got {type(recipe).__name__}")
+    return recipe
+
+
 def compress_linear(
     linear: nn.Linear,
-    recipe: Recipe,
+    recipe: Recipe | dict[str, Any],
     stats: CalibrationStats | None = None,
     *,
     sparsity: float | None = None,
@@ -153,7 +228,7 @@ def compress_linear(
     ----------
     linear : nn.Linear
         Not modified.
-    recipe : Recipe
+    recipe : Recipe or dict
     stats : CalibrationStats, optional
         Input statistics (required when ``recipe.needs_calibration``).
     sparsity, rank : optional
@@ -164,12 +239,40 @@ def compress_linear(
     Returns
     -------
     nn.Module
-        The compressed layer.
+        The compressed layer, in ``linear``'s dtype.
+
+    Raises
+    ------
+    TypeError
+        If ``linear`` is not an ``nn.Linear``, ``recipe`` not a Recipe (or dict), or
+        ``stats`` not a ``CalibrationStats``.
+    ValueError
+        For ``"nystrom"``, missing or mis-sized ``stats`` for a calibrated recipe, an
+        out-of-range ``sparsity`` or ``rank``, a non-finite weight, or a shape the
+        recipe cannot compress (:func:`check_target`).
     """
+    if not isinstance(linear, nn.Linear):
+        raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")
+    recipe = _as_recipe(recipe)
     if recipe.method == "nystrom":
         raise ValueError("method 'nystrom' compresses pairs of layers: use compress()")
-    if recipe.needs_calibration and stats is None:
+    if stats is not None:
+        if not isinstance(stats, CalibrationStats):
+            raise TypeError(f"stats must be a CalibrationStats, got {type(stats).__name__}")
+        if stats.features != linear.in_features:
+            raise ValueError(
+                f"stats are of {stats.features} features, the layer has "
+                f"in_features = {linear.in_features}"
+            )
+    elif recipe.needs_calibration:
         raise ValueError(f"recipe {recipe.method!r} needs calibration statistics")
+    if sparsity is not None:
+        prune.check_sparsity(sparsity)
+    if rank is not None and (
+        isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or rank < 1
+    ):
+        raise ValueError(f"rank must be a positive int, got {rank!r}")
+    check_target("linear", linear, recipe)
     W = linear.weight.detach()
     b = None if linear.bias is None else linear.bias.detach()
     m_out, n_in = W.shape
@@ -206,13 +309,13 @@ def compress_linear(
         if recipe.energy is None:
             size = {"rank": min(rank or recipe.rank or 1, m_out, n_in)}
         factors = factorize(W, recipe.kind, C=C, row_weights=row_weights, damp=recipe.damp, **size)
-        layer = lowrank_linear(factors, b)
+        layer = lowrank_linear(factors, b, dtype=W.dtype)
     elif method == "monarch":
         nblocks = recipe.nblocks or _default_nblocks(m_out, n_in)
         r = min(recipe.rank or 1, m_out // nblocks[1], n_in // nblocks[0])
         C = stats.second_moment() if recipe.kind == "whitened" and stats is not None else None
         mon = monarch_project(W.to(torch.float64), nblocks, rank=r, C=C, damp=recipe.damp)
-        layer = MonarchLinear.from_monarch(mon, b)
+        layer = MonarchLinear.from_monarch(mon, b, dtype=W.dtype)
     elif method == "rtn":
         assert recipe.bits is not None
         layer = quantize.rtn_quantize(
@@ -433,14 +536,17 @@ def compress(
         What ``loss_fn`` receives, e.g. ``(inputs, labels)`` pairs; default: the
         calibration batches.
     inplace : bool
-        Modify ``model`` itself.
+        Modify ``model`` itself (its mode too: it is left in eval mode).
 
     Returns
     -------
     nn.Module
-        The compressed model, in eval mode (for ``"nystrom"`` the targets are narrower
-        ``nn.Linear`` layers), with ``compression_recipe`` (the recipe dict)
-        and ``compressed_layers`` (names) attributes used by
+        The compressed model, in eval mode whatever ``model``'s mode (compressed layers
+        are for inference; dropout stays off, as after
+        :func:`~learned.compress.serialize.load_compressed`; call ``.train()`` to
+        fine-tune). For ``"nystrom"`` the targets are narrower ``nn.Linear``
+        layers. It has ``compression_recipe`` (the recipe dict) and
+        ``compressed_layers`` (names) attributes used by
         :func:`learned.compress.serialize.save_compressed`.
 
     Raises
@@ -449,8 +555,10 @@ def compress(
         If ``model`` is not an ``nn.Module`` or the filter selects a module that is not
         an ``nn.Linear``, ``nn.Conv1d`` or ``nn.Conv2d``.
     ValueError
-        For an invalid recipe, an empty selection, a convolution the recipe or its
-        geometry does not allow, missing or empty calibration for a
+        For an invalid recipe, an empty selection, a target the recipe cannot
+        compress (a non-finite weight, or a shape outside :func:`shape_requirements`,
+        e.g. ``group_size`` not dividing ``in_features``), a convolution the recipe or
+        its geometry does not allow, missing or empty calibration for a
         calibrated recipe, a missing ``loss_fn`` for a Fisher-weighted one, or, for
         ``"nystrom"``, a target in no producer/consumer pair
         (:func:`~learned.compress.units.find_unit_pairs`); all before any layer is
@@ -466,10 +574,7 @@ def compress(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(recipe, dict):
-        recipe = Recipe.from_dict(recipe)
-    elif not isinstance(recipe, Recipe):
-        raise TypeError(f"recipe must be a Recipe or a dict, got {type(recipe).__name__}")
+    recipe = _as_recipe(recipe)
     for name, target in select_targets(model, filter_fn).items():  # validate before copying
         if isinstance(target, CONVOLUTIONS):
             check_convolution(target, name)
@@ -479,6 +584,7 @@ def compress(
                     f"{' with eora_rank' if recipe.eora_rank is not None else ''} compresses "
                     f"only nn.Linear layers (convolutions: {', '.join(CONV_METHODS)})"
                 )
+        check_target(name, target, recipe)
     batches = None
     if recipe.needs_calibration:
         if calibration is None:
@@ -501,15 +607,19 @@ def compress(
     was_training = model.training
     model.eval()
     targets = select_targets(model, filter_fn)
-    if recipe.method == "nystrom":
-        assert batches is not None
-        plan = _units_plan(targets, _unit_pairs(model, targets, batches), recipe)
-    else:
-        row_weights = None
-        if recipe.needs_loss:
-            assert loss_fn is not None
-            row_weights = fisher_row_weights(model, targets, loss_batches, loss_fn)
-        plan = _plan(model, targets, recipe, batches, row_weights)
+    try:  # planning reads the model but changes no layer: on failure, undo eval()
+        if recipe.method == "nystrom":
+            assert batches is not None
+            plan = _units_plan(targets, _unit_pairs(model, targets, batches), recipe)
+        else:
+            row_weights = None
+            if recipe.needs_loss:
+                assert loss_fn is not None
+                row_weights = fisher_row_weights(model, targets, loss_batches, loss_fn)
+            plan = _plan(model, targets, recipe, batches, row_weights)
+    except BaseException:
+        model.train(was_training)
+        raise
     if not recipe.needs_calibration:
         for name, lin in targets.items():
             _replace(model, targets, name, lin, None, recipe, plan[name])
@@ -521,7 +631,7 @@ def compress(
         stats = collect_stats(model, calibrated, batches)
         for name, lin in calibrated.items():
             _replace(model, targets, name, lin, stats[name], recipe, plan[name])
-    model.train(was_training)
+    model.eval()  # the new layers too
     model.compression_recipe = recipe.to_dict()
     model.compressed_layers = list(targets)
     return model

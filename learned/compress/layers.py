@@ -139,14 +139,19 @@ class LowRankLinear(_CompressedLinear):
         *,
         dtype: torch.dtype | None = None,
     ) -> LowRankLinear:
-        """Build from ``W ~ left @ right``, cast to ``dtype`` (default: ``bias``'s or float32)."""
+        """Build from ``W ~ left @ right``, all cast to ``dtype`` (default: ``left``'s).
+
+        Pass the dtype of the weight being replaced: the factors of
+        :mod:`numlib.lowrank` are float64 whatever the layer's dtype, and a layer
+        without bias has nothing else to take it from.
+        """
         if left.ndim != 2 or right.ndim != 2 or left.shape[1] != right.shape[0]:
             raise ValueError(
                 f"left and right must be (out, k) and (k, in), got {tuple(left.shape)} "
                 f"and {tuple(right.shape)}"
             )
         if dtype is None:
-            dtype = bias.dtype if bias is not None else torch.float32
+            dtype = left.dtype
         out = cls(
             int(right.shape[1]),
             int(left.shape[0]),
@@ -213,10 +218,16 @@ class MonarchLinear(_CompressedLinear):
         _bias(self, out_features, bias, dtype)
 
     @classmethod
-    def from_monarch(cls, monarch: Monarch, bias: torch.Tensor | None) -> MonarchLinear:
-        """Build from the factors of :func:`numlib.monarch.monarch_project`."""
+    def from_monarch(
+        cls, monarch: Monarch, bias: torch.Tensor | None, *, dtype: torch.dtype | None = None
+    ) -> MonarchLinear:
+        """Build from the factors of :func:`numlib.monarch.monarch_project`.
+
+        All cast to ``dtype`` (default: the factors'); pass the replaced weight's.
+        """
         m, n = monarch.shape
-        dtype = bias.dtype if bias is not None else torch.float32
+        if dtype is None:
+            dtype = torch.as_tensor(monarch.L).dtype
         out = cls(
             n, m, monarch.nblocks, rank=monarch.block_rank, bias=bias is not None, dtype=dtype
         )
@@ -458,13 +469,30 @@ class CompensatedLinear(nn.Module):
     base : nn.Module
         Any compressed layer with ``in_features`` / ``out_features``.
     correction : LowRankLinear
-        Without bias.
+        Without bias, of the same shape as ``base``.
+
+    Raises
+    ------
+    TypeError
+        If ``base`` is not an ``nn.Module`` or ``correction`` not a :class:`LowRankLinear`.
+    ValueError
+        If ``correction`` has a bias or the two shapes differ.
     """
 
     def __init__(self, base: nn.Module, correction: LowRankLinear) -> None:
         super().__init__()
+        if not isinstance(base, nn.Module):
+            raise TypeError(f"base must be an nn.Module, got {type(base).__name__}")
+        if not isinstance(correction, LowRankLinear):
+            raise TypeError(f"correction must be a LowRankLinear, got {type(correction).__name__}")
         if correction.bias is not None:
             raise ValueError("correction must have no bias")
+        shape = (getattr(base, "out_features", None), getattr(base, "in_features", None))
+        if shape != (correction.out_features, correction.in_features):
+            raise ValueError(
+                f"base (out, in) = {shape} must equal the correction's "
+                f"{(correction.out_features, correction.in_features)}"
+            )
         self.base = base
         self.correction = correction
         self.in_features = correction.in_features

@@ -73,9 +73,11 @@ def factorize(
     raise ValueError(f"kind must be 'svd', 'whitened' or 'fisher', got {kind!r}")
 
 
-def lowrank_linear(factors: LowRankFactors, bias: torch.Tensor | None) -> LowRankLinear:
-    """Return a :class:`LowRankLinear` holding ``factors`` (cast to ``bias``'s dtype or float32)."""
-    return LowRankLinear.from_factors(factors.left, factors.right, bias)
+def lowrank_linear(
+    factors: LowRankFactors, bias: torch.Tensor | None, *, dtype: torch.dtype
+) -> LowRankLinear:
+    """Return a :class:`LowRankLinear` holding ``factors`` cast to ``dtype`` (the weight's)."""
+    return LowRankLinear.from_factors(factors.left, factors.right, bias, dtype=dtype)
 
 
 def allocate_ranks(

@@ -298,6 +298,17 @@ class MixedBitLinear(nn.Module):
         """Apply both parts (the low part carries the bias)."""
         return self.high(x[..., self.salient]) + self.low(x[..., self.rest])
 
+    def dense_weight(self) -> torch.Tensor:
+        """Return the dequantised float64 ``out x in`` weight (each part at its input columns)."""
+        weight = torch.zeros(
+            (self.out_features, self.in_features),
+            dtype=torch.float64,
+            device=self.salient.device,
+        )
+        weight[:, self.salient] = self.high.dequantized_weight()
+        weight[:, self.rest] = self.low.dequantized_weight()
+        return weight
+
 
 def mixed_ptq161(
     linear: nn.Linear,
@@ -312,14 +323,26 @@ def mixed_ptq161(
 
     The number of salient channels is rounded so that the binarised rest splits into
     blocks of ``block`` inputs (one scale each per output row); the effective weight width
-    is about ``f high_bits + (1 - f)`` bits plus the scales.
+    is about ``f high_bits + (1 - f)`` bits plus the scales. Both parts hold at least
+    one block.
+
+    Raises
+    ------
+    ValueError
+        If ``salient_fraction`` is outside ``(0, 1)``, ``block`` is not a positive int,
+        or ``in_features`` is not a multiple of ``block`` of at least ``2 block``.
     """
     if not 0.0 < salient_fraction < 1.0:
         raise ValueError(f"salient_fraction must lie in (0, 1), got {salient_fraction}")
+    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+        raise ValueError(f"block must be a positive int, got {block!r}")
     W = linear.weight.detach().to(torch.float64)
     out_f, in_f = W.shape
-    if in_f % block:
-        raise ValueError(f"block {block} must divide in_features {in_f}")
+    if in_f % block or in_f < 2 * block:
+        raise ValueError(
+            f"in_features = {in_f} must be a multiple of block = {block} and at least "
+            f"2 x block (a salient and a binarised block)"
+        )
     n_rest = in_f - max(block, round(salient_fraction * in_f / block) * block)
     n_rest = max(block, n_rest)
     score = channel_norms.to(torch.float64) * W.abs().amax(dim=0)

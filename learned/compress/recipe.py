@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import numbers
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 __all__ = ["METHODS", "Recipe"]
@@ -23,6 +24,30 @@ METHODS = (
 )
 _CALIBRATED = {"wanda", "sparsegpt", "gptq", "ptq161", "nystrom"}
 _PRUNING = {"magnitude", "wanda", "sparsegpt", "block"}
+# The methods that read each optional field; any other method must leave it at its default.
+# Solver settings shared across methods (damp, blocksize, sequential, dense_target) are
+# not listed: one setting for a sweep over methods is fine.
+_READ_BY: dict[str, set[str]] = {
+    "sparsity": _PRUNING,
+    "pattern": {"magnitude", "wanda", "sparsegpt"},
+    "block": {"block"},
+    "kind": {"lowrank", "monarch"},
+    "rank": {"lowrank", "monarch"},
+    "param_ratio": {"lowrank", "nystrom"},
+    "energy": {"lowrank"},
+    "multiple_of": {"lowrank", "nystrom"},
+    "selection": {"nystrom"},
+    "nblocks": {"monarch"},
+    "bits": {"rtn", "gptq"},
+    "group_size": {"rtn", "gptq"},
+    "activation_bits": {"rtn", "gptq", "ptq161"},
+    "act_order": {"gptq"},
+    "salient_fraction": {"ptq161"},
+    "high_bits": {"ptq161"},
+    "binary_block": {"ptq161"},
+    # nystrom keeps dense (narrower) layers: no compression error for EoRA to fit
+    "eora_rank": set(METHODS) - {"nystrom"},
+}
 
 
 def _ratio(value: Any, name: str) -> None:
@@ -95,9 +120,12 @@ class Recipe:
     act_order : bool
         GPTQ: quantise columns in order of decreasing ``diag(C)`` (static group scales).
     salient_fraction, high_bits, binary_block
-        PTQ1.61-style mixed scheme.
+        PTQ1.61-style mixed scheme: fraction of 4-bit input channels, their bits, and
+        the positive block width of the binarised rest's scales (a target's
+        ``in_features`` must be a multiple of it and at least twice it).
     eora_rank : int, optional
-        Add an EoRA low-rank compensation of this rank to every compressed layer.
+        Add an EoRA low-rank compensation of this rank to every compressed layer (all
+        methods but ``"nystrom"``).
     sequential : bool
         Recalibrate stage by stage on the already-compressed model (default); ``False``
         calibrates once on the dense model (one-shot).
@@ -105,12 +133,16 @@ class Recipe:
         With ``sequential``: each layer fits the dense model's outputs on the compressed
         model's inputs (asymmetric calibration, default) rather than its own outputs.
     damp, blocksize
-        Hessian damping and OBS block width (SparseGPT, GPTQ).
+        Hessian damping (finite, ``>= 0``) and OBS block width (SparseGPT, GPTQ;
+        a multiple of ``group_size`` and of an N:M pattern's ``M``).
 
     Raises
     ------
     ValueError, TypeError
-        For an unknown method, a missing strength, or values out of range.
+        For an unknown method, a missing strength, values out of range, or a field
+        the method does not read set to anything but its default (e.g. ``bits`` for
+        ``"magnitude"``, ``param_ratio`` for ``"monarch"``, ``eora_rank`` for
+        ``"nystrom"``).
     """
 
     method: str
@@ -154,11 +186,19 @@ class Recipe:
         _ratio(self.salient_fraction, "salient_fraction")
         for name in ("rank", "multiple_of", "group_size", "eora_rank", "blocksize"):
             _pos_int(getattr(self, name), name)
+        _pos_int(self.binary_block, "binary_block")
         if self.allocation not in ("uniform", "farms", "global"):
             raise ValueError(
                 f"allocation must be 'uniform', 'farms' or 'global', got {self.allocation!r}"
             )
         m = self.method
+        defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
+        for name, readers in _READ_BY.items():
+            if m not in readers and getattr(self, name) != defaults[name]:
+                raise ValueError(
+                    f"{name} does not apply to method {m!r} (it is read by "
+                    f"{', '.join(sorted(readers))})"
+                )
         if self.allocation == "farms" and m not in _PRUNING:
             raise ValueError(f"allocation 'farms' sets pruning ratios; method is {m!r}")
         if self.allocation == "global" and (m != "lowrank" or self.param_ratio is None):
@@ -197,8 +237,18 @@ class Recipe:
         for name in ("act_order", "sequential", "dense_target"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        if self.damp < 0:
-            raise ValueError(f"damp must be >= 0, got {self.damp}")
+        if isinstance(self.damp, bool) or not isinstance(self.damp, numbers.Real):
+            raise TypeError(f"damp must be a real number, got {type(self.damp).__name__}")
+        if not (math.isfinite(self.damp) and self.damp >= 0):
+            raise ValueError(f"damp must be finite and >= 0, got {self.damp}")
+        if m == "gptq" and self.group_size is not None and self.blocksize % self.group_size:
+            raise ValueError(
+                f"blocksize {self.blocksize} must be a multiple of group_size {self.group_size}"
+            )
+        if m == "sparsegpt" and self.pattern is not None and self.blocksize % self.pattern[1]:
+            raise ValueError(
+                f"blocksize {self.blocksize} must be a multiple of M = {self.pattern[1]}"
+            )
 
     @property
     def needs_calibration(self) -> bool:

@@ -1,7 +1,7 @@
 """Save and load compressed models: one safetensors file plus a small JSON description.
 
-``compression.json`` holds the recipe and, for every replaced layer, its class and
-constructor arguments (nested for :class:`~learned.compress.layers.CompensatedLinear`,
+``compression.json`` holds the recipe and, for every replaced layer, its class,
+constructor arguments and dtype (nested for :class:`~learned.compress.layers.CompensatedLinear`,
 :class:`~learned.compress.quantize.MixedBitLinear` and
 :class:`~learned.compress.conv.CompressedConv`); ``model.safetensors`` holds the whole
 state dict (factors, non-zeros and indices, packed bit-planes; never pickle). Loading
@@ -37,7 +37,10 @@ from learned.compress.quantize import MixedBitLinear
 __all__ = ["load_compressed", "save_compressed"]
 
 FORMAT = "numlib.learned.compress"
-VERSION = 2  # 2: SparseLinear and NMSparseLinear store bit masks
+# 2: SparseLinear and NMSparseLinear store bit masks; 3: every layer records its dtype
+VERSION = 3
+# Versions this reader loads: 2 lacks the dtypes, which are then read off the tensors.
+READABLE = (2, 3)
 _SIMPLE: dict[str, type[nn.Module]] = {
     "LowRankLinear": LowRankLinear,
     "MonarchLinear": MonarchLinear,
@@ -46,7 +49,33 @@ _SIMPLE: dict[str, type[nn.Module]] = {
 }
 
 
+def _dtype_name(layer: nn.Module) -> str | None:
+    """Name of the floating dtype a leaf layer computes in (None: it holds none)."""
+    if isinstance(layer, BitplaneLinear):  # float64 scales whatever the dtype: the bias's
+        return None if layer.bias is None else str(layer.bias.dtype).removeprefix("torch.")
+    for p in layer.parameters():
+        if p.is_floating_point():
+            return str(p.dtype).removeprefix("torch.")
+    return None
+
+
+def _dtype(name: Any) -> torch.dtype | None:
+    if name is None:
+        return None
+    dtype = getattr(torch, name, None) if isinstance(name, str) else None
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"unknown layer dtype {name!r} in the compression file")
+    return dtype
+
+
 def _describe(layer: nn.Module) -> dict[str, Any]:
+    desc = _describe_structure(layer)
+    if "config" in desc and "dtype" not in desc and desc["class"] != "CompressedConv":
+        desc["dtype"] = _dtype_name(layer)
+    return desc
+
+
+def _describe_structure(layer: nn.Module) -> dict[str, Any]:
     if isinstance(layer, CompressedConv):
         inner = _describe(layer.inner)
         return {"class": "CompressedConv", "config": layer.config(), "inner": inner}
@@ -89,31 +118,42 @@ def _describe(layer: nn.Module) -> dict[str, Any]:
     return {"class": name, "config": layer.config()}  # type: ignore[operator]
 
 
-def _build(desc: dict[str, Any]) -> nn.Module:
+def _build(desc: dict[str, Any], dtype: torch.dtype | None = None) -> nn.Module:
+    """Rebuild an empty layer; ``dtype`` for leaves that record none (version 2)."""
     cls = desc.get("class")
     if cls == "CompressedConv":
-        return CompressedConv(_build(desc["inner"]), **desc["config"])
+        return CompressedConv(_build(desc["inner"], dtype), **desc["config"])
     if cls == "CompensatedLinear":
-        correction = _build(desc["correction"])
+        correction = _build(desc["correction"], dtype)
         assert isinstance(correction, LowRankLinear)
-        return CompensatedLinear(_build(desc["base"]), correction)
+        return CompensatedLinear(_build(desc["base"], dtype), correction)
     if cls == "MixedBitLinear":
-        high, low = _build(desc["high"]), _build(desc["low"])
+        high, low = _build(desc["high"], dtype), _build(desc["low"], dtype)
         assert isinstance(high, BitplaneLinear) and isinstance(low, BitplaneLinear)
         # Placeholder indices of the right length; the state dict overwrites them.
         return MixedBitLinear(high, low, torch.arange(high.in_features))
+    cfg = dict(desc.get("config", {}))
+    if "dtype" in desc:
+        dtype = _dtype(desc["dtype"])
     if cls == "BitplaneLinear":
-        cfg = dict(desc["config"])
-        return BitplaneLinear(cfg.pop("in_features"), cfg.pop("out_features"), **cfg)
+        return BitplaneLinear(cfg.pop("in_features"), cfg.pop("out_features"), dtype=dtype, **cfg)
     if cls == "Linear":
-        cfg = dict(desc["config"])
-        return nn.Linear(cfg.pop("in_features"), cfg.pop("out_features"), **cfg)
+        return nn.Linear(cfg.pop("in_features"), cfg.pop("out_features"), dtype=dtype, **cfg)
     if cls in _SIMPLE:
-        cfg = dict(desc["config"])
         if cls == "MonarchLinear":
             cfg["nblocks"] = tuple(cfg["nblocks"])
-        return _SIMPLE[cls](cfg.pop("in_features"), cfg.pop("out_features"), **cfg)
+        return _SIMPLE[cls](cfg.pop("in_features"), cfg.pop("out_features"), dtype=dtype, **cfg)
     raise ValueError(f"unknown layer class {cls!r} in the compression file")
+
+
+def _stored_dtype(tensors: dict[str, torch.Tensor], name: str) -> torch.dtype | None:
+    """Return the floating dtype of layer ``name``'s tensors in a version-2 file, or None."""
+    for key, value in tensors.items():
+        # BitplaneLinear's scales are float64 whatever the layer's dtype
+        if key.startswith(f"{name}.") and value.is_floating_point():
+            if not key.endswith("weight_scales"):
+                return value.dtype
+    return None
 
 
 def save_compressed(model: nn.Module, directory: str | os.PathLike[str]) -> Path:
@@ -163,12 +203,16 @@ def load_compressed(
     Returns
     -------
     nn.Module
-        In eval mode.
+        In eval mode, every compressed layer in the dtype it was saved in (version 3
+        records it; for version-2 files it is read off the stored tensors).
 
     Raises
     ------
     ValueError
-        If the files are missing, of another format, or do not match the skeleton.
+        If ``compression.json`` or ``model.safetensors`` is missing, the files are of
+        another format or an unsupported version, or they do not match the skeleton.
+    TypeError
+        If ``skeleton`` does not give an ``nn.Module``.
     """
     from safetensors.torch import load_file
 
@@ -177,18 +221,26 @@ def load_compressed(
         meta = json.loads((path / "compression.json").read_text())
     except FileNotFoundError as exc:
         raise ValueError(f"directory {str(path)!r} has no compression.json") from exc
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise ValueError(f"{str(path)!r} is not a {FORMAT} v{VERSION} checkpoint")
+    if meta.get("format") != FORMAT or meta.get("version") not in READABLE:
+        raise ValueError(
+            f"{str(path)!r} is not a {FORMAT} checkpoint of version "
+            f"{' or '.join(map(str, READABLE))} (found format {meta.get('format')!r}, "
+            f"version {meta.get('version')!r})"
+        )
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise ValueError(f"directory {str(path)!r} has no model.safetensors")
     model = skeleton() if not isinstance(skeleton, nn.Module) else skeleton
     if not isinstance(model, nn.Module):
         raise TypeError(f"skeleton must give an nn.Module, got {type(model).__name__}")
+    tensors = load_file(str(weights))
     for name, desc in meta["layers"].items():
         try:
             model.get_submodule(name)
         except AttributeError as exc:
             raise ValueError(f"skeleton has no module {name!r}") from exc
-        set_module(model, name, _build(desc))
-    tensors = load_file(str(path / "model.safetensors"))
+        legacy = _stored_dtype(tensors, name) if meta["version"] == 2 else None
+        set_module(model, name, _build(desc, legacy))
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:

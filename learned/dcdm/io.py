@@ -1,8 +1,9 @@
 """Saving and loading DCDM networks as safetensors; the models shipped in the repository.
 
 A model file holds the network's tensors and, in the safetensors metadata, its
-:class:`~learned.dcdm.network.DCDMConfig` as JSON, so that loading needs nothing
-else (and never unpickles anything).
+:class:`~learned.dcdm.network.DCDMConfig` as JSON and the format version, so that
+loading needs nothing else (and never unpickles anything). Files without a version
+entry (the shipped models among them) are version 1.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from learned.dcdm.network import DCDMConfig, DCDMNet
 __all__ = ["MODELS_DIR", "load_model", "model_metadata", "pretrained", "save_model"]
 
 FORMAT = "numlib.learned.DCDMNet"
+VERSION = "1"
+_RESERVED = ("format", "version", "config")
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 """Folder of the shipped models, ``dcdm2d.safetensors`` and ``dcdm3d.safetensors``."""
 
@@ -28,12 +31,22 @@ def save_model(net: DCDMNet, path: str | Path, *, metadata: dict[str, Any] | Non
 
     ``metadata`` (JSON-ready values) is stored next to the configuration, e.g. the
     training command. The file is written atomically (temporary file, rename).
+
+    Raises
+    ------
+    TypeError
+        If ``net`` is not a :class:`DCDMNet`.
+    ValueError
+        If ``metadata`` uses a reserved key (``format``, ``version``, ``config``).
     """
     if not isinstance(net, DCDMNet):
         raise TypeError(f"net must be a DCDMNet, got {type(net).__name__}")
+    clash = sorted(set(metadata or {}) & set(_RESERVED))
+    if clash:
+        raise ValueError(f"metadata keys {clash} are reserved for the file format")
     path = Path(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
-    meta = {"format": FORMAT, "config": json.dumps(net.config.to_dict())}
+    meta = {"format": FORMAT, "version": VERSION, "config": json.dumps(net.config.to_dict())}
     for key, value in (metadata or {}).items():
         meta[key] = json.dumps(value)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,7 +63,9 @@ def load_model(path: str | Path) -> DCDMNet:
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is not a DCDM model.
+        If the file is not a DCDM model, is of an unsupported version (a missing
+        version is 1), or its configuration or tensors are missing, invalid or do not
+        match each other.
     """
     path = Path(path)
     if not path.is_file():
@@ -59,10 +74,24 @@ def load_model(path: str | Path) -> DCDMNet:
         meta = handle.metadata() or {}
         if meta.get("format") != FORMAT:
             raise ValueError(f"{path} is not a DCDM model (format {meta.get('format')!r})")
+        version = meta.get("version", "1")
+        if version != VERSION:
+            raise ValueError(
+                f"{path} is a DCDM model of version {version!r}; this reader loads "
+                f"version {VERSION}"
+            )
         tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    config = DCDMConfig(**json.loads(meta["config"]))
-    net = DCDMNet.from_config(config)
-    net.load_state_dict(tensors)
+    if "config" not in meta:
+        raise ValueError(f"{path} has no DCDM configuration in its metadata")
+    try:
+        fields = json.loads(meta["config"])
+        if not isinstance(fields, dict):
+            raise TypeError(f"the configuration is a {type(fields).__name__}, not an object")
+        config = DCDMConfig(**fields)
+        net = DCDMNet.from_config(config)
+        net.load_state_dict(tensors)
+    except (TypeError, ValueError, RuntimeError) as exc:  # json errors are ValueErrors
+        raise ValueError(f"{path} is not a valid DCDM model: {exc}") from exc
     return net.eval()
 
 
@@ -96,4 +125,6 @@ def model_metadata(path: str | Path) -> dict[str, Any]:
     """Return the JSON metadata stored in a model file (configuration included)."""
     with safe_open(str(path), framework="pt") as handle:
         meta = handle.metadata() or {}
-    return {key: json.loads(value) for key, value in meta.items() if key != "format"}
+    return {
+        key: json.loads(value) for key, value in meta.items() if key not in ("format", "version")
+    }

@@ -40,6 +40,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from learned.optim_state import load_optimizer, optimizer_tensors
 from learned.ssm import S4DLayer
 from learned.ssm_init import diagonal_init
 from numlib.diag import transfer_function
@@ -175,11 +176,8 @@ def _optimizer(model: SSMClassifier, cfg: Config) -> torch.optim.Optimizer:
 
 def _save(path: Path, model: nn.Module, opt: torch.optim.Optimizer, meta: dict[str, Any]) -> None:
     tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
-    state = opt.state_dict()
-    for idx, entry in state["state"].items():
-        for key, value in entry.items():
-            tensors[f"opt.{idx}.{key}"] = torch.as_tensor(value).contiguous()
-    meta = {**meta, "param_groups": state["param_groups"]}
+    tensors.update(optimizer_tensors(opt, "opt."))
+    meta = {**meta, "param_groups": opt.state_dict()["param_groups"]}
     partial = path.with_name(path.name + ".partial")
     save_file(tensors, str(partial), metadata={"json": json.dumps(meta)})
     partial.replace(path)  # atomic: an interrupted save never leaves a torn checkpoint
@@ -192,12 +190,7 @@ def _load(path: Path, model: nn.Module, opt: torch.optim.Optimizer) -> dict[str,
         meta = json.loads((handle.metadata() or {})["json"])
     tensors = load_file(str(path))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, idx, name = key.split(".", 2)
-            state.setdefault(int(idx), {})[name] = value
-    opt.load_state_dict({"state": state, "param_groups": meta.pop("param_groups")})
+    load_optimizer(opt, tensors, "opt.", meta.pop("param_groups"))
     return meta
 
 

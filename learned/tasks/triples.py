@@ -36,6 +36,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from learned.layers import SoftmaxAttention, TensorAttention
+from learned.optim_state import load_optimizer, optimizer_tensors
 from numlib.validate import as_generator, check_positive_int
 
 __all__ = [
@@ -181,14 +182,11 @@ def _checkpoint_path(out: Path, kind: str) -> Path:
 def _save(path: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int, cfg: Config) -> None:
     """Model and AdamW state as safetensors (no pickle); written atomically."""
     tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
-    state = opt.state_dict()
-    for idx, slots in state["state"].items():
-        for name, value in slots.items():
-            tensors[f"optim.{idx}.{name}"] = torch.as_tensor(value).contiguous()
+    tensors.update(optimizer_tensors(opt, "optim."))
     meta = {
         "step": str(step),
         "config": json.dumps(asdict(cfg)),
-        "param_groups": json.dumps(state["param_groups"]),
+        "param_groups": json.dumps(opt.state_dict()["param_groups"]),
     }
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata=meta)
@@ -204,12 +202,7 @@ def _load(path: Path, model: nn.Module, opt: torch.optim.Optimizer, cfg: Config)
         raise ValueError(f"checkpoint {path} was written with another configuration: {meta}")
     tensors = load_file(str(path))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    slots: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, idx, name = key.split(".", 2)
-            slots.setdefault(int(idx), {})[name] = value
-    opt.load_state_dict({"state": slots, "param_groups": json.loads(meta["param_groups"])})
+    load_optimizer(opt, tensors, "optim.", json.loads(meta["param_groups"]))
     return int(meta["step"])
 
 

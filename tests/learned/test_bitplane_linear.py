@@ -358,3 +358,13 @@ def test_inference_only() -> None:
         assert torch.equal(layer(x), y)
     assert not y.requires_grad
     assert torch.equal(layer(x.detach()), y)  # grad enabled but nothing to differentiate
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_quantize_activations_rejects_non_finite_input(bad: float) -> None:
+    x = torch.randn(2, 8)
+    x[0, 1] = bad
+    with pytest.raises(ValueError, match="finite"):
+        quantize_activations(x, 4)
+    codes, scales = quantize_activations(torch.zeros(0, 8), 4)  # empty: nothing to check
+    assert codes.shape == (0, 8) and scales.shape == (0, 1)

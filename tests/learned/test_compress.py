@@ -757,3 +757,234 @@ def test_bad_targets_and_calibration_are_rejected() -> None:
         compress(net, fisher, calibration=batches, loss_fn=lambda model, x: model(x))
     with pytest.raises(ValueError, match="does not depend"):
         compress(net, fisher, calibration=batches, loss_fn=lambda model, x: model[0](x).sum())
+
+
+# --------------------------------------------------------------------------- dtypes and modes
+
+
+def _small(dtype: torch.dtype = torch.float32, *, bias: bool = True) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(16, 24, bias=bias), nn.ReLU(), nn.Linear(24, 8, bias=bias)).to(
+        dtype
+    )
+
+
+def _float_dtypes(model: nn.Module) -> set[torch.dtype]:
+    """dtypes of the floating tensors a layer computes with (BitplaneLinear's scales aside)."""
+    return {
+        v.dtype
+        for k, v in model.state_dict().items()
+        if v.is_floating_point() and not k.endswith("weight_scales")
+    }
+
+
+# Full rank: exact up to rounding, so a float64 model stays accurate to float64 rounding.
+EXACT_RECIPES = {
+    "lowrank": Recipe("lowrank", kind="svd", rank=16),
+    "monarch": Recipe("monarch", kind="svd", nblocks=(1, 1), rank=16),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("name", list(EXACT_RECIPES))
+def test_factored_layers_keep_the_weight_dtype(name: str, bias: bool, dtype: torch.dtype) -> None:
+    net = _small(dtype, bias=bias)
+    small = compress(net, EXACT_RECIPES[name])
+    assert _float_dtypes(small) == {dtype}
+    x = torch.randn(5, 16, dtype=torch.float64).to(dtype)
+    with torch.no_grad():
+        out, ref = small(x), net(x)
+    assert out.dtype == dtype
+    if dtype == torch.float64:  # float32 factors would be off by ~1e-7
+        torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+
+
+DTYPE_RECIPES = {
+    "lowrank": Recipe("lowrank", kind="svd", rank=4),
+    "monarch": Recipe("monarch", kind="svd", nblocks=(2, 2)),
+    "magnitude": Recipe("magnitude", sparsity=0.5),
+    "nm": Recipe("magnitude", pattern=(2, 4)),
+    "rtn": Recipe("rtn", bits=4, activation_bits=None),
+    "magnitude-eora": Recipe("magnitude", sparsity=0.5, eora_rank=2),
+}
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("name", list(DTYPE_RECIPES))
+def test_save_and_load_keep_every_layer_dtype(name: str, bias: bool, tmp_path) -> None:
+    net = _small(torch.float64, bias=bias)
+    small = compress(
+        net, DTYPE_RECIPES[name], calibration=[torch.randn(32, 16, dtype=torch.float64)]
+    )
+    save_compressed(small, tmp_path)
+    again = load_compressed(tmp_path, lambda: _small(torch.float64, bias=bias))
+    assert _float_dtypes(again) == _float_dtypes(small) <= {torch.float64}
+    x = torch.randn(4, 16, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.equal(small(x), again(x))
+
+
+def test_version_2_files_load_in_their_stored_dtype_and_others_are_refused(tmp_path) -> None:
+    import json
+
+    small = compress(_small(torch.float64, bias=False), Recipe("lowrank", kind="svd", rank=4))
+    save_compressed(small, tmp_path)
+    meta_path = tmp_path / "compression.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["version"] == 3 and meta["layers"]["0"]["dtype"] == "float64"
+    for desc in meta["layers"].values():  # what version 2 wrote: no dtype
+        del desc["dtype"]
+    meta_path.write_text(json.dumps({**meta, "version": 2}))
+    again = load_compressed(tmp_path, lambda: _small(torch.float64, bias=False))
+    assert _float_dtypes(again) == {torch.float64}
+    meta_path.write_text(json.dumps({**meta, "version": 1}))
+    with pytest.raises(ValueError, match="version 2 or 3"):
+        load_compressed(tmp_path, _small)
+    meta_path.write_text(json.dumps({**meta, "version": 3}))
+    (tmp_path / "model.safetensors").unlink()
+    with pytest.raises(ValueError, match=r"no model\.safetensors"):
+        load_compressed(tmp_path, _small)
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_compress_returns_an_eval_model_and_leaves_the_input_mode_alone(inplace: bool) -> None:
+    net = _small()
+    net.train()
+    small = compress(net, Recipe("magnitude", sparsity=0.5), inplace=inplace)
+    assert not any(m.training for m in small.modules())
+    if not inplace:
+        assert all(m.training for m in net.modules())
+    # A failure while planning (nothing replaced yet) leaves an in-place model's mode alone.
+    net = _Rolled().train()
+    with pytest.raises(ValueError, match="in no such pair"):
+        compress(
+            net, Recipe("nystrom", param_ratio=0.5), calibration=[torch.randn(32, 8)], inplace=True
+        )
+    assert all(m.training for m in net.modules())
+
+
+# --------------------------------------------------------------------------- checked up front
+
+
+@pytest.mark.parametrize(
+    ("recipe", "layer", "match"),
+    [
+        (Recipe("rtn", bits=4, group_size=32), "'2'", "group_size 32 must divide in_features"),
+        (Recipe("gptq", bits=4, group_size=32), "'2'", "group_size 32 must divide in_features"),
+        (Recipe("magnitude", pattern=(2, 32)), "'2'", "M must divide in_features"),
+        (Recipe("block", sparsity=0.5, block=(16, 32)), "'2'", "columns must divide"),
+        (Recipe("monarch", kind="svd", nblocks=(32, 16), rank=1), "'2'", "input blocks"),
+        (Recipe("ptq161", binary_block=32), "'0'", "at least 2 x binary_block 32"),
+    ],
+)
+def test_inplace_compression_checks_every_shape_before_touching_the_model(
+    recipe: Recipe, layer: str, match: str
+) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(32, 48), nn.ReLU(), nn.Linear(48, 16)).train()
+    before = copy.deepcopy(net.state_dict())
+    with pytest.raises(ValueError, match=rf"^{layer}: .*{match}"):
+        compress(net, recipe, calibration=[torch.randn(8, 32)], inplace=True)
+    assert [type(m) for m in net] == [nn.Linear, nn.ReLU, nn.Linear]
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    assert net.training
+
+
+def test_ptq161_refuses_layers_narrower_than_two_blocks_and_splits_the_rest() -> None:
+    from learned.compress.quantize import mixed_ptq161
+
+    net = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 16))
+    with pytest.raises(ValueError, match=r"'0': in_features = 64 must be at least 2 x"):
+        compress(net, Recipe("ptq161"), calibration=[torch.randn(8, 64)])
+    with pytest.raises(ValueError, match="at least 2 x block"):
+        mixed_ptq161(nn.Linear(64, 4), torch.ones(64), block=64)
+    # Exactly two blocks: one salient (4-bit) block and one binarised block.
+    layer = mixed_ptq161(nn.Linear(128, 4), torch.ones(128), block=64, activation_bits=None)
+    assert layer.high.in_features == layer.low.in_features == 64
+
+
+def test_eora_compensates_ptq161_and_reloads(tmp_path) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32))
+    X = torch.randn(256, 64)
+    kw = {"binary_block": 16, "activation_bits": None, "sequential": False}
+    plain = compress(net, Recipe("ptq161", **kw), calibration=[X])
+    fixed = compress(net, Recipe("ptq161", eora_rank=8, **kw), calibration=[X])
+    with torch.no_grad():
+        ref = net[0](X)
+        assert (fixed[0](X) - ref).norm() < 0.9 * (plain[0](X) - ref).norm()
+    save_compressed(fixed, tmp_path)
+    again = load_compressed(tmp_path, net)
+    with torch.no_grad():
+        assert torch.equal(again(X[:8]), fixed(X[:8]))
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        Recipe("magnitude", sparsity=0.5),
+        Recipe("block", sparsity=0.5, block=(4, 4)),
+        Recipe("lowrank", kind="svd", rank=4),
+    ],
+)
+def test_non_finite_weights_are_rejected_by_every_method(recipe: Recipe) -> None:
+    net = _small()
+    with torch.no_grad():
+        net[2].weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="'2': the weight must be finite"):
+        compress(net, recipe)
+
+
+def test_compress_linear_checks_its_arguments() -> None:
+    from learned.compress import compress_linear
+    from numlib.calibration import CalibrationStats
+
+    lin = nn.Linear(32, 16)
+    with pytest.raises(TypeError, match=r"nn\.Linear"):
+        compress_linear(nn.Conv2d(4, 8, 3), Recipe("magnitude", sparsity=0.5))
+    layer = compress_linear(lin, {"method": "magnitude", "sparsity": 0.5})
+    assert isinstance(layer, SparseLinear)
+    lowrank = Recipe("lowrank", kind="svd", rank=4)
+    for rank in (0, -2, 2.0):
+        with pytest.raises(ValueError, match="rank must be a positive int"):
+            compress_linear(lin, lowrank, rank=rank)
+    with pytest.raises(ValueError, match="sparsity"):
+        compress_linear(lin, Recipe("magnitude", sparsity=0.5), sparsity=1.5)
+    stats = CalibrationStats().update(torch.randn(10, 20))
+    with pytest.raises(ValueError, match="in_features = 32"):
+        compress_linear(lin, Recipe("wanda", sparsity=0.5), stats=stats)
+
+
+def test_compensated_linear_needs_matching_shapes() -> None:
+    from learned.compress import CompensatedLinear, LowRankLinear
+
+    with pytest.raises(ValueError, match="must equal the correction"):
+        CompensatedLinear(LowRankLinear(8, 4, 2), LowRankLinear(16, 3, 2, bias=False))
+    with pytest.raises(TypeError, match="LowRankLinear"):
+        CompensatedLinear(LowRankLinear(8, 4, 2), nn.Linear(8, 4, bias=False))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"method": "monarch", "kind": "svd", "param_ratio": 0.25}, "param_ratio does not apply"),
+        ({"method": "magnitude", "sparsity": 0.5, "bits": 4}, "bits does not apply"),
+        ({"method": "magnitude", "sparsity": 0.5, "group_size": 8}, "group_size does not apply"),
+        ({"method": "rtn", "bits": 4, "kind": "svd"}, "kind does not apply"),
+        ({"method": "lowrank", "rank": 4, "nblocks": (2, 2)}, "nblocks does not apply"),
+        ({"method": "block", "sparsity": 0.5, "block": (4, 4), "pattern": (2, 4)}, "pattern"),
+        ({"method": "nystrom", "param_ratio": 0.5, "eora_rank": 2}, "eora_rank does not apply"),
+        ({"method": "ptq161", "binary_block": 0}, "binary_block"),
+        ({"method": "ptq161", "binary_block": -32}, "binary_block"),
+        ({"method": "gptq", "bits": 4, "damp": float("nan")}, "damp"),
+        ({"method": "gptq", "bits": 4, "damp": float("inf")}, "damp"),
+        ({"method": "gptq", "bits": 4, "group_size": 48}, "multiple of group_size"),
+        ({"method": "sparsegpt", "pattern": (2, 3)}, "multiple of M"),
+    ],
+)
+def test_inapplicable_and_out_of_range_recipe_fields_are_rejected(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        Recipe(**kwargs)
+    with pytest.raises(TypeError, match="damp"):
+        Recipe("gptq", bits=4, damp="x")  # type: ignore[arg-type]

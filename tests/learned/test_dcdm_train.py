@@ -188,3 +188,40 @@ def test_galerkin_batches_mixing_operators_keep_their_order():
     torch.testing.assert_close(batched, one_by_one)
     with pytest.raises(ValueError, match="needs matrices, one per operator"):
         DCDMModule(config, coefficients, geometry, lr=1e-3, steps=1, seed=0)
+
+
+def _rewrite(path, meta: dict, tensors: dict) -> None:
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(path), metadata=meta)
+
+
+def test_model_files_are_versioned_and_damaged_ones_raise_value_error(tmp_path):
+    from safetensors import safe_open
+
+    torch.manual_seed(1)
+    net = DCDMNet(2, channels=4, levels=1)
+    path = tmp_path / "m.safetensors"
+    save_model(net, path)
+    with safe_open(str(path), framework="pt") as handle:
+        meta, tensors = handle.metadata(), {k: handle.get_tensor(k) for k in handle.keys()}
+    assert meta["version"] == "1"
+    config = json.loads(meta["config"])
+    # No version entry (the files shipped before versions): version 1.
+    _rewrite(path, {k: v for k, v in meta.items() if k != "version"}, tensors)
+    assert load_model(path).config == net.config
+    bad = [
+        ({**meta, "version": "2"}, tensors, "version '2'"),
+        ({**meta, "config": json.dumps({**config, "norm": "batch"})}, tensors, "norm"),
+        ({k: v for k, v in meta.items() if k != "config"}, tensors, "no DCDM configuration"),
+        ({**meta, "config": "[1, 2]"}, tensors, "not an object"),
+        ({**meta, "config": "{"}, tensors, "not a valid DCDM model"),
+        (meta, dict(list(tensors.items())[1:]), "Missing key"),
+        ({**meta, "config": json.dumps({**config, "channels": 5})}, tensors, "size mismatch"),
+    ]
+    for m, t, match in bad:
+        _rewrite(path, m, t)
+        with pytest.raises(ValueError, match=match):
+            load_model(path)
+    with pytest.raises(ValueError, match="reserved"):
+        save_model(net, path, metadata={"version": 2})

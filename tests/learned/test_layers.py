@@ -9,15 +9,7 @@ from hypothesis import strategies as st
 
 from learned.layers import SoftmaxAttention, TensorAttention
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Tiny tensors: a second intra-op thread only adds synchronisation (and spins badly
-    # on a loaded machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 FEW = settings(max_examples=10, deadline=None)
@@ -109,3 +101,17 @@ def test_bad_configuration() -> None:
     with pytest.raises(ValueError, match="must be >= 1"):
         SoftmaxAttention(0)
     assert TensorAttention(10, heads=3, head_dim=4)(torch.randn(2, 4, 10)).shape == (2, 4, 10)
+
+
+@pytest.mark.parametrize("layer", [TensorAttention, SoftmaxAttention])
+def test_sizes_and_switches_are_checked(layer) -> None:
+    with pytest.raises(ValueError, match="head_dim must be >= 1"):
+        layer(8, heads=2, head_dim=0)
+    with pytest.raises(ValueError, match="head_dim must be >= 1"):
+        layer(8, heads=2, head_dim=-1)
+    with pytest.raises(TypeError, match="dim must be an int"):
+        layer(8.0, heads=2)
+    with pytest.raises(TypeError, match="heads must be an int"):
+        layer(8, heads=True)
+    with pytest.raises(TypeError, match="causal must be a bool"):
+        layer(8, causal="yes")

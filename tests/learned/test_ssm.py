@@ -270,3 +270,27 @@ def test_bad_inputs():
         vandermonde_kernel(
             torch.ones(2, dtype=torch.complex128), torch.ones(2, dtype=torch.complex128), 0
         )
+
+
+@pytest.mark.parametrize("block", [None, 1, 2, 3])
+def test_vandermonde_powers_of_zero_are_exact(block):
+    """``0^0 = 1`` and ``0^l = 0``: a mode whose ``exp(dt Λ)`` underflowed is no NaN."""
+    for dtype in (torch.complex64, torch.complex128):
+        Abar = torch.tensor([0, 0.5], dtype=dtype)
+        W = torch.tensor([1, 1], dtype=dtype)
+        K = vandermonde_kernel(Abar, W, 5, block=block)
+        expected = torch.tensor([2, 0.5, 0.25, 0.125, 0.0625], dtype=dtype)
+        torch.testing.assert_close(K, expected, rtol=1e-6, atol=0)
+
+
+def test_s4d_conv_equals_scan_when_the_transition_underflows():
+    # Λ down to -1100 and dt = 0.1: exp(dt Λ) underflows to 0 in float32 for most modes.
+    layer = S4DLayer(1, diagonal_init("real", 1100), dt_min=0.1, dt_max=0.1)
+    u = torch.randn(1, 1, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        conv, scan = layer(u, mode="conv"), layer(u, mode="scan")
+    assert torch.isfinite(conv).all()
+    torch.testing.assert_close(conv, scan, rtol=1e-4, atol=1e-5)
+    # The gradient through the underflowed (zero and subnormal) modes is finite too.
+    layer(u, mode="conv").sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in layer.parameters() if p.grad is not None)

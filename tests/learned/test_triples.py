@@ -15,15 +15,7 @@ from safetensors.torch import load_file
 
 from learned.tasks.triples import Config, balanced_batch, main, train, triple_labels
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Tiny tensors: a second intra-op thread only adds synchronisation (and spins badly
-    # on a loaded machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def brute_force(x: np.ndarray, p: int) -> np.ndarray:

@@ -28,15 +28,7 @@ from numlib.attention import (
 )
 from numlib.attention.polynomial import feature_scales, monomial_features
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Tiny tensors: a second intra-op thread only adds synchronisation (and spins badly
-    # on a loaded machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 FEW = settings(max_examples=15, deadline=None)
