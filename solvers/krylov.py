@@ -249,11 +249,26 @@ def gmres(
             basis[j + 1] = w
         y = xp.asarray(lsq.solve(), dtype=x.dtype, device=device_of(x))
         update = y @ basis[: lsq.columns]
-        x += update if precondition is None else precondition(update)
-        previous = residual_norm
+        step = update if precondition is None else precondition(update)
+        x += step
+        previous, r_previous = residual_norm, r
         r, residual_norm = state.residual()
+        if residual_norm > previous:
+            # A cycle minimises the residual over a space that contains the current
+            # iterate, so it cannot grow unless the small least-squares problem was
+            # numerically singular (A M singular on the Krylov space): keep the iterate
+            # from before the cycle rather than return a worse, possibly huge, one.
+            x -= step
+            r, residual_norm = r_previous, previous
+            if not invariant:
+                breakdown = (
+                    "a GMRES cycle increased the residual (A M numerically singular on the "
+                    "Krylov space?); the iterate before that cycle is returned"
+                )
         if callback is not None:
             callback(x)
+        if breakdown is not None:
+            break
         if invariant and residual_norm > state.tolerance and residual_norm >= previous:
             scale = max(state.b_norm, history[0])
             x_norm = vector_norm(xp, x)
