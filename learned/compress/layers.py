@@ -58,6 +58,20 @@ def _check_size(value: Any, name: str) -> int:
     return int(value)
 
 
+def _check_matrix(tensor: Any, name: str) -> torch.Tensor:
+    """Require a finite floating 2-D tensor: what every ``from_*`` builder packs."""
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.ndim != 2 or not tensor.is_floating_point():
+        raise ValueError(
+            f"{name} must be a 2-D floating tensor, got shape {tuple(tensor.shape)} and "
+            f"dtype {tensor.dtype}"
+        )
+    if not bool(torch.isfinite(tensor).all()):
+        raise ValueError(f"{name} contains NaN or Inf")
+    return tensor
+
+
 def _bias(layer: nn.Module, out_features: int, bias: bool, dtype: torch.dtype | None) -> None:
     if bias:
         layer.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype))
@@ -145,7 +159,9 @@ class LowRankLinear(_CompressedLinear):
         :mod:`numlib.lowrank` are float64 whatever the layer's dtype, and a layer
         without bias has nothing else to take it from.
         """
-        if left.ndim != 2 or right.ndim != 2 or left.shape[1] != right.shape[0]:
+        _check_matrix(left, "left")
+        _check_matrix(right, "right")
+        if left.shape[1] != right.shape[0]:
             raise ValueError(
                 f"left and right must be (out, k) and (k, in), got {tuple(left.shape)} "
                 f"and {tuple(right.shape)}"
@@ -331,7 +347,7 @@ class SparseLinear(_MaskedLinear):
     @classmethod
     def from_dense(cls, weight: torch.Tensor, bias: torch.Tensor | None) -> SparseLinear:
         """Keep the non-zeros of ``weight`` (``out x in``)."""
-        kept = weight.detach() != 0
+        kept = _check_matrix(weight, "weight").detach() != 0
         out = cls(
             int(weight.shape[1]),
             int(weight.shape[0]),
@@ -431,7 +447,7 @@ class NMSparseLinear(_MaskedLinear):
         ValueError
             If some group of ``m`` has more than ``n`` non-zeros.
         """
-        out_f, in_f = (int(s) for s in weight.shape)
+        out_f, in_f = (int(s) for s in _check_matrix(weight, "weight").shape)
         layer = cls(in_f, out_f, n=n, m=m, bias=bias is not None, dtype=weight.dtype)
         groups = weight.detach().reshape(out_f, in_f // m, m)
         if int((groups != 0).sum(-1).max()) > n:

@@ -7,6 +7,7 @@ objective ``||(W - W') X||`` evaluated directly, and the accuracy of a digits ML
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -28,7 +29,7 @@ from learned.compress.api import dense_target_layer
 from learned.compress.calibrate import collect_paired_stats, execution_stages
 from learned.compress.eora import effective_weight
 from learned.compress.fisher import fisher_row_weights
-from learned.compress.layers import unpack_mask
+from learned.compress.layers import LowRankLinear, unpack_mask
 from learned.compress.obs import inverse_hessian_factor, obs_sweep
 from learned.compress.quantize import search_scales
 from learned.compress.units import find_unit_pairs, fit_unit_pair
@@ -988,3 +989,26 @@ def test_inapplicable_and_out_of_range_recipe_fields_are_rejected(kwargs: dict, 
         Recipe(**kwargs)
     with pytest.raises(TypeError, match="damp"):
         Recipe("gptq", bits=4, damp="x")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("build", "error"),
+    [
+        (lambda: SparseLinear.from_dense(torch.ones(5), None), ValueError),
+        (lambda: SparseLinear.from_dense(torch.ones(2, 4, dtype=torch.int64), None), ValueError),
+        (
+            lambda: NMSparseLinear.from_dense(torch.full((2, 4), math.nan), None, n=2, m=4),
+            ValueError,
+        ),
+        (
+            lambda: LowRankLinear.from_factors(
+                torch.full((3, 2), math.nan), torch.ones(2, 4), None
+            ),
+            ValueError,
+        ),
+        (lambda: LowRankLinear.from_factors(torch.ones(3, 2), [[1.0, 2.0]], None), TypeError),
+    ],
+)
+def test_layer_builders_refuse_what_they_cannot_pack(build, error) -> None:
+    with pytest.raises(error, match=r"weight|left|right"):
+        build()
