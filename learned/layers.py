@@ -50,8 +50,9 @@ class _MultiHead(nn.Module):
         fallback: bool = True,
     ) -> None:
         super().__init__()
-        for name, value in (("dim", dim), ("heads", heads), ("head_dim", head_dim)):
-            if value is None and name == "head_dim":
+        sizes = (("dim", dim), ("heads", heads), ("head_dim", head_dim), ("degree", degree))
+        for name, value in sizes:
+            if value is None and name in ("head_dim", "degree"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__}")
@@ -75,6 +76,12 @@ class _MultiHead(nn.Module):
         }
         self.proj = nn.ModuleDict({s: nn.Linear(dim, heads * head_dim) for s in self.streams})
         self.out = nn.Linear(heads * head_dim, dim)
+
+    def _check_input(self, x: Any) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if x.ndim < 2 or x.shape[-1] != self.dim:
+            raise ValueError(f"x must have shape (..., n, {self.dim}), got {tuple(x.shape)}")
 
     def _split(self, x: torch.Tensor, stream: str) -> torch.Tensor:
         y = self.proj[stream](x)
@@ -141,6 +148,7 @@ class TensorAttention(_MultiHead):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the layer to ``x`` of shape ``(..., n, dim)``."""
+        self._check_input(x)
         q = self._split(x, "q") / self.head_dim**0.5
         k1, k2, v1, v2 = (self._split(x, s) for s in ("k1", "k2", "v1", "v2"))
         if self.mode == "exact":
@@ -170,6 +178,7 @@ class SoftmaxAttention(_MultiHead):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the layer to ``x`` of shape ``(..., n, dim)``."""
+        self._check_input(x)
         q = self._split(x, "q") / self.head_dim**0.5
         k, v = self._split(x, "k"), self._split(x, "v")
         if self.mode == "exact":

@@ -115,3 +115,15 @@ def test_sizes_and_switches_are_checked(layer) -> None:
         layer(8, heads=True)
     with pytest.raises(TypeError, match="causal must be a bool"):
         layer(8, causal="yes")
+    with pytest.raises(ValueError, match="degree must be >= 1"):
+        layer(8, mode="fast", degree=0)
+
+
+@pytest.mark.parametrize("layer", [TensorAttention, SoftmaxAttention])
+def test_inputs_of_the_wrong_width_or_rank_are_refused(layer) -> None:
+    module = layer(8, heads=2)
+    for x in (torch.randn(3, 5, 7), torch.randn(8)):
+        with pytest.raises(ValueError, match=r"x must have shape \(\.\.\., n, 8\)"):
+            module(x)
+    with pytest.raises(TypeError, match=r"x must be a torch\.Tensor"):
+        module([[0.0] * 8])
