@@ -21,7 +21,10 @@ Records: ``ptd-random`` vs ``s4d-normal`` for each ``eps`` in :data:`EPS`, and
 ``ptd-optimized`` vs ``ptd-random`` **at the same** ``||E||_2`` (the optimiser's final
 ``e_norm_ratio``): the peer is the best of :data:`TRIALS` seeded random draws of that
 size by ``kappa``, with their medians in ``peer_metrics`` (``median_kappa``,
-``median_rel_transfer_error``, ``max_unstable_eigenvalues``). Metrics per side:
+``median_rel_transfer_error``, ``max_unstable_eigenvalues``). Metrics per side, each
+recomputed here from the returned ``E``, ``V`` and ``Λ`` (numpy's SVD, inverse and
+``eigvals``, dense resolvent solves), not read from the library's result; timings
+cover the diagonalisation only:
 
 ``kappa``
     ``kappa_2(V)`` (SVD).
