@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import numbers
 import os
 import time
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 
 from learned.optim_state import load_optimizer, optimizer_tensors
+from numlib.validate import check_positive_real, check_tolerance
 from solvers.gp_pde.problems import PDEOperator
 
 __all__ = ["PINNResult", "train_pinn"]
@@ -195,13 +195,8 @@ def train_pinn(
         _check_count(value, name)
     if isinstance(rng, bool) or not isinstance(rng, numbers.Integral):
         raise TypeError(f"rng must be an int, got {type(rng).__name__}")
-    for name, value in (("lr", lr), ("boundary_weight", boundary_weight)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be finite and > 0, got {lr}")
-    if not (math.isfinite(boundary_weight) and boundary_weight >= 0):
-        raise ValueError(f"boundary_weight must be finite and >= 0, got {boundary_weight}")
+    lr = check_positive_real(lr, "lr")
+    boundary_weight = check_tolerance(boundary_weight, "boundary_weight")
     axes = [np.asarray(a, dtype=np.float64) for a in axes]
     if len(axes) != operator.ndim:
         raise ValueError(f"axes must have {operator.ndim} arrays, got {len(axes)}")
