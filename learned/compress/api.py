@@ -37,12 +37,25 @@ from learned.compress.conv import (
 )
 from learned.compress.eora import eora_compensate
 from learned.compress.fisher import LossFn, fisher_row_weights
-from learned.compress.layers import MonarchLinear, NMSparseLinear, SparseLinear, dense_linear
+from learned.compress.layers import (
+    LowRankLinear,
+    MonarchLinear,
+    NMSparseLinear,
+    SparseLinear,
+    dense_linear,
+)
 from learned.compress.lowrank import allocate_ranks, factorize, lowrank_linear
 from learned.compress.recipe import Recipe
+from learned.compress.sensitivity import (
+    LayerOptions,
+    choose_options,
+    interpolate_losses,
+    measure_sensitivity,
+    rank_grid,
+)
 from learned.compress.units import UnitPair, find_unit_pairs, fit_unit_pair
 from numlib.calibration import CalibrationStats, whiten
-from numlib.lowrank import choose_rank
+from numlib.lowrank import LowRankFactors, choose_rank
 from numlib.monarch import monarch_project
 
 __all__ = [
@@ -57,6 +70,8 @@ __all__ = [
 FilterFn = Callable[[nn.Module, str], bool]
 # Methods whose result runs as a convolution again (a pruned, low-rank or Monarch kernel).
 CONV_METHODS = ("magnitude", "wanda", "sparsegpt", "block", "lowrank", "monarch")
+# Calibration batches on which allocation="sensitivity" measures each truncation.
+SENSITIVITY_BATCHES = 4
 
 
 def _default_filter(module: nn.Module, name: str) -> bool:
@@ -374,7 +389,12 @@ def _plan(
     batches: list[Any] | None,
     row_weights: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Per-layer overrides: FARMS sparsities, ranks (uniform or global), Fisher row weights."""
+    """Per-layer overrides: FARMS sparsities, ranks, Fisher row weights.
+
+    Ranks are uniform, global (:func:`allocate_ranks`) or by measured sensitivity
+    (:mod:`learned.compress.sensitivity`), which may keep a layer dense
+    (``{"dense": True}``).
+    """
     plan: dict[str, dict[str, Any]] = {name: {} for name in targets}
     for name, weights in (row_weights or {}).items():
         plan[name]["row_weights"] = weights
@@ -395,22 +415,70 @@ def _plan(
                     multiple_of=recipe.multiple_of,
                 )
             return plan
-        spectra = {}
         if recipe.kind == "whitened":
             # One-shot statistics of the dense model rank the layers against each other.
             stats = collect_stats(model, targets, batches)
+        factors = {}
         for name, lin in targets.items():
             C = stats[name].second_moment() if recipe.kind == "whitened" else None
             k = min(_matrix(lin).shape)
             weights = plan[name].get("row_weights")
-            spectra[name] = factorize(
+            factors[name] = factorize(
                 _matrix(lin), recipe.kind, k, C, row_weights=weights, damp=recipe.damp
-            ).spectrum
+            )
         shapes = {name: tuple(_matrix(lin).shape) for name, lin in targets.items()}
-        ranks = allocate_ranks(spectra, shapes, recipe.param_ratio, multiple_of=recipe.multiple_of)
+        if recipe.allocation == "global":
+            spectra = {name: f.spectrum for name, f in factors.items()}
+            ranks = allocate_ranks(
+                spectra, shapes, recipe.param_ratio, multiple_of=recipe.multiple_of
+            )
+        else:
+            assert batches is not None
+            ranks = _sensitivity_ranks(model, targets, factors, shapes, recipe, batches)
         for name, k in ranks.items():
-            plan[name]["rank"] = k
+            plan[name] |= {"rank": k} if k else {"dense": True}
     return plan
+
+
+def _sensitivity_ranks(
+    model: nn.Module,
+    targets: dict[str, nn.Module],
+    factors: dict[str, LowRankFactors],
+    shapes: dict[str, tuple[int, int]],
+    recipe: Recipe,
+    batches: list[Any],
+) -> dict[str, int]:
+    """Ranks (0: dense) minimising the summed measured output change within the budget."""
+    assert recipe.param_ratio is not None
+    grids = {name: rank_grid(shape, recipe.multiple_of) for name, shape in shapes.items()}
+
+    def truncation(name: str) -> Callable[[int], nn.Module]:
+        full, target = factors[name], targets[name]
+
+        def build(k: int) -> nn.Module:
+            inner = LowRankLinear.from_factors(
+                full.left[:, :k], full.right[:k], target.bias, dtype=target.weight.dtype
+            )
+            return CompressedConv.wrap(inner, target) if isinstance(target, CONVOLUTIONS) else inner
+
+        return build
+
+    measured = measure_sensitivity(
+        model,
+        {name: truncation(name) for name in targets},
+        {name: grid for name, (_, grid) in grids.items()},
+        batches[:SENSITIVITY_BATCHES],
+    )
+    options = {}
+    for name, (candidates, grid) in grids.items():
+        m, n = shapes[name]
+        losses = interpolate_losses(candidates, grid, measured[name])
+        options[name] = LayerOptions(
+            ranks=np.append(candidates, 0),
+            costs=np.append(candidates * (m + n), m * n),
+            losses=np.append(losses, 0.0),
+        )
+    return choose_options(options, recipe.param_ratio * sum(m * n for m, n in shapes.values()))
 
 
 def _matrix(layer: nn.Module) -> torch.Tensor:
@@ -441,7 +509,19 @@ def _replace(
     recipe: Recipe,
     plan: dict[str, Any],
 ) -> None:
-    """Put the compressed ``layer`` (a target, or its dense target) in place of ``name``."""
+    """Put the compressed ``layer`` (a target, or its dense target) in place of ``name``.
+
+    A layer the plan keeps dense is left alone, or with a dense target takes that
+    target's weights (same shape and type: a refit that costs nothing to store).
+    """
+    if plan.get("dense"):
+        target = targets[name]
+        if layer is not target:
+            refit = copy.deepcopy(target)
+            with torch.no_grad():
+                refit.weight.copy_(layer.weight.reshape(target.weight.shape))
+            set_module(model, name, refit)
+        return
     if recipe.method != "nystrom":
         if isinstance(targets[name], CONVOLUTIONS):
             matrix = as_linear(layer) if isinstance(layer, CONVOLUTIONS) else layer
@@ -546,7 +626,8 @@ def compress(
         :func:`~learned.compress.serialize.load_compressed`; call ``.train()`` to
         fine-tune). For ``"nystrom"`` the targets are narrower ``nn.Linear``
         layers. It has ``compression_recipe`` (the recipe dict) and
-        ``compressed_layers`` (names) attributes used by
+        ``compressed_layers`` (the names of the replaced layers; not those that
+        ``allocation="sensitivity"`` keeps dense) attributes used by
         :func:`learned.compress.serialize.save_compressed`.
 
     Raises
@@ -633,5 +714,5 @@ def compress(
             _replace(model, targets, name, lin, stats[name], recipe, plan[name])
     model.eval()  # the new layers too
     model.compression_recipe = recipe.to_dict()
-    model.compressed_layers = list(targets)
+    model.compressed_layers = [name for name in targets if not plan.get(name, {}).get("dense")]
     return model

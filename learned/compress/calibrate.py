@@ -34,6 +34,7 @@ from learned.compress.conv import CONVOLUTIONS, patch_rows
 from numlib.calibration import CalibrationStats
 
 __all__ = [
+    "call_model",
     "collect_paired_stats",
     "collect_stats",
     "execution_stages",
@@ -56,17 +57,21 @@ def _as_batches(calibration: Iterable[Any] | None) -> list[Any]:
     return batches
 
 
+def call_model(model: nn.Module, batch: Any) -> Any:
+    """Return ``model``'s output on one batch (a tensor, a tuple of args or a dict of kwargs)."""
+    if isinstance(batch, dict):
+        return model(**batch)
+    if isinstance(batch, tuple | list):
+        return model(*batch)
+    return model(batch)
+
+
 def run_batches(model: nn.Module, batches: Sequence[Any]) -> None:
     """Call ``model`` on every batch (tensor, tuple of args or dict of kwargs), no grad."""
     with torch.no_grad():
         for batch in batches:
             try:
-                if isinstance(batch, dict):
-                    model(**batch)
-                elif isinstance(batch, tuple | list):
-                    model(*batch)
-                else:
-                    model(batch)
+                call_model(model, batch)
             except _StageDone:
                 pass
 

@@ -8,7 +8,7 @@ import numbers
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
-__all__ = ["METHODS", "Recipe"]
+__all__ = ["ALLOCATIONS", "METHODS", "Recipe"]
 
 METHODS = (
     "magnitude",
@@ -22,6 +22,7 @@ METHODS = (
     "ptq161",
     "nystrom",
 )
+ALLOCATIONS = ("uniform", "farms", "global", "sensitivity")
 _CALIBRATED = {"wanda", "sparsegpt", "gptq", "ptq161", "nystrom"}
 _PRUNING = {"magnitude", "wanda", "sparsegpt", "block"}
 # The methods that read each optional field; any other method must leave it at its default.
@@ -80,11 +81,15 @@ class Recipe:
         N:M pattern ``(n, m)``: keep ``n`` of every ``m`` inputs (instead of ``sparsity``).
     block : (int, int), optional
         Tile shape for ``"block"``.
-    allocation : {"uniform", "farms", "global"}
+    allocation : {"uniform", "farms", "global", "sensitivity"}
         Per-layer strengths: the same everywhere (default); pruning ratios from FARMS
-        heavy-tail exponents; or, for low rank under ``param_ratio``, ranks allocated
-        greedily across layers by relative truncation error
-        (:func:`~learned.compress.lowrank.allocate_ranks`).
+        heavy-tail exponents; or, for low rank under ``param_ratio`` (then a budget for
+        all targeted weights together), ranks allocated greedily across layers by
+        relative truncation error (:func:`~learned.compress.lowrank.allocate_ranks`), or
+        by the measured change of the model's output when each layer alone is
+        truncated, some layers possibly kept dense (ASVD's sensitivity search,
+        :mod:`learned.compress.sensitivity`; on the first
+        ``api.SENSITIVITY_BATCHES`` calibration batches).
     kind : {"whitened", "svd", "fisher"}
         Low rank and Monarch: fit the expected output error on the calibration inputs
         (``"whitened"``, default) or the weights in the Frobenius norm (``"svd"``).
@@ -94,8 +99,9 @@ class Recipe:
     rank : int, optional
         Low-rank (per layer, clipped) or Monarch block rank.
     param_ratio : float, optional
-        Low rank: the fraction of every layer's (or with ``"global"``, of all targeted)
-        weights kept. ``"nystrom"``: the fraction of each pair's hidden units kept.
+        Low rank: the fraction of every layer's (or with ``"global"`` and
+        ``"sensitivity"``, of all targeted) weights kept. ``"nystrom"``: the fraction
+        of each pair's hidden units kept.
     energy : float, optional
         Low rank: per layer, the smallest rank (rounded up to ``multiple_of``) that keeps
         this fraction in ``(0, 1]`` of the squared singular values of the layer's
@@ -187,10 +193,8 @@ class Recipe:
         for name in ("rank", "multiple_of", "group_size", "eora_rank", "blocksize"):
             _pos_int(getattr(self, name), name)
         _pos_int(self.binary_block, "binary_block")
-        if self.allocation not in ("uniform", "farms", "global"):
-            raise ValueError(
-                f"allocation must be 'uniform', 'farms' or 'global', got {self.allocation!r}"
-            )
+        if self.allocation not in ALLOCATIONS:
+            raise ValueError(f"allocation must be one of {ALLOCATIONS}, got {self.allocation!r}")
         m = self.method
         defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
         for name, readers in _READ_BY.items():
@@ -201,8 +205,12 @@ class Recipe:
                 )
         if self.allocation == "farms" and m not in _PRUNING:
             raise ValueError(f"allocation 'farms' sets pruning ratios; method is {m!r}")
-        if self.allocation == "global" and (m != "lowrank" or self.param_ratio is None):
-            raise ValueError("allocation 'global' needs method 'lowrank' with param_ratio")
+        if self.allocation in ("global", "sensitivity") and (
+            m != "lowrank" or self.param_ratio is None
+        ):
+            raise ValueError(
+                f"allocation {self.allocation!r} needs method 'lowrank' with param_ratio"
+            )
         if m in _PRUNING:
             if m == "block":
                 if self.sparsity is None or self.block is None:
@@ -257,6 +265,7 @@ class Recipe:
             self.method in _CALIBRATED
             or (self.method in ("lowrank", "monarch") and self.kind != "svd")
             or self.eora_rank is not None
+            or self.allocation == "sensitivity"
         )
 
     @property

@@ -262,6 +262,11 @@ def _recipes(size: str) -> list[tuple[str, dict[str, Any], float]]:
             {"method": "lowrank", "param_ratio": 0.7, "allocation": "global"},
             None,
         ),
+        (
+            "lowrank-whitened-70-sensitivity",
+            {"method": "lowrank", "param_ratio": 0.7, "allocation": "sensitivity"},
+            None,
+        ),
         ("lowrank-whitened-50", {"method": "lowrank", "param_ratio": 0.5}, None),
         # MLP hidden units only, 832 of 1536 kept: 69.4% of all encoder weights.
         ("nystrom-70", {"method": "nystrom", "param_ratio": 0.55}, None),
