@@ -4,15 +4,18 @@
 low-bit bipolar-INT weights *and* activations, held as packed bit-planes and
 multiplied exactly (Jia et al., "Efficient Arbitrary Precision Acceleration for Large
 Language Models on GPU Tensor Cores", ASP-DAC 2025, arXiv:2409.17870): on CUDA by
-numlib's binary Tensor-Core kernels (:mod:`learned.bitplane_cuda`), on the CPU by int8
-GEMMs with int32 sums, elsewhere by a float64 GEMM of the integer values
-(:func:`group_products`, each exact by a bound). The numpy oracle for every integer step
-is :mod:`numlib.bitplane`; the tests check every path against it bit for bit.
+numlib's binary Tensor-Core kernels (:mod:`learned.bitplane_cuda`), on CPUs with fast
+int8 GEMMs by those with int32 sums, elsewhere by a float32 or float64 GEMM of the
+integer values (:func:`group_products`, each exact by a bound). The numpy oracle for
+every integer step is :mod:`numlib.bitplane`; the tests check every path against it bit
+for bit.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -26,6 +29,7 @@ from numlib import bitplane
 __all__ = [
     "BitplaneLinear",
     "IntegerOperand",
+    "cpu_int8_gemm_is_fast",
     "group_products",
     "integer_product",
     "quantize_activations",
@@ -166,22 +170,51 @@ class IntegerOperand(NamedTuple):
         """From codes ``u`` in ``[0, 2**bits)``, whose values are ``2u - (2**bits - 1)``."""
         return cls.from_halves((codes.to(torch.int16) - (1 << (bits - 1))).to(torch.int8), bits)
 
-    def values(self) -> torch.Tensor:
-        """Return the bipolar-INT values as float64 (exact)."""
-        return self.stored.to(torch.float64) * self.scale + self.shift
+    def values(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """Return the bipolar-INT values as floats (exact: at most 255 in magnitude)."""
+        return self.stored.to(dtype) * self.scale + self.shift
 
 
-# Largest |partial sum| a float64 product of integer values holds exactly.
+# Largest |partial sum| a float32 / float64 product of integer values holds exactly.
+_EXACT_FLOAT32 = 1 << 24
 _EXACT_FLOAT64 = 1 << 53
 # int8 GEMMs accumulate in int32; scale * stored reaches 256 in magnitude at 8 bits.
 _EXACT_INT32_COLUMNS = (1 << 31) // (256 * 256)
+
+
+@functools.cache
+def cpu_int8_gemm_is_fast() -> bool:
+    """Whether this CPU runs torch's int8 GEMM at least as fast as a float32 GEMM.
+
+    ``torch._int_mm`` reaches oneDNN's VNNI / AMX kernels where the CPU has them (4.5x
+    faster than float32 on one of this project's machines); without them it is far
+    slower: on an AVX2-only AMD EPYC, one thread, 1984 tokens through MiniLM's shapes
+    took 0.42-2.7 s against 11-60 ms for float32. One timed probe per process
+    (256 x 384 by 384 x 384, best of 3) decides; every path gives the same integers.
+    """
+    a = torch.ones((256, 384), dtype=torch.int8)
+    b = torch.ones((384, 384), dtype=torch.int8)
+    af, bf = a.float(), b.float()
+
+    def best(product: Callable[[], Any]) -> float:
+        product()  # warm-up
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            product()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best(lambda: torch._int_mm(a, b)) <= best(lambda: af @ bf)
 
 
 def _int8_kernel(device: torch.device, group_size: int) -> bool:
     """Whether the groups' products run as int8 GEMMs with exact int32 sums."""
     # torch._int_mm returns wrong sums on the CPU for one column (torch 2.13); every other
     # width and strided column slices agree with an int64 product (tested).
-    return device.type == "cpu" and 2 <= group_size < _EXACT_INT32_COLUMNS
+    return (
+        device.type == "cpu" and 2 <= group_size < _EXACT_INT32_COLUMNS and cpu_int8_gemm_is_fast()
+    )
 
 
 def group_products(x: IntegerOperand, w: IntegerOperand, group_size: int) -> Iterator[torch.Tensor]:
@@ -194,13 +227,17 @@ def group_products(x: IntegerOperand, w: IntegerOperand, group_size: int) -> Ite
     The bit planes are the storage format; without a binary kernel a GEMM of the
     values is the fastest exact way to multiply them:
 
-    - on the CPU, with groups of 2 to 32767 columns, an int8 GEMM
-      (``torch._int_mm``, int32 sums, exact by the bound) of the stored matrices,
+    - on a CPU whose int8 GEMM is fast (:func:`cpu_int8_gemm_is_fast`), with groups of
+      2 to 32767 columns, an int8 GEMM (``torch._int_mm``, int32 sums, exact by the
+      bound) of the stored matrices,
       ``X W^T = a_x a_w S_x S_w^T + a_x b_w S_x 1 1^T + b_x a_w 1 1^T S_w^T + b_x b_w k``
-      for values ``a S + b``; on this project's CPU it is 4.5x faster than a float32
-      GEMM of the same shape (one thread, 2048 x 384 by 384 x 1536);
-    - elsewhere a float64 GEMM of the values, exact while every partial sum stays below
-      ``2**53`` (groups of up to 1.3e11 columns at 8 bits).
+      for values ``a S + b``; with VNNI it is 4.5x faster than a float32 GEMM of the
+      same shape (one thread, 2048 x 384 by 384 x 1536);
+    - elsewhere a GEMM of the values: on the CPU float32 while every partial sum stays
+      below ``2**24`` (``group_size (2**a - 1)(2**b - 1) < 2**24``: groups of 128 at up
+      to 8 x 8 bits, rows of up to 4386 at 4 x 8) and torch's float32 matmul precision
+      is ``"highest"``, else float64, exact below ``2**53`` (groups of up to 1.3e11
+      columns at 8 bits).
 
     Parameters
     ----------
@@ -212,7 +249,7 @@ def group_products(x: IntegerOperand, w: IntegerOperand, group_size: int) -> Ite
     Yields
     ------
     torch.Tensor
-        int32 (int8 GEMM) or float64 ``m x n`` exact integers, group by group.
+        int32 (int8 GEMM), float32 or float64 ``m x n`` exact integers, group by group.
 
     Raises
     ------
@@ -221,12 +258,18 @@ def group_products(x: IntegerOperand, w: IntegerOperand, group_size: int) -> Ite
     """
     k = x.stored.shape[1]
     if not _int8_kernel(x.stored.device, group_size):
-        if group_size * ((1 << x.bits) - 1) * ((1 << w.bits) - 1) >= _EXACT_FLOAT64:
+        bound = group_size * ((1 << x.bits) - 1) * ((1 << w.bits) - 1)
+        if bound >= _EXACT_FLOAT64:
             raise ValueError(
                 f"group_size={group_size} at {x.bits} x {w.bits} bits exceeds float64's "
                 "exact integer range (2**53)"
             )
-        vx, vw = x.values(), w.values()
+        # float32 only where no reduced-precision GEMM (TF32, bf16) can stand in for it.
+        full_float32 = x.stored.device.type == "cpu" and (
+            torch.get_float32_matmul_precision() == "highest"
+        )
+        dtype = torch.float32 if full_float32 and bound < _EXACT_FLOAT32 else torch.float64
+        vx, vw = x.values(dtype), w.values(dtype)
         for start in range(0, k, group_size):
             cols = slice(start, start + group_size)
             yield vx[:, cols] @ vw[:, cols].T
@@ -333,11 +376,13 @@ class BitplaneLinear(nn.Module):
     cached). On the CPU the weight values are unpacked once into an int8 matrix (cached:
     one byte per weight beside the planes) and each block of 256 tokens is quantised
     and multiplied by ``torch._int_mm`` (int32 sums, exact for groups below 32768
-    columns; :func:`group_products`). One thread, 2048 tokens through MiniLM's MLP
-    shapes, that is 1.3-2.2x faster than a float32 ``nn.Linear`` at W8A8 and W4A4
-    (1.1-1.4x with groups of 128, which need one GEMM per group), and 0.4-0.9x the
-    speed of torch's dynamic int8 layer, which keeps one activation scale per call
-    and is 2.7x less accurate (``numlib-bench --suite bitplane --case cpu-layer``).
+    columns; :func:`group_products`) where the CPU has fast int8 GEMMs
+    (:func:`cpu_int8_gemm_is_fast`), else by a float32 or float64 GEMM of the values.
+    With VNNI, one thread, 2048 tokens through MiniLM's MLP shapes, the int8 path is
+    1.3-2.2x faster than a float32 ``nn.Linear`` at W8A8 and W4A4 (1.1-1.4x with
+    groups of 128, which need one GEMM per group), and 0.4-0.9x the speed of torch's
+    dynamic int8 layer, which keeps one activation scale per call and is 2.7x less
+    accurate (``numlib-bench --suite bitplane --case cpu-layer``).
     On other devices the values meet in a float64 GEMM, exact while every partial sum
     stays below ``2**53``. All paths give the same integers, so the same outputs bit
     for bit.

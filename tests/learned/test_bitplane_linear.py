@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from learned import bitplane_linear
 from learned.bitplane_linear import (
     BitplaneLinear,
     integer_product,
@@ -42,12 +43,24 @@ def _reference(lin: torch.nn.Linear, x: torch.Tensor, wb: int, ab: int, gs: int 
 # --------------------------------------------------------------------------- integer kernel
 
 
+@pytest.fixture(params=["int8", "float"])
+def cpu_kernel(request, monkeypatch) -> str:
+    """Run a test with the CPU's int8 GEMM path and with the float GEMM path.
+
+    Which one a machine takes depends on its int8 GEMM speed; both must be exact.
+    """
+    monkeypatch.setattr(bitplane_linear, "cpu_int8_gemm_is_fast", lambda: request.param == "int8")
+    return request.param
+
+
 def _exact_ints(p: torch.Tensor) -> np.ndarray:
     """The product as a numpy array, after checking that it holds int64 integers."""
     assert p.dtype == torch.int64
     return p.numpy()
 
 
+@pytest.mark.usefixtures("cpu_kernel")
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # one patch per test
 @given(a=bits_st, b=bits_st, m=st.integers(1, 6), n=st.integers(1, 6), seed=seed_st)
 def test_product_equals_numlib_packed_matmul(a: int, b: int, m: int, n: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
@@ -59,6 +72,8 @@ def test_product_equals_numlib_packed_matmul(a: int, b: int, m: int, n: int, see
     assert np.array_equal(got, bitplane.decode(X, a) @ bitplane.decode(W, b).T)
 
 
+@pytest.mark.usefixtures("cpu_kernel")
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # one patch per test
 @given(a=bits_st, b=bits_st, groups=st.integers(1, 4), gs=st.integers(1, 70), seed=seed_st)
 def test_grouped_product_matches_per_group_oracle(
     a: int, b: int, groups: int, gs: int, seed: int
@@ -73,6 +88,7 @@ def test_grouped_product_matches_per_group_oracle(
         assert np.array_equal(got[..., g], bitplane.bitplane_matmul(X[:, cols], W[:, cols], a, b))
 
 
+@pytest.mark.usefixtures("cpu_kernel")
 @pytest.mark.parametrize("k", [4000, 32767, 32768])
 def test_product_extreme_codes_at_the_kernels_bounds(k: int) -> None:
     # All-ones / all-zeros 8-bit codes: |X W^T| = 255^2 k > 2^24, so a float32 GEMM would
@@ -86,6 +102,21 @@ def test_product_extreme_codes_at_the_kernels_bounds(k: int) -> None:
         want = bitplane.decode(X, 8) @ bitplane.decode(W, 8).T
         assert np.abs(want).max() > 1 << 24
         assert np.array_equal(got[..., 0], want)
+
+
+@pytest.mark.parametrize(("k", "dtype"), [(4386, torch.float32), (4387, torch.float64)])
+def test_float_path_uses_float32_only_below_its_exact_range(k: int, dtype, monkeypatch) -> None:
+    # 4 x 8 bits: |partial sums| <= 15 * 255 k, below 2^24 up to k = 4386.
+    monkeypatch.setattr(bitplane_linear, "cpu_int8_gemm_is_fast", lambda: False)
+    for cx, cw in ((15, 255), (0, 255), (0, 0)):
+        X = torch.full((2, k), cx)
+        W = torch.full((3, k), cw)
+        x = bitplane_linear.IntegerOperand.from_codes(X, 4)
+        w = bitplane_linear.IntegerOperand.from_codes(W, 8)
+        (p,) = bitplane_linear.group_products(x, w, k)
+        assert p.dtype == dtype
+        want = bitplane.decode(X.numpy(), 4) @ bitplane.decode(W.numpy(), 8).T
+        assert np.array_equal(p.to(torch.int64).numpy(), want)
 
 
 @given(a=bits_st, b=bits_st, seed=seed_st)
