@@ -209,7 +209,7 @@ def gptq_quantize(
     *,
     group_size: int | None = None,
     activation_bits: int | None = 8,
-    act_order: bool = False,
+    act_order: bool = True,
     blocksize: int = 128,
     damp: float = 0.01,
 ) -> BitplaneLinear:
@@ -232,8 +232,10 @@ def gptq_quantize(
     bits, group_size, activation_bits
         As in :func:`rtn_quantize`. ``blocksize`` must be a multiple of ``group_size``.
     act_order : bool
-        Sweep columns by decreasing ``diag(C)``. Off by default: on MiniLM at 4 bits in
-        groups of 128 it scored 0.980 against 0.981 without it (cosine to the dense model).
+        Sweep columns by decreasing ``diag(C)`` (default; GPTQ's ``desc_act``). On
+        MiniLM at 4 bits in groups of 128, weight-only, 512 calibration sentences, it
+        scored 0.9817 against 0.9787 in column order (cosine to the dense model; with
+        256 sentences, on another machine, 0.980 against 0.981).
     blocksize, damp
         Lazy-update block and relative Hessian damping (GPTQ's 128 and 0.01).
     """

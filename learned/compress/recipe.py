@@ -124,7 +124,9 @@ class Recipe:
         Activation bits of :class:`~learned.bitplane_linear.BitplaneLinear`; None keeps
         activations in floating point (weight-only quantisation).
     act_order : bool
-        GPTQ: quantise columns in order of decreasing ``diag(C)`` (static group scales).
+        GPTQ: quantise columns in order of decreasing ``diag(C)`` (static group scales;
+        default), or left to right with each group's scale chosen when the sweep reaches
+        it (``False``).
     salient_fraction, high_bits, binary_block
         PTQ1.61-style mixed scheme: fraction of 4-bit input channels, their bits, and
         the positive block width of the binarised rest's scales (a target's
@@ -166,7 +168,7 @@ class Recipe:
     bits: int | None = None
     group_size: int | None = None
     activation_bits: int | None = 8
-    act_order: bool = False
+    act_order: bool = True
     salient_fraction: float = 0.2
     high_bits: int = 4
     binary_block: int = 64

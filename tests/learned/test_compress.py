@@ -95,7 +95,7 @@ RECIPES = {
     "monarch-frobenius": Recipe("monarch", nblocks=(4, 4), kind="svd"),
     "rtn-4": Recipe("rtn", bits=4, group_size=32),
     "gptq-4": Recipe("gptq", bits=4, group_size=32),
-    "gptq-4-act-order": Recipe("gptq", bits=4, group_size=32, act_order=True),
+    "gptq-4-in-order": Recipe("gptq", bits=4, group_size=32, act_order=False),
     "gptq-3-weight-only": Recipe("gptq", bits=3, group_size=32, activation_bits=None),
     "ptq161": Recipe("ptq161", binary_block=16),
     "rtn-4-eora": Recipe("rtn", bits=4, eora_rank=8),
