@@ -392,8 +392,8 @@ def _plan(
     """Per-layer overrides: FARMS sparsities, ranks, Fisher row weights.
 
     Ranks are uniform, global (:func:`allocate_ranks`) or by measured sensitivity
-    (:mod:`learned.compress.sensitivity`), which may keep a layer dense
-    (``{"dense": True}``).
+    (:mod:`learned.compress.sensitivity`); a layer that allocation keeps dense gets
+    no entry.
     """
     plan: dict[str, dict[str, Any]] = {name: {} for name in targets}
     for name, weights in (row_weights or {}).items():
@@ -436,7 +436,10 @@ def _plan(
             assert batches is not None
             ranks = _sensitivity_ranks(model, targets, factors, shapes, recipe, batches)
         for name, k in ranks.items():
-            plan[name] |= {"rank": k} if k else {"dense": True}
+            if k:
+                plan[name]["rank"] = k
+            else:  # kept dense: no entry, so the layer is neither calibrated nor replaced
+                del plan[name]
     return plan
 
 
@@ -509,19 +512,7 @@ def _replace(
     recipe: Recipe,
     plan: dict[str, Any],
 ) -> None:
-    """Put the compressed ``layer`` (a target, or its dense target) in place of ``name``.
-
-    A layer the plan keeps dense is left alone, or with a dense target takes that
-    target's weights (same shape and type: a refit that costs nothing to store).
-    """
-    if plan.get("dense"):
-        target = targets[name]
-        if layer is not target:
-            refit = copy.deepcopy(target)
-            with torch.no_grad():
-                refit.weight.copy_(layer.weight.reshape(target.weight.shape))
-            set_module(model, name, refit)
-        return
+    """Put the compressed ``layer`` (a target, or its dense target) in place of ``name``."""
     if recipe.method != "nystrom":
         if isinstance(targets[name], CONVOLUTIONS):
             matrix = as_linear(layer) if isinstance(layer, CONVOLUTIONS) else layer
@@ -689,6 +680,7 @@ def compress(
     model.eval()
     targets = select_targets(model, filter_fn)
     try:  # planning reads the model but changes no layer: on failure, undo eval()
+        replaced = list(targets)  # "nystrom" also replaces producers, which have no plan
         if recipe.method == "nystrom":
             assert batches is not None
             plan = _units_plan(targets, _unit_pairs(model, targets, batches), recipe)
@@ -698,12 +690,13 @@ def compress(
                 assert loss_fn is not None
                 row_weights = fisher_row_weights(model, targets, loss_batches, loss_fn)
             plan = _plan(model, targets, recipe, batches, row_weights)
+            replaced = [name for name in targets if name in plan]
     except BaseException:
         model.train(was_training)
         raise
     if not recipe.needs_calibration:
-        for name, lin in targets.items():
-            _replace(model, targets, name, lin, None, recipe, plan[name])
+        for name in plan:
+            _replace(model, targets, name, targets[name], None, recipe, plan[name])
     elif recipe.sequential:
         assert batches is not None
         _compress_sequential(model, dense, targets, recipe, plan, batches, filter_fn)
@@ -714,5 +707,5 @@ def compress(
             _replace(model, targets, name, lin, stats[name], recipe, plan[name])
     model.eval()  # the new layers too
     model.compression_recipe = recipe.to_dict()
-    model.compressed_layers = [name for name in targets if not plan.get(name, {}).get("dense")]
+    model.compressed_layers = replaced
     return model
