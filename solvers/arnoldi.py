@@ -237,15 +237,19 @@ class HessenbergLeastSquares:
     def solve(self) -> np.ndarray:
         """Return the minimiser ``y`` over the columns appended so far.
 
-        A zero on the diagonal of the triangular factor means ``H`` is rank
-        deficient (the operator is singular on the Krylov space); the minimum-norm
-        least-squares solution is returned then.
+        A diagonal entry of the triangular factor at rounding level (below ``k eps``
+        times the largest) means ``H`` is numerically rank deficient (the operator
+        is singular on the Krylov space); back substitution would then divide by
+        rounding noise, so the minimum-norm least-squares solution with singular
+        values below that level dropped is returned instead.
         """
         k = self.columns
         triangle, rhs = self._r[:k, :k], self._g[:k]
-        if np.all(np.diagonal(triangle) != 0):
+        diagonal = np.abs(np.diagonal(triangle))
+        level = k * np.finfo(triangle.dtype).eps
+        if k == 0 or diagonal.min() > level * diagonal.max():
             return solve_triangular(triangle, rhs, lower=False)
-        return lstsq(triangle, rhs)[0]
+        return lstsq(triangle, rhs, cond=level)[0]
 
 
 def _givens(a: complex, b: complex) -> tuple[Any, Any, Any]:
