@@ -13,8 +13,9 @@ where truncation hurts least.
 
 The change is the relative squared error ``sum ||f_l,k(x) - f(x)||^2 / sum ||f(x)||^2``
 of the model's first output tensor (e.g. the last hidden state of a transformer),
-which for small errors is twice ``1 - cos``. Summing it over layers treats errors
-as independent; the measured cosine on held-out text is the check (README).
+which is ``2 (1 - cos)`` for errors that leave the norms unchanged. Summing it over
+layers treats errors as independent; the measured cosine on held-out text is the check
+(README).
 
 References
 ----------
@@ -75,11 +76,11 @@ def output_tensor(output: Any) -> torch.Tensor:
     """
     if isinstance(output, torch.Tensor):
         return output
-    values = output.values() if isinstance(output, Mapping) else output
-    if isinstance(values, tuple | list) or isinstance(output, Mapping):
-        for value in values:
-            if isinstance(value, torch.Tensor):
-                return value
+    if isinstance(output, Mapping):
+        output = list(output.values())
+    for value in output if isinstance(output, tuple | list) else ():
+        if isinstance(value, torch.Tensor):
+            return value
     raise TypeError(
         f"the model's output ({type(output).__name__}) holds no tensor to measure the "
         "sensitivity of"
