@@ -680,7 +680,6 @@ def compress(
     model.eval()
     targets = select_targets(model, filter_fn)
     try:  # planning reads the model but changes no layer: on failure, undo eval()
-        replaced = list(targets)  # "nystrom" also replaces producers, which have no plan
         if recipe.method == "nystrom":
             assert batches is not None
             plan = _units_plan(targets, _unit_pairs(model, targets, batches), recipe)
@@ -690,10 +689,12 @@ def compress(
                 assert loss_fn is not None
                 row_weights = fisher_row_weights(model, targets, loss_batches, loss_fn)
             plan = _plan(model, targets, recipe, batches, row_weights)
-            replaced = [name for name in targets if name in plan]
     except BaseException:
         model.train(was_training)
         raise
+    # "nystrom" plans by consumer and replaces the producers too; otherwise a layer with
+    # no plan is one that allocation="sensitivity" keeps dense.
+    replaced = list(targets) if recipe.method == "nystrom" else [n for n in targets if n in plan]
     if not recipe.needs_calibration:
         for name in plan:
             _replace(model, targets, name, targets[name], None, recipe, plan[name])
