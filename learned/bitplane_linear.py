@@ -172,7 +172,8 @@ class IntegerOperand(NamedTuple):
 
     def values(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """Return the bipolar-INT values as floats (exact: at most 255 in magnitude)."""
-        return self.stored.to(dtype) * self.scale + self.shift
+        values = self.stored.to(dtype)
+        return values.mul_(self.scale).add_(self.shift) if self.bits == MAX_BITS else values
 
 
 # Largest |partial sum| a float32 / float64 product of integer values holds exactly.
@@ -217,6 +218,36 @@ def _int8_kernel(device: torch.device, group_size: int) -> bool:
     )
 
 
+def _float_gemm_plan(
+    x: IntegerOperand, w: IntegerOperand, group_size: int
+) -> tuple[torch.dtype, int]:
+    """Return the dtype and the columns per GEMM that multiply ``x`` and ``w`` exactly.
+
+    float32 is used only on the CPU and only at torch's ``"highest"`` float32 matmul
+    precision, where no reduced-precision GEMM (TF32, bf16) can stand in for it; its
+    chunks are the longest whose partial sums, at most ``(2**a - 1)(2**b - 1)`` per
+    column, stay below ``2**24``. Otherwise float64 over whole groups.
+    """
+    if x.stored.device.type == "cpu" and torch.get_float32_matmul_precision() == "highest":
+        per_column = ((1 << x.bits) - 1) * ((1 << w.bits) - 1)
+        return torch.float32, min(group_size, (_EXACT_FLOAT32 - 1) // per_column)
+    return torch.float64, group_size
+
+
+def _chunked_product(vx: torch.Tensor, vw: torch.Tensor, chunk: int) -> torch.Tensor:
+    """``vx @ vw.T`` over column chunks of at most ``chunk``, summed in float64 if several."""
+    columns = vx.shape[1]
+    if columns <= chunk:
+        return vx @ vw.T
+    count = -(-columns // chunk)
+    width = -(-columns // count)  # equal chunks: 384 columns as 2 x 192, not 258 + 126
+    total = (vx[:, :width] @ vw[:, :width].T).to(torch.float64)
+    for start in range(width, columns, width):
+        cols = slice(start, start + width)
+        total.add_((vx[:, cols] @ vw[:, cols].T).to(torch.float64))
+    return total
+
+
 def group_products(x: IntegerOperand, w: IntegerOperand, group_size: int) -> Iterator[torch.Tensor]:
     """Yield the exact integer products ``X_g W_g^T``, one ``m x n`` tensor per column group.
 
@@ -233,11 +264,12 @@ def group_products(x: IntegerOperand, w: IntegerOperand, group_size: int) -> Ite
       ``X W^T = a_x a_w S_x S_w^T + a_x b_w S_x 1 1^T + b_x a_w 1 1^T S_w^T + b_x b_w k``
       for values ``a S + b``; with VNNI it is 4.5x faster than a float32 GEMM of the
       same shape (one thread, 2048 x 384 by 384 x 1536);
-    - elsewhere a GEMM of the values: on the CPU float32 while every partial sum stays
-      below ``2**24`` (``group_size (2**a - 1)(2**b - 1) < 2**24``: groups of 128 at up
-      to 8 x 8 bits, rows of up to 4386 at 4 x 8) and torch's float32 matmul precision
-      is ``"highest"``, else float64, exact below ``2**53`` (groups of up to 1.3e11
-      columns at 8 bits).
+    - elsewhere a GEMM of the values: on the CPU, while torch's float32 matmul
+      precision is ``"highest"``, float32 GEMMs over column chunks short enough that
+      every partial sum stays below ``2**24`` (``chunk (2**a - 1)(2**b - 1) < 2**24``:
+      258 columns at 8 x 8 bits, 4386 at 4 x 8), summed in float64 — half the cost of
+      one float64 GEMM; on other devices a float64 GEMM, exact below ``2**53`` (groups
+      of up to 1.3e11 columns at 8 bits).
 
     Parameters
     ----------
@@ -264,15 +296,11 @@ def group_products(x: IntegerOperand, w: IntegerOperand, group_size: int) -> Ite
                 f"group_size={group_size} at {x.bits} x {w.bits} bits exceeds float64's "
                 "exact integer range (2**53)"
             )
-        # float32 only where no reduced-precision GEMM (TF32, bf16) can stand in for it.
-        full_float32 = x.stored.device.type == "cpu" and (
-            torch.get_float32_matmul_precision() == "highest"
-        )
-        dtype = torch.float32 if full_float32 and bound < _EXACT_FLOAT32 else torch.float64
+        dtype, chunk = _float_gemm_plan(x, w, group_size)
         vx, vw = x.values(dtype), w.values(dtype)
         for start in range(0, k, group_size):
             cols = slice(start, start + group_size)
-            yield vx[:, cols] @ vw[:, cols].T
+            yield _chunked_product(vx[:, cols], vw[:, cols], chunk)
         return
     for start in range(0, k, group_size):
         sx, sw = x.stored[:, start : start + group_size], w.stored[:, start : start + group_size]

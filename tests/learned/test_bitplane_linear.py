@@ -104,19 +104,40 @@ def test_product_extreme_codes_at_the_kernels_bounds(k: int) -> None:
         assert np.array_equal(got[..., 0], want)
 
 
-@pytest.mark.parametrize(("k", "dtype"), [(4386, torch.float32), (4387, torch.float64)])
-def test_float_path_uses_float32_only_below_its_exact_range(k: int, dtype, monkeypatch) -> None:
-    # 4 x 8 bits: |partial sums| <= 15 * 255 k, below 2^24 up to k = 4386.
+@pytest.mark.parametrize(("a", "b", "chunk"), [(8, 8, 258), (4, 8, 4386), (1, 1, (1 << 24) - 1)])
+def test_float32_chunks_are_the_longest_with_sums_below_2_24(a: int, b: int, chunk: int) -> None:
+    # |partial sum| <= chunk (2^a - 1)(2^b - 1) < 2^24 <= (chunk + 1)(2^a - 1)(2^b - 1)
+    per_column = ((1 << a) - 1) * ((1 << b) - 1)
+    assert chunk * per_column < 1 << 24 <= (chunk + 1) * per_column
+    x = bitplane_linear.IntegerOperand.from_codes(torch.zeros((1, 1), dtype=torch.int64), a)
+    w = bitplane_linear.IntegerOperand.from_codes(torch.zeros((1, 1), dtype=torch.int64), b)
+    assert bitplane_linear._float_gemm_plan(x, w, 1 << 25) == (torch.float32, chunk)
+    assert bitplane_linear._float_gemm_plan(x, w, 100) == (torch.float32, min(100, chunk))
+
+
+def test_float32_is_not_used_below_highest_matmul_precision() -> None:
+    # TF32 / bf16 GEMMs may stand in for float32 ones there, and they round integers.
+    codes = torch.zeros((1, 1), dtype=torch.int64)
+    x = bitplane_linear.IntegerOperand.from_codes(codes, 2)
+    previous = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("high")
+        assert bitplane_linear._float_gemm_plan(x, x, 64) == (torch.float64, 64)
+    finally:
+        torch.set_float32_matmul_precision(previous)
+
+
+@pytest.mark.parametrize("k", [258, 259, 517, 1536])
+def test_chunked_float32_product_is_exact_at_extreme_codes(k: int, monkeypatch) -> None:
+    # 8 x 8 bits: chunks of 258 columns (2 x 192 for 384, 6 x 256 for 1536); the sums
+    # of the chunks exceed 2^24 and are carried in float64.
     monkeypatch.setattr(bitplane_linear, "cpu_int8_gemm_is_fast", lambda: False)
-    for cx, cw in ((15, 255), (0, 255), (0, 0)):
+    for cx, cw in ((255, 255), (0, 255), (0, 0)):
         X = torch.full((2, k), cx)
         W = torch.full((3, k), cw)
-        x = bitplane_linear.IntegerOperand.from_codes(X, 4)
-        w = bitplane_linear.IntegerOperand.from_codes(W, 8)
-        (p,) = bitplane_linear.group_products(x, w, k)
-        assert p.dtype == dtype
-        want = bitplane.decode(X.numpy(), 4) @ bitplane.decode(W.numpy(), 8).T
-        assert np.array_equal(p.to(torch.int64).numpy(), want)
+        got = integer_product(X, 8, W, 8, k)[..., 0].numpy()
+        want = bitplane.decode(X.numpy(), 8) @ bitplane.decode(W.numpy(), 8).T
+        assert np.array_equal(got, want)
 
 
 @given(a=bits_st, b=bits_st, seed=seed_st)
