@@ -62,7 +62,7 @@ from solvers.arnoldi import (
 from solvers.state import Callback, device_of, prepare, vector_norm
 from solvers.subspace import RecycleSpace, check_recycle_space
 
-__all__ = ["RecycleSpace", "gcrodr"]
+__all__ = ["RecycleSpace", "check_cycle", "gcrodr"]
 
 
 def gcrodr(
@@ -161,10 +161,7 @@ def gcrodr(
     >>> second.converged and second.iterations < first.iterations
     True
     """
-    m = check_positive_int(m, "m", minimum=2)
-    k = check_positive_int(k, "k")
-    if k >= m:
-        raise ValueError(f"k must be < m, got k={k} and m={m}")
+    m, k = check_cycle(m, k)
     reorthogonalize = check_reorthogonalize(reorthogonalize)
     state = prepare(A, b, x0, rtol, atol, maxiter, M, callback)
     xp, x = state.xp, state.x
@@ -215,6 +212,23 @@ def gcrodr(
         m=m,
         k=k,
     )
+
+
+def check_cycle(m: Any, k: Any, names: tuple[str, str] = ("m", "k")) -> tuple[int, int]:
+    """Return GCRO-DR's ``(m, k)`` as ints after checking ``m >= 2`` and ``1 <= k < m``.
+
+    ``names`` are what the errors call them (e.g. PETSc option names).
+
+    Raises
+    ------
+    TypeError, ValueError
+        If either is not an integer, or they are out of range.
+    """
+    m = check_positive_int(m, names[0], minimum=2)
+    k = check_positive_int(k, names[1])
+    if k >= m:
+        raise ValueError(f"{names[1]} must be < {names[0]}, got {names[1]}={k} and {names[0]}={m}")
+    return m, k
 
 
 @dataclass

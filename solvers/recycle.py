@@ -67,7 +67,7 @@ import scipy.sparse.linalg as spla
 from numlib.result import ConvergenceWarning, SolveResult
 from numlib.validate import check_operator, check_positive_int, check_tolerances, check_vector
 from solvers.deflated_cg import deflated_cg
-from solvers.gcrodr import gcrodr
+from solvers.gcrodr import check_cycle, gcrodr
 from solvers.krylov import cg, gmres
 from solvers.ordering import _check_features, order_systems, path_length
 from solvers.setup_reuse import (
@@ -210,16 +210,114 @@ def solve_sequence(
     >>> out.strategy, out.info["converged"]
     ('amg-reuse', True)
     """
+    request = _check_request(
+        systems,
+        strategy=strategy,
+        order=order,
+        features=features,
+        rtol=rtol,
+        atol=atol,
+        maxiter=maxiter,
+        m=m,
+        k=k,
+        progress=progress,
+    )
+    pairs, features, permutation = request.pairs, request.features, request.permutation
+    if permutation is None:
+        if features is None and order != "none":
+            features = _default_features(pairs, request.kind)
+        permutation = order_systems(
+            np.zeros((len(pairs), 1)) if features is None else features, method=order
+        )
+
+    start = time.perf_counter()
+    runner = _Runner(
+        request.strategy,
+        request.rtol,
+        request.atol,
+        request.maxiter,
+        request.m,
+        request.k,
+        request.kind,
+        may_switch=request.automatic,
+    )
+    results: list[SolveResult | None] = [None] * len(pairs)
+    with warnings.catch_warnings():
+        # One summary warning below instead of one per system.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for done, index in enumerate(permutation, start=1):
+            A, b = pairs[index]
+            results[index] = runner.solve(A, b)
+            if progress is not None:
+                progress(done, len(pairs))
+    total = time.perf_counter() - start
+    final = [r for r in results if r is not None]
+    failed = [i for i, r in enumerate(final) if not r.converged]
+    if failed:
+        warnings.warn(
+            f"{len(failed)} of {len(final)} systems did not converge "
+            f"({request.strategy}; first: system {failed[0]})",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    info = {
+        "reason": request.reason + runner.switched,
+        "setup_s": runner.setup_s,
+        "total_s": total,
+        "rebuilds": runner.rebuilds,
+        "converged": not failed,
+        "iterations": float(np.mean([r.iterations for r in final])),
+        "path_length": None if features is None else path_length(features, permutation),
+    }
+    return SequenceResult(
+        [np.asarray(r.x) for r in final], final, permutation, runner.strategy, info
+    )
+
+
+@dataclass(frozen=True)
+class _Request:
+    """The arguments of a sequence solve, checked, with ``auto`` resolved."""
+
+    pairs: list[tuple[Any, np.ndarray]]
+    kind: _Kind
+    strategy: str
+    reason: str  # why this strategy
+    automatic: bool  # chosen by ``auto``, which may still switch it while solving
+    rtol: float
+    atol: float
+    maxiter: int
+    m: int
+    k: int
+    permutation: np.ndarray | None  # the caller's explicit order; None for a named one
+    features: np.ndarray | None
+
+
+def _check_request(
+    systems: Sequence[Any],
+    *,
+    strategy: str,
+    order: str | np.ndarray,
+    features: np.ndarray | None,
+    rtol: float,
+    atol: float,
+    maxiter: int | None,
+    m: int,
+    k: int,
+    progress: Callable[[int, int], None] | None,
+) -> _Request:
+    """Check every argument of :func:`solve_sequence` before any work; resolve ``auto``.
+
+    :func:`solvers.petsc.sequence.solve_sequence_mpi` checks its arguments here
+    too, so the serial and the distributed function refuse the same calls with
+    the same errors. Raises as :func:`solve_sequence` documents.
+    """
     pairs = _check_systems(systems)
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     rtol, atol = check_tolerances(rtol, atol)
     n = pairs[0][1].shape[0]
     maxiter = 10 * n if maxiter is None else check_positive_int(maxiter, "maxiter")
-    m = check_positive_int(m, "m", minimum=2)
-    k = check_positive_int(k, "k")
-    if k >= m:
-        raise ValueError(f"k must be < m, got k={k} and m={m}")
+    m, k = check_cycle(m, k)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable, got {type(progress).__name__}")
     if isinstance(order, str):
@@ -240,45 +338,8 @@ def solve_sequence(
     if automatic:
         strategy, reason = kind.choose()
     kind.require(strategy)
-    if permutation is None:
-        if features is None and order != "none":
-            features = _default_features(pairs, kind)
-        permutation = order_systems(
-            np.zeros((len(pairs), 1)) if features is None else features, method=order
-        )
-
-    start = time.perf_counter()
-    runner = _Runner(strategy, rtol, atol, maxiter, m, k, kind, may_switch=automatic)
-    results: list[SolveResult | None] = [None] * len(pairs)
-    with warnings.catch_warnings():
-        # One summary warning below instead of one per system.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        for done, index in enumerate(permutation, start=1):
-            A, b = pairs[index]
-            results[index] = runner.solve(A, b)
-            if progress is not None:
-                progress(done, len(pairs))
-    total = time.perf_counter() - start
-    final = [r for r in results if r is not None]
-    failed = [i for i, r in enumerate(final) if not r.converged]
-    if failed:
-        warnings.warn(
-            f"{len(failed)} of {len(final)} systems did not converge "
-            f"({strategy}; first: system {failed[0]})",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
-    info = {
-        "reason": reason + runner.switched,
-        "setup_s": runner.setup_s,
-        "total_s": total,
-        "rebuilds": runner.rebuilds,
-        "converged": not failed,
-        "iterations": float(np.mean([r.iterations for r in final])),
-        "path_length": None if features is None else path_length(features, permutation),
-    }
-    return SequenceResult(
-        [np.asarray(r.x) for r in final], final, permutation, runner.strategy, info
+    return _Request(
+        pairs, kind, strategy, reason, automatic, rtol, atol, maxiter, m, k, permutation, features
     )
 
 

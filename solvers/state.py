@@ -60,6 +60,10 @@ class SolveState:
         converged = true_norm <= self.tolerance and breakdown is None
         if breakdown is not None and true_norm <= self.tolerance:
             converged, breakdown = True, None
+        if not math.isfinite(true_norm):
+            # NaN compares false with everything: without this it would read as a
+            # spent iteration budget.
+            breakdown = "the residual is NaN or Inf (A or M produced non-finite values)"
         info.update(true_residual_norm=true_norm, tolerance=self.tolerance)
         if breakdown is not None:
             info["breakdown"] = breakdown

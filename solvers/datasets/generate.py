@@ -277,35 +277,55 @@ def generate_dataset(
         for k, ids in enumerate(chunks):
             if k in entries:
                 continue
-            base = bar.tasks[0].completed
-
-            def advance(done: int, base: float = base) -> None:
-                bar.update(task, completed=base + done)
-
-            arrays, used = _solve_shard(config, k, ids, advance)
-            bar.update(task, completed=base + ids.size)
-            path = out / _shard_name(k)
-            _atomic_write(path, lambda fh, arrays=arrays: np.savez(fh, **arrays))
-            entry = _shard_entry(
-                path.name,
-                float(arrays["solve_time"]),
-                arrays["iterations"],
-                arrays["rel_residual"],
-                used,
-                config["rtol"],
-            )
-            if entry["rel_residuals_above_rtol"]:
-                warnings.warn(
-                    f"{entry['rel_residuals_above_rtol']} sample(s) in {path.name} have a "
-                    f"relative residual above rtol={config['rtol']:g} (largest "
-                    f"{entry['max_rel_residual']:.3g}); kept and recorded in the manifest",
-                    stacklevel=2,
-                )
+            entry = _write_shard(out, config, k, ids, bar, task)
+            _warn_above_rtol(entry, config["rtol"], stacklevel=2)
             entries[k] = entry
             written += 1
             _write_manifest(out, config, entries, n_shards)
 
     return _summary(out, config, entries, written, skipped)
+
+
+def _write_shard(
+    out: Path, config: dict[str, Any], k: int, ids: np.ndarray, bar: Any, task: Any
+) -> dict[str, Any]:
+    """Solve shard ``k`` (the samples ``ids``), write it atomically and return its entry.
+
+    The bar's ``task`` advances over the shard's samples from where it stands.
+    Shared by the serial and the MPI generator, so that both write the same shards.
+    """
+    base = next(t.completed for t in bar.tasks if t.id == task)
+
+    def advance(done: int) -> None:
+        bar.update(task, completed=base + done)
+
+    arrays, used = _solve_shard(config, k, ids, advance)
+    bar.update(task, completed=base + ids.size)
+    path = out / _shard_name(k)
+    _atomic_write(path, lambda fh: np.savez(fh, **arrays))
+    return _shard_entry(
+        path.name,
+        float(arrays["solve_time"]),
+        arrays["iterations"],
+        arrays["rel_residual"],
+        used,
+        config["rtol"],
+    )
+
+
+def _warn_above_rtol(entry: dict[str, Any], rtol: float, stacklevel: int) -> None:
+    """Warn if the shard of manifest ``entry`` kept samples whose residual exceeds ``rtol``.
+
+    ``stacklevel`` counts from the caller, as for :func:`warnings.warn`. Shared by
+    the serial and the MPI generator.
+    """
+    if entry["rel_residuals_above_rtol"]:
+        warnings.warn(
+            f"{entry['rel_residuals_above_rtol']} sample(s) in {entry['file']} have a "
+            f"relative residual above rtol={rtol:g} (largest "
+            f"{entry['max_rel_residual']:.3g}); kept and recorded in the manifest",
+            stacklevel=stacklevel + 1,
+        )
 
 
 def _open_dataset(

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from numlib.validate import check_finite, check_operator, check_vector
-from solvers.petsc._require import petsc
+from numlib.validate import check_finite, check_operator, check_positive_int, check_vector
+from solvers.petsc._require import mpi, petsc
 from solvers.petsc.arrays import DistributedVector, Layout
 
 __all__ = [
@@ -35,7 +35,11 @@ __all__ = [
 
 def _comm(comm: Any) -> Any:
     PETSc = petsc()
-    return PETSc.COMM_WORLD if comm is None else comm
+    if comm is None:
+        return PETSc.COMM_WORLD
+    if not isinstance(comm, PETSc.Comm):
+        raise TypeError(f"comm must be a petsc4py.PETSc.Comm, got {type(comm).__name__}")
+    return comm
 
 
 def ownership(n: int, comm: Any = None) -> tuple[int, int]:
@@ -43,10 +47,28 @@ def ownership(n: int, comm: Any = None) -> tuple[int, int]:
 
     PETSc's ``PETSC_DECIDE`` gives each rank ``n // P`` rows and the first
     ``n % P`` ranks one more, in rank order.
+
+    Parameters
+    ----------
+    n : int
+        Global number of rows, ``>= 0``.
+    comm : petsc4py.PETSc.Comm, optional
+        Communicator (default ``PETSc.COMM_WORLD``).
+
+    Returns
+    -------
+    tuple of int
+        ``(start, stop)``, this rank's half-open range of rows.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``n`` is not a non-negative integer or ``comm`` not a PETSc communicator.
     """
+    n = check_positive_int(n, "n", minimum=0)
     comm = _comm(comm)
     size, rank = comm.getSize(), comm.getRank()
-    base, extra = divmod(int(n), size)
+    base, extra = divmod(n, size)
     start = rank * base + min(rank, extra)
     return start, start + base + (1 if rank < extra else 0)
 
@@ -69,12 +91,36 @@ def mat_from_local_rows(local: Any, n: int, comm: Any = None) -> Any:
     petsc4py.PETSc.Mat
         Assembled ``aij`` matrix (``seqaij`` on one rank, ``mpiaij`` otherwise),
         preallocated exactly from the CSR structure.
+
+    Raises
+    ------
+    TypeError, ValueError
+        On every rank, before assembly: if ``local`` is not a 2-D scipy.sparse or
+        numpy matrix of real floating point with ``n`` columns and finite
+        entries on every rank, ``n`` is not a positive integer, or the ranks'
+        row counts do not add up to ``n``.
     """
     PETSc = petsc()
     comm = _comm(comm)
+    n = check_positive_int(n, "n")
+    if not (sp.issparse(local) or isinstance(local, np.ndarray)) or local.ndim != 2:
+        shape = getattr(local, "shape", None)
+        raise TypeError(
+            "local must be a 2-D scipy.sparse matrix or numpy array, "
+            f"got {type(local).__name__} of shape {shape}"
+        )
+    _check_real(local.dtype, "local")
     csr = sp.csr_array(local, dtype=PETSc.ScalarType)
-    if csr.shape[1] != n:
-        raise ValueError(f"local rows must have {n} columns, got {csr.shape[1]}")
+    # One reduction for all three checks, so that every rank raises together.
+    problems = _sum_over_ranks(
+        comm, np.array([csr.shape[0], csr.shape[1] != n, not np.isfinite(csr.data).all()])
+    )
+    if problems[1]:
+        raise ValueError(f"local must have n={n} columns on every rank, got {csr.shape[1]} here")
+    if problems[2]:
+        raise ValueError("local must be finite on every rank (NaN or Inf found)")
+    if problems[0] != n:
+        raise ValueError(f"the ranks' local rows add up to {int(problems[0])}, not n={n}")
     csr.sum_duplicates()
     csr.sort_indices()
     index = PETSc.IntType
@@ -143,6 +189,12 @@ def to_petsc_vec(x: np.ndarray, comm: Any = None, *, like: Any = None) -> Any:
     Returns
     -------
     petsc4py.PETSc.Vec
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``x`` is not a finite real 1-D numpy array, ``like`` neither a ``Mat``
+        nor a ``Vec``, or their lengths differ.
     """
     if not isinstance(x, np.ndarray):
         raise TypeError(f"x must be a numpy array, got {type(x).__name__}")
@@ -153,8 +205,10 @@ def to_petsc_vec(x: np.ndarray, comm: Any = None, *, like: Any = None) -> Any:
         vec = PETSc.Vec().createMPI((PETSc.DECIDE, x.shape[0]), comm=_comm(comm))
     elif isinstance(like, PETSc.Mat):
         vec = like.createVecRight()
-    else:
+    elif isinstance(like, PETSc.Vec):
         vec = like.duplicate()
+    else:
+        raise TypeError(f"like must be a petsc4py.PETSc.Mat or Vec, got {type(like).__name__}")
     if vec.getSize() != x.shape[0]:
         raise ValueError(f"x has length {x.shape[0]}, but like has {vec.getSize()} rows")
     start, stop = vec.getOwnershipRange()
@@ -165,8 +219,25 @@ def to_petsc_vec(x: np.ndarray, comm: Any = None, *, like: Any = None) -> Any:
 def gather_vec(vec: Any) -> np.ndarray:
     """Return the whole of a distributed ``Vec`` as a numpy array on every rank.
 
-    Goes through PETSc's ``VecScatterCreateToAll``; costs ``n`` numbers per rank.
+    Collective. Goes through PETSc's ``VecScatterCreateToAll``; costs ``n``
+    numbers per rank.
+
+    Parameters
+    ----------
+    vec : petsc4py.PETSc.Vec
+        The vector; not modified.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,)
+        A copy of all ``n`` entries, in global order.
+
+    Raises
+    ------
+    TypeError
+        If ``vec`` is not a ``petsc4py.PETSc.Vec``.
     """
+    _check_vec(vec, "vec")
     PETSc = petsc()
     scatter, whole = PETSc.Scatter.toAll(vec)
     scatter.scatter(vec, whole, PETSc.InsertMode.INSERT_VALUES, PETSc.ScatterMode.FORWARD)
@@ -176,10 +247,22 @@ def gather_vec(vec: Any) -> np.ndarray:
     return out
 
 
-def as_distributed(vec: Any) -> DistributedVector:
+def as_distributed(vec: Any, *, name: str = "vec") -> DistributedVector:
     """Copy a PETSc ``Vec`` into a :class:`DistributedVector` for numlib's solvers.
 
-    The copy is this rank's slice only; the ``Vec`` is not modified.
+    Collective (the finiteness check is one reduction).
+
+    Parameters
+    ----------
+    vec : petsc4py.PETSc.Vec
+        The vector; not modified.
+    name : str
+        What the errors call it (the caller's argument).
+
+    Returns
+    -------
+    DistributedVector
+        A copy of this rank's slice, laid out as ``vec``.
 
     Raises
     ------
@@ -188,26 +271,59 @@ def as_distributed(vec: Any) -> DistributedVector:
     ValueError
         If it holds NaN or Inf (checked over all ranks).
     """
-    PETSc = petsc()
-    if not isinstance(vec, PETSc.Vec):
-        raise TypeError(f"vec must be a petsc4py.PETSc.Vec, got {type(vec).__name__}")
+    _check_vec(vec, name)
     out = DistributedVector(vec.getArray(readonly=True).copy(), Layout.of(vec))
-    check_finite(out, "vec")
+    check_finite(out, name)
     return out
 
 
 def to_vec(x: DistributedVector, out: Any = None) -> Any:
-    """Write a :class:`DistributedVector` into a PETSc ``Vec`` (a new one unless ``out``)."""
+    """Write a :class:`DistributedVector` into a PETSc ``Vec`` (a new one unless ``out``).
+
+    Parameters
+    ----------
+    x : DistributedVector
+        The entries, this rank's slice; copied.
+    out : petsc4py.PETSc.Vec, optional
+        Destination laid out as ``x``; default a new ``Vec``.
+
+    Returns
+    -------
+    petsc4py.PETSc.Vec
+        ``out``, or the new vector.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``x`` is not a :class:`DistributedVector`, or ``out`` not a ``Vec``
+        laid out as ``x``.
+    """
     PETSc = petsc()
     if not isinstance(x, DistributedVector):
         raise TypeError(f"x must be a DistributedVector, got {type(x).__name__}")
     layout = x.layout
     if out is None:
         out = PETSc.Vec().createMPI((layout.local_size, layout.size), comm=layout.comm)
-    elif Layout.of(out) != layout:
-        raise ValueError("out must have the layout of x")
+    else:
+        _check_vec(out, "out")
+        if Layout.of(out) != layout:
+            raise ValueError("out must have the layout of x")
     out.setArray(x.local)
     return out
+
+
+def _check_vec(value: Any, name: str) -> None:
+    PETSc = petsc()
+    if not isinstance(value, PETSc.Vec):
+        raise TypeError(f"{name} must be a petsc4py.PETSc.Vec, got {type(value).__name__}")
+
+
+def _sum_over_ranks(comm: Any, values: np.ndarray) -> np.ndarray:
+    """Sum a small host array over the ranks of a PETSc communicator."""
+    if comm.getSize() == 1:
+        return values
+    mpi()  # a clear message if mpi4py is missing
+    return comm.tompi4py().allreduce(values)
 
 
 def _check_real(dtype: Any, name: str) -> None:

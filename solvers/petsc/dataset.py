@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,17 +38,13 @@ from solvers.datasets.generate import (
     DatasetInfo,
     _open_dataset,
     _progress_bar,
-    _solve_shard,
     _summary,
+    _warn_above_rtol,
     _write_manifest,
-)
-from solvers.datasets.storage import (
-    _atomic_write,
-    _shard_entry,
-    _shard_name,
+    _write_shard,
 )
 from solvers.petsc._require import mpi
-from solvers.petsc.sequence import chunk_bounds
+from solvers.petsc.sequence import _communicator, chunk_bounds
 
 __all__ = ["generate_dataset_mpi", "main"]
 
@@ -84,7 +79,8 @@ def generate_dataset_mpi(
     progress : bool, default False
         Show a progress bar of the root rank's own shards (on stderr).
     comm : mpi4py.MPI.Comm, optional
-        Communicator (default ``MPI.COMM_WORLD``).
+        Communicator (default ``MPI.COMM_WORLD``); a petsc4py one converts with
+        ``.tompi4py()``.
 
     Returns
     -------
@@ -95,7 +91,8 @@ def generate_dataset_mpi(
     Raises
     ------
     TypeError, ValueError
-        For bad arguments, on every rank, before anything is written.
+        For bad arguments (those of the serial generator, and a ``comm`` that is
+        not an ``mpi4py.MPI.Comm``), on every rank, before anything is written.
     DatasetMismatchError
         If ``out`` holds a data set of another configuration (every rank).
     RuntimeError
@@ -112,8 +109,7 @@ def generate_dataset_mpi(
     .. [1] H. Wang et al., "Accelerating data generation for neural operators
        via Krylov subspace recycling", ICLR 2024.
     """
-    MPI = mpi()
-    comm = MPI.COMM_WORLD if comm is None else comm
+    comm = _communicator(comm)
     config = _config(family, n_samples, n, seed, shard_size, strategy, order, rtol, family_options)
     out = Path(out)
 
@@ -130,22 +126,7 @@ def generate_dataset_mpi(
             total = int(sum(shards[s].size for s in mine))
             task = bar.add_task(f"{family} n={n} (rank 0 of {comm.size})", total=total)
             for s in mine:
-                base = bar.tasks[0].completed
-
-                def advance(done: int, base: float = base) -> None:
-                    bar.update(task, completed=base + done)
-
-                arrays, used = _solve_shard(config, int(s), shards[s], advance)
-                path = out / _shard_name(int(s))
-                _atomic_write(path, lambda fh, arrays=arrays: np.savez(fh, **arrays))
-                written[int(s)] = _shard_entry(
-                    path.name,
-                    float(arrays["solve_time"]),
-                    arrays["iterations"],
-                    arrays["rel_residual"],
-                    used,
-                    config["rtol"],
-                )
+                written[int(s)] = _write_shard(out, config, int(s), shards[s], bar, task)
     except Exception as exc:  # reported on every rank below instead of a hang
         failure = f"rank {comm.rank}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}"
     gathered = comm.gather((written, failure), root=0)
@@ -160,13 +141,7 @@ def generate_dataset_mpi(
         if failures:
             raise RuntimeError("generate_dataset_mpi failed on " + "; ".join(failures))
         for entry in new.values():
-            if entry["rel_residuals_above_rtol"]:
-                warnings.warn(
-                    f"{entry['rel_residuals_above_rtol']} sample(s) in {entry['file']} have a "
-                    f"relative residual above rtol={config['rtol']:g} (largest "
-                    f"{entry['max_rel_residual']:.3g}); kept and recorded in the manifest",
-                    stacklevel=3,
-                )
+            _warn_above_rtol(entry, config["rtol"], stacklevel=3)
         return _summary(out, config, entries, len(new), n_shards - todo.size)
 
     return _on_root(comm, finish)

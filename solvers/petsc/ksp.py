@@ -19,12 +19,14 @@ or, from Python, ``ksp.setType("python"); ksp.setPythonContext(GCRODR())`` (see
   true one; ``-pc_type none`` means no preconditioner;
 - a nonzero initial guess is honoured (``KSPSetInitialGuessNonzero``);
 - the iteration count, the final true residual norm and the converged reason
-  (``CONVERGED_RTOL``/``CONVERGED_ATOL``, ``DIVERGED_MAX_IT`` or
-  ``DIVERGED_BREAKDOWN``) are reported back, and the residual history is
-  passed to the ``KSP``'s monitors (``-ksp_monitor``) after the solve, so
-  ``-ksp_converged_reason`` and ``-ksp_error_if_not_converged`` behave as for
-  built-in types. numlib's ``ConvergenceWarning`` is not raised here: PETSc's
-  converged reason is how a ``KSP`` reports failure;
+  (``CONVERGED_RTOL``/``CONVERGED_ATOL``, ``DIVERGED_MAX_IT``,
+  ``DIVERGED_NANORINF`` or ``DIVERGED_BREAKDOWN``) are reported back (an AIJ
+  matrix with NaN/Inf entries is refused with an error, as by :func:`solve`),
+  and the residual history is passed to the ``KSP``'s monitors
+  (``-ksp_monitor``) after the solve, so ``-ksp_converged_reason`` and
+  ``-ksp_error_if_not_converged`` behave as for built-in types. numlib's
+  ``ConvergenceWarning`` is not raised here: PETSc's converged reason is how a
+  ``KSP`` reports failure;
 - :class:`GCRODR` keeps its recycled space from one ``KSPSolve`` to the next,
   also when the operators change (``KSPSetOperators``) — that is the point for
   a sequence of related systems. A change of size or parallel layout, or
@@ -43,11 +45,14 @@ from __future__ import annotations
 
 import atexit
 import gc
+import math
 import warnings
 from typing import Any
 
 from numlib.result import ConvergenceWarning
+from numlib.validate import check_positive_int
 from solvers.arnoldi import REORTHOGONALIZE, Reorthogonalize, check_reorthogonalize
+from solvers.gcrodr import check_cycle
 from solvers.petsc._require import petsc
 from solvers.petsc.solve import solve
 from solvers.subspace import RecycleSpace
@@ -107,8 +112,11 @@ class _NumlibKSP:
         ksp.logConvergenceHistory(true_norm)
         ksp.monitor(result.iterations, true_norm)
         ksp.setIterationNumber(result.iterations)
-        ksp.setResidualNorm(true_norm)
         reason = PETSc.KSP.ConvergedReason
+        if not math.isfinite(true_norm):  # PETSc refuses a NaN residual norm
+            ksp.setConvergedReason(reason.DIVERGED_NANORINF)
+            return
+        ksp.setResidualNorm(true_norm)
         if result.converged:
             b_norm = b.norm()
             met_rtol = true_norm <= rtol * b_norm
@@ -152,15 +160,19 @@ class GCRODR(_NumlibKSP):
         self, m: int = 40, k: int = 20, reorthogonalize: Reorthogonalize = "never"
     ) -> None:
         super().__init__()
-        self.m, self.k = m, k
+        self.m, self.k = check_cycle(m, k)
         self.reorthogonalize = check_reorthogonalize(reorthogonalize)
         self.recycle: RecycleSpace | None = None
 
     def setFromOptions(self, ksp: Any) -> None:
         """Read ``-ksp_gcrodr_m``, ``-ksp_gcrodr_k`` and ``-ksp_gcrodr_cgs_refinement_type``."""
-        options = petsc().Options(ksp.getOptionsPrefix())
-        self.m = options.getInt("ksp_gcrodr_m", self.m)
-        self.k = options.getInt("ksp_gcrodr_k", self.k)
+        prefix = ksp.getOptionsPrefix() or ""
+        options = petsc().Options(prefix)
+        self.m, self.k = check_cycle(
+            options.getInt("ksp_gcrodr_m", self.m),
+            options.getInt("ksp_gcrodr_k", self.k),
+            (f"-{prefix}ksp_gcrodr_m", f"-{prefix}ksp_gcrodr_k"),
+        )
         self.reorthogonalize = _refinement(
             options, "ksp_gcrodr_cgs_refinement_type", self.reorthogonalize
         )
@@ -200,13 +212,17 @@ class GMRES(_NumlibKSP):
 
     def __init__(self, restart: int = 40, reorthogonalize: Reorthogonalize = "never") -> None:
         super().__init__()
-        self.restart = restart
+        self.restart = check_positive_int(restart, "restart")
         self.reorthogonalize = check_reorthogonalize(reorthogonalize)
 
     def setFromOptions(self, ksp: Any) -> None:
         """Read ``-ksp_numlib_gmres_restart`` and ``-ksp_numlib_gmres_cgs_refinement_type``."""
-        options = petsc().Options(ksp.getOptionsPrefix())
-        self.restart = options.getInt("ksp_numlib_gmres_restart", self.restart)
+        prefix = ksp.getOptionsPrefix() or ""
+        options = petsc().Options(prefix)
+        self.restart = check_positive_int(
+            options.getInt("ksp_numlib_gmres_restart", self.restart),
+            f"-{prefix}ksp_numlib_gmres_restart",
+        )
         self.reorthogonalize = _refinement(
             options, "ksp_numlib_gmres_cgs_refinement_type", self.reorthogonalize
         )
@@ -239,6 +255,13 @@ def set_numlib_ksp(ksp: Any, method: str = "gcrodr", **parameters: Any) -> Any:
     GCRODR, GMRES or CG
         The context, e.g. to read ``context.recycle`` or ``context.last_result``.
 
+    Raises
+    ------
+    TypeError, ValueError
+        For a ``ksp`` that is not a ``KSP``, an unknown ``method``, or parameters
+        the context refuses (``m >= 2``, ``1 <= k < m``, ``restart >= 1``), before
+        ``ksp`` is changed.
+
     Examples
     --------
     >>> import numpy as np
@@ -259,6 +282,8 @@ def set_numlib_ksp(ksp: Any, method: str = "gcrodr", **parameters: Any) -> Any:
     >>> ksp.getConvergedReason() > 0, iterations[1] < iterations[0]
     (True, True)
     """
+    if not isinstance(ksp, petsc().KSP):
+        raise TypeError(f"ksp must be a petsc4py.PETSc.KSP, got {type(ksp).__name__}")
     contexts = {"gcrodr": GCRODR, "gmres": GMRES, "cg": CG}
     if method not in contexts:
         raise ValueError(f"method must be one of {tuple(contexts)}, got {method!r}")

@@ -37,9 +37,9 @@ class _PetscApply(LinearOperator):
         raise NotImplementedError
 
     def matvec(self, x: Any) -> Any:
-        """Apply to a :class:`DistributedVector` (or a whole numpy vector)."""
+        """Apply to a :class:`DistributedVector`, or as scipy's ``matvec`` to a whole vector."""
         if not isinstance(x, DistributedVector):
-            return self._matvec(x)
+            return super().matvec(x)  # scipy's shape handling, then _matvec
         if x.layout != self.layout:
             raise ValueError(f"x is laid out as {x.layout!r}, the operator as {self.layout!r}")
         source = np.ascontiguousarray(x.local)
@@ -56,7 +56,8 @@ class _PetscApply(LinearOperator):
     def _matvec(self, x: Any) -> np.ndarray:
         x = np.asarray(x, dtype=self.dtype).reshape(-1)
         layout = self.layout
-        result = self.matvec(DistributedVector(np.array(x[layout.start : layout.stop]), layout))
+        local = np.array(x[layout.start : layout.stop])
+        result = _PetscApply.matvec(self, DistributedVector(local, layout))
         self._y.setArray(result.local)
         return gather_vec(self._y)
 
@@ -105,15 +106,22 @@ class PetscPreconditioner(_PetscApply):
     Parameters
     ----------
     pc : petsc4py.PETSc.PC
-        A ``PC`` with operators set; it is set up here if it is not yet.
+        A ``PC`` with operators set. PETSc sets it up at its first application
+        (``PCApply``) if it is not yet, so wrapping it costs nothing.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``pc`` is not a ``PC``, or has no operators.
     """
 
     def __init__(self, pc: Any) -> None:
         PETSc = petsc()
         if not isinstance(pc, PETSc.PC):
             raise TypeError(f"pc must be a petsc4py.PETSc.PC, got {type(pc).__name__}")
-        _, P = pc.getOperators()
-        pc.setUp()
+        _, P = pc.getOperators()  # PETSc lends an empty Mat (type None) when none is set
+        if P.getType() is None:
+            raise ValueError("pc has no operators: call pc.setOperators(mat) first")
         self.pc = pc
         x_work, y_work = P.createVecs()
         super().__init__(x_work, y_work)
@@ -141,14 +149,29 @@ def preconditioner(
     Returns
     -------
     PetscPreconditioner
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``mat`` is not a ``Mat``, ``pc_type`` not a type this PETSc has, or
+        ``options_prefix`` not a str; PETSc's own error if its set-up fails.
     """
     PETSc = petsc()
+    if not isinstance(mat, PETSc.Mat):
+        raise TypeError(f"mat must be a petsc4py.PETSc.Mat, got {type(mat).__name__}")
     if not isinstance(pc_type, str):
         raise TypeError(f"pc_type must be a str, got {type(pc_type).__name__}")
+    if options_prefix is not None and not isinstance(options_prefix, str):
+        raise TypeError(f"options_prefix must be a str, got {type(options_prefix).__name__}")
     pc = PETSc.PC().create(comm=mat.getComm())
+    try:
+        pc.setType(pc_type)
+    except PETSc.Error:
+        pc.destroy()
+        raise ValueError(f"pc_type {pc_type!r} is not a PETSc PCType of this build") from None
     pc.setOperators(mat)
-    pc.setType(pc_type)
     if options_prefix is not None:
         pc.setOptionsPrefix(options_prefix)
         pc.setFromOptions()
+    pc.setUp()
     return PetscPreconditioner(pc)

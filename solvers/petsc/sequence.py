@@ -30,21 +30,13 @@ from typing import Any
 import numpy as np
 
 from numlib.result import ConvergenceWarning, SolveResult
-from numlib.validate import check_positive_int, check_tolerances
+from numlib.validate import check_positive_int
 from solvers.ordering import order_systems, path_length
 from solvers.petsc._require import mpi
 
-# The serial function's own validation, kind detection and default features, so
-# that the distributed order is exactly the serial one.
-from solvers.recycle import (
-    STRATEGIES,
-    SequenceResult,
-    _check_permutation,
-    _check_systems,
-    _default_features,
-    _Kind,
-    solve_sequence,
-)
+# The serial function's own argument checks (so both refuse the same calls), kind
+# detection and default features (so the distributed order is the serial one).
+from solvers.recycle import SequenceResult, _check_request, _default_features, solve_sequence
 
 __all__ = ["chunk_bounds", "solve_sequence_mpi"]
 
@@ -94,9 +86,11 @@ def solve_sequence_mpi(
         As for :func:`solvers.recycle.solve_sequence`; ``strategy="auto"`` is
         resolved once for the whole sequence, so every rank uses the same one.
     comm : mpi4py.MPI.Comm, optional
-        Communicator (default ``MPI.COMM_WORLD``).
+        Communicator (default ``MPI.COMM_WORLD``); a petsc4py one converts with
+        ``.tompi4py()``.
     root : int or None, default 0
-        Rank that receives the whole result; ``None`` gives it to every rank.
+        Rank that receives the whole result (any integer type but ``bool``);
+        ``None`` gives it to every rank.
     progress : callable, optional
         Called on each rank as ``progress(done, total)`` over its own chunk.
 
@@ -112,8 +106,13 @@ def solve_sequence_mpi(
 
     Raises
     ------
-    TypeError, ValueError
-        As the serial function, on every rank before any solve.
+    TypeError
+        If ``comm`` is not an ``mpi4py.MPI.Comm`` or ``root`` is neither None
+        nor an integer, and for the arguments the serial function refuses (the
+        same checks and messages); on every rank, before any ordering or solve.
+    ValueError
+        If ``root`` is not a rank of ``comm``, and as the serial function; on
+        every rank, before any ordering or solve.
     RuntimeError
         On every rank, if solving failed on some rank (naming it and the error).
 
@@ -127,40 +126,34 @@ def solve_sequence_mpi(
     .. [1] H. Wang et al., "Accelerating data generation for neural operators
        via Krylov subspace recycling", ICLR 2024.
     """
-    MPI = mpi()
-    comm = MPI.COMM_WORLD if comm is None else comm
-    pairs = _check_systems(systems)
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    rtol, atol = check_tolerances(rtol, atol)
-    if maxiter is not None:
-        maxiter = check_positive_int(maxiter, "maxiter")
-    m = check_positive_int(m, "m", minimum=2)
-    k = check_positive_int(k, "k")
-    if k >= m:
-        raise ValueError(f"k must be < m, got k={k} and m={m}")
-    if root is not None and not (isinstance(root, int) and 0 <= root < comm.size):
-        raise ValueError(f"root must be None or a rank in [0, {comm.size}), got {root!r}")
-    if isinstance(order, str) and order not in ("greedy", "curve", "none"):
-        raise ValueError(f"order must be 'greedy', 'curve', 'none' or a permutation, got {order!r}")
-    kind = _Kind.of([A for A, _ in pairs])
-    reason = f"chosen by the caller ({kind.describe()})"
-    if strategy == "auto":
-        strategy, reason = kind.choose()
-    kind.require(strategy)
+    comm = _communicator(comm)
+    if root is not None:
+        root = check_positive_int(root, "root", minimum=0)
+        if root >= comm.size:
+            raise ValueError(f"root must be None or a rank in [0, {comm.size}), got {root}")
+    request = _check_request(
+        systems,
+        strategy=strategy,
+        order=order,
+        features=features,
+        rtol=rtol,
+        atol=atol,
+        maxiter=maxiter,
+        m=m,
+        k=k,
+        progress=progress,
+    )
+    pairs, features, permutation = request.pairs, request.features, request.permutation
 
     start = time.perf_counter()
-    if isinstance(order, str):
+    if permutation is None:
         if features is None and order != "none":
-            features = _default_features(pairs, kind)
-        permutation = None
+            features = _default_features(pairs, request.kind)
         if comm.rank == (root or 0):
             permutation = order_systems(
                 np.zeros((len(pairs), 1)) if features is None else features, method=order
             )
         permutation = comm.bcast(permutation, root=root or 0)
-    else:
-        permutation = _check_permutation(order, len(pairs))
     bounds = chunk_bounds(len(pairs), comm.size)
     mine = permutation[bounds[comm.rank] : bounds[comm.rank + 1]]
 
@@ -174,13 +167,13 @@ def solve_sequence_mpi(
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 local = solve_sequence(
                     [pairs[i] for i in mine],
-                    strategy=strategy,
+                    strategy=request.strategy,
                     order=np.arange(mine.size),
-                    rtol=rtol,
-                    atol=atol,
-                    maxiter=maxiter,
-                    m=m,
-                    k=k,
+                    rtol=request.rtol,
+                    atol=request.atol,
+                    maxiter=request.maxiter,
+                    m=request.m,
+                    k=request.k,
                     progress=progress,
                 )
     except Exception as exc:  # reported on every rank below instead of a hang
@@ -195,7 +188,27 @@ def solve_sequence_mpi(
         raise RuntimeError("solve_sequence_mpi failed on " + "; ".join(failures))
     if parts is None:
         return None
-    return _assemble(parts, len(pairs), permutation, strategy, reason, features, start)
+    return _assemble(
+        parts, len(pairs), permutation, request.strategy, request.reason, features, start
+    )
+
+
+def _communicator(comm: Any) -> Any:
+    """Return ``comm`` (``MPI.COMM_WORLD`` for None) once it is known to be an mpi4py one.
+
+    Raises
+    ------
+    TypeError
+        If ``comm`` is not an ``mpi4py.MPI.Comm``; a petsc4py communicator is
+        one only after ``.tompi4py()``.
+    """
+    MPI = mpi()
+    if comm is None:
+        return MPI.COMM_WORLD
+    if not isinstance(comm, MPI.Comm):
+        kind = f"{type(comm).__module__}.{type(comm).__qualname__}"
+        raise TypeError(f"comm must be an mpi4py communicator (mpi4py.MPI.Comm), got {kind}")
+    return comm
 
 
 def _portable(result: SequenceResult | None) -> Any:

@@ -11,10 +11,11 @@ the same iterations on every ``P``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from numlib.result import SolveResult
-from solvers.arnoldi import Reorthogonalize
+from solvers.arnoldi import Reorthogonalize, check_reorthogonalize
 from solvers.gcrodr import gcrodr
 from solvers.krylov import cg, gmres
 from solvers.petsc._require import petsc
@@ -93,8 +94,10 @@ def solve(
     Raises
     ------
     TypeError, ValueError
-        For objects of the wrong kind or layout, an unknown ``method``, and the
-        serial methods' argument errors, all before any iteration.
+        For objects of the wrong kind or layout, an unknown ``method``, NaN or Inf
+        in ``b``, ``x0`` or an AIJ ``A``, a ``recycle`` space from another layout
+        or with another method, and the serial methods' argument errors, all
+        before any iteration or preconditioner set-up.
 
     References
     ----------
@@ -112,27 +115,34 @@ def solve(
     >>> result.converged, result.iterations < 60
     (True, True)
     """
-    PETSc = petsc()
+    petsc()  # the install hint before anything else, if petsc4py is missing
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    reorthogonalize = check_reorthogonalize(reorthogonalize)
+    if recycle is not None and method != "gcrodr":
+        raise ValueError(f"recycle is GCRO-DR's (method='gcrodr'), not {method!r}'s")
     operator = A if isinstance(A, PetscOperator) else PetscOperator(A)
-    if M is not None and not isinstance(M, PetscPreconditioner):
-        M = PetscPreconditioner(M)
-    if not isinstance(b, PETSc.Vec):
-        raise TypeError(f"b must be a petsc4py.PETSc.Vec, got {type(b).__name__}")
-    rhs = as_distributed(b)
+    rhs = as_distributed(b, name="b")
     if rhs.layout != operator.layout:
         raise ValueError(f"b is laid out as {rhs.layout!r}, A as {operator.layout!r}")
-    if M is not None and M.layout != operator.layout:
-        raise ValueError(f"M is laid out as {M.layout!r}, A as {operator.layout!r}")
     start = None
     if x0 is not None:
-        if not isinstance(x0, PETSc.Vec):
-            raise TypeError(f"x0 must be a petsc4py.PETSc.Vec, got {type(x0).__name__}")
-        start = as_distributed(x0)
-    if recycle is not None and isinstance(recycle.U, DistributedRows):
-        if recycle.U.layout != rhs.layout:
-            raise ValueError("recycle was computed in another layout (size or ranks differ)")
+        start = as_distributed(x0, name="x0")
+        if start.layout != operator.layout:
+            raise ValueError(f"x0 is laid out as {start.layout!r}, A as {operator.layout!r}")
+    if recycle is not None:
+        if not isinstance(recycle, RecycleSpace):
+            raise TypeError(f"recycle must be a RecycleSpace, got {type(recycle).__name__}")
+        if not isinstance(recycle.U, DistributedRows) or recycle.U.layout != rhs.layout:
+            raise ValueError(
+                "recycle must come from a solve in the same layout (a PETSc solve of the "
+                "same size on the same ranks)"
+            )
+    _check_finite_entries(operator.mat)
+    if M is not None and not isinstance(M, PetscPreconditioner):
+        M = PetscPreconditioner(M)
+    if M is not None and M.layout != operator.layout:
+        raise ValueError(f"M is laid out as {M.layout!r}, A as {operator.layout!r}")
     options: dict[str, Any] = {
         "x0": start,
         "rtol": rtol,
@@ -156,3 +166,13 @@ def solve(
         residual_norms=result.residual_norms,
         info=result.info,
     )
+
+
+def _check_finite_entries(mat: Any) -> None:
+    """Refuse NaN/Inf in an assembled AIJ matrix: one pass over its entries, collective.
+
+    Other types (shell matrices...) cannot be read; a non-finite product then ends
+    the solve as a breakdown.
+    """
+    if "aij" in (mat.getType() or "") and not math.isfinite(mat.norm(petsc().NormType.FROBENIUS)):
+        raise ValueError("A has NaN or Inf entries")

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -172,6 +173,27 @@ def test_resume_after_interruption_is_byte_identical(tmp_path, monkeypatch):
 
     again = run(resumed)
     assert (again.shards_skipped, again.shards_written) == (4, 0)
+
+
+def test_samples_above_rtol_are_kept_and_reported_once_per_shard(tmp_path, monkeypatch):
+    real = ds_generate.solve_sequence
+
+    def inexact(*args, **kwargs):  # every solution zero: relative residual 1
+        result = real(*args, **kwargs)
+        return dataclasses.replace(result, solutions=[0 * x for x in result.solutions])
+
+    monkeypatch.setattr(ds_generate, "solve_sequence", inexact)
+    with pytest.warns(UserWarning, match="relative residual above rtol") as caught:
+        info = run(tmp_path)
+    assert [str(w.message) for w in caught] == [
+        f"{size} sample(s) in shard-0000{k}.npz have a relative residual above rtol=1e-08 "
+        "(largest 1); kept and recorded in the manifest"
+        for k, size in enumerate([3, 3, 3, 1])
+    ]
+    assert {w.filename for w in caught} == {__file__}  # the caller's line
+    assert info.unconverged == 10
+    _, solutions, _ = load_dataset(tmp_path)
+    assert not solutions.any()
 
 
 def test_global_random_state_is_left_alone(tmp_path):

@@ -225,6 +225,21 @@ def test_iteration_limit_reports_non_convergence(solver):
     assert result.info["true_residual_norm"] == pytest.approx(np.linalg.norm(b - A @ result.x))
 
 
+@pytest.mark.parametrize("solver", [cg, gmres])
+def test_non_finite_products_are_reported_as_such(solver):
+    # A NaN residual compares false with the tolerance; it must not read as a spent budget.
+    def product(v):
+        out = 2.0 * v
+        out[0] = np.nan
+        return out
+
+    A = spla.LinearOperator((6, 6), matvec=product, dtype=np.float64)
+    with pytest.warns(ConvergenceWarning, match="NaN or Inf"):
+        result = solver(A, np.ones(6), maxiter=50)
+    assert not result.converged
+    assert "NaN or Inf" in result.info["breakdown"]
+
+
 def test_cg_detects_indefinite_matrix():
     A = np.diag([1.0, 2.0, -3.0, 4.0])
     with pytest.warns(ConvergenceWarning, match="not positive definite"):

@@ -28,8 +28,10 @@ from solvers.petsc import (
     DistributedVector,
     Layout,
     PetscOperator,
+    PetscPreconditioner,
     as_distributed,
     gather_vec,
+    mat_from_local_rows,
     ownership,
     preconditioner,
     solve,
@@ -213,31 +215,159 @@ def test_non_convergence_is_reported():
     assert not result.converged and result.iterations == 5
 
 
-def test_bad_input_is_refused_before_work():
+class _RecordingPC:
+    """Context of a PETSc ``python`` PC that records its set-up and applications."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def setUp(self, pc) -> None:
+        self.calls.append("setUp")
+
+    def apply(self, pc, x, y) -> None:
+        self.calls.append("apply")
+        x.copy(y)
+
+
+class _CountingOperator(PetscOperator):
+    """``A`` that counts its products."""
+
+    products = 0
+
+    def _kernel(self, x, y) -> None:
+        self.products += 1
+        super()._kernel(x, y)
+
+
+def _with_nan(mat: PETSc.Mat) -> PETSc.Mat:
+    out = mat.copy()
+    out.setValue(0, 0, np.nan)
+    out.assemble()
+    return out
+
+
+def _bad_calls(A, b, system):
+    """(keyword arguments of solve, error type, message) for every refused input."""
+    nan_b = b.copy()
+    nan_b.setValue(3, np.nan)
+    nan_b.assemble()
+    serial_space = gcrodr(system.A, system.b, m=10, k=4).info["recycle"]
+    return [
+        ({"method": "bicg"}, ValueError, "method must be one of"),
+        ({"b": system.b}, TypeError, r"b must be a petsc4py\.PETSc\.Vec"),
+        ({"b": to_petsc_vec(np.ones(10))}, ValueError, "b is laid out"),
+        ({"b": nan_b}, ValueError, "NaN or Inf"),
+        ({"x0": to_petsc_vec(np.ones(10))}, ValueError, "x0 is laid out"),
+        ({"x0": nan_b}, ValueError, "NaN or Inf"),
+        ({"x0": system.b}, TypeError, "x0 must be"),
+        ({"A": _with_nan(A)}, ValueError, "A has NaN or Inf"),
+        ({"m": 5, "k": 5}, ValueError, "k must be < m"),
+        ({"rtol": -1.0}, ValueError, "rtol"),
+        ({"maxiter": 0}, ValueError, "maxiter"),
+        ({"recycle": "x"}, TypeError, "recycle must be a RecycleSpace"),
+        ({"recycle": serial_space}, ValueError, "same layout"),
+        ({"method": "cg", "recycle": serial_space}, ValueError, "recycle is GCRO-DR's"),
+        ({"method": "cg", "reorthogonalize": "bad"}, ValueError, "reorthogonalize"),
+    ]
+
+
+def test_bad_input_is_refused_before_any_product_or_preconditioner_set_up():
     system = darcy(8, rng=0)
     A = to_petsc_mat(system.A)
     b = to_petsc_vec(system.b, like=A)
-    with pytest.raises(ValueError, match="method must be one of"):
-        solve(A, b, method="bicg")
-    with pytest.raises(TypeError, match=r"b must be a petsc4py\.PETSc\.Vec"):
-        solve(A, system.b)
-    with pytest.raises(ValueError, match="laid out"):
-        solve(A, to_petsc_vec(np.ones(10)))
-    bad = system.b.copy()
-    bad[3] = np.nan
-    with pytest.raises(ValueError, match="NaN or Inf"):
-        solve(A, to_petsc_vec(bad))
+    for overrides, error, message in _bad_calls(A, b, system):
+        pc = PETSc.PC().create()
+        pc.setType("python")
+        recorder = _RecordingPC()
+        pc.setPythonContext(recorder)
+        pc.setOperators(A)
+        arguments = {"A": A, "b": b, "M": pc} | overrides
+        arguments["A"] = _CountingOperator(arguments["A"])
+        with pytest.raises(error, match=message):
+            solve(**arguments)
+        assert arguments["A"].products == 0 and recorder.calls == [], overrides
     other = to_petsc_mat(darcy(9, rng=0).A)
     with pytest.raises(ValueError, match="M is laid out"):
         solve(A, b, M=preconditioner(other, "jacobi"))
-    with pytest.raises(ValueError, match="k must be < m"):
-        solve(A, b, m=5, k=5)
+
+
+def test_solve_leaves_b_and_x0_alone():
+    system = darcy(12, rng=1)
+    A = to_petsc_mat(system.A)
+    b = to_petsc_vec(system.b, like=A)
+    x0 = to_petsc_vec(np.linspace(0.0, 1.0, system.b.shape[0]), like=A)
+    before = (b.getArray().copy(), x0.getArray().copy())
+    result = solve(A, b, x0=x0, rtol=1e-10)
+    assert result.converged
+    assert np.array_equal(b.getArray(), before[0]) and np.array_equal(x0.getArray(), before[1])
+
+
+def test_conversions_refuse_bad_input():
     with pytest.raises(TypeError, match=r"scipy\.sparse matrix or a numpy array"):
         to_petsc_mat([[1.0]])
     with pytest.raises(ValueError, match="square"):
         to_petsc_mat(np.ones((2, 3)))
     with pytest.raises(TypeError, match="complex"):
         to_petsc_vec(np.ones(3, dtype=complex))
+    with pytest.raises(TypeError, match="like must be"):
+        to_petsc_vec(np.ones(3), like=[1.0, 2.0, 3.0])
+    with pytest.raises(TypeError, match="out must be"):
+        to_vec(DistributedVector(np.ones(3), _layout(3)), out=np.ones(3))
+    with pytest.raises(TypeError, match="vec must be"):
+        gather_vec(np.ones(3))
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        ownership(-5)
+    with pytest.raises(TypeError, match="n must be an integer"):
+        ownership(2.7)
+    with pytest.raises(TypeError, match="comm must be"):
+        ownership(4, comm="world")
+
+
+@pytest.mark.parametrize(
+    ("local", "n", "error", "message"),
+    [
+        (sp.eye(2, 3, format="csr"), 3, ValueError, "add up to 2, not n=3"),
+        (np.eye(2), 3, ValueError, "n=3 columns"),
+        (np.array([[np.nan, 1.0], [0.0, 1.0]]), 2, ValueError, "finite"),
+        (np.eye(2, dtype=complex), 2, TypeError, "complex"),
+        (np.eye(2), "2", TypeError, "n must be an integer"),
+        (np.eye(2), 0, ValueError, "n must be >= 1"),
+        ([[1.0]], 1, TypeError, "2-D scipy.sparse matrix or numpy array"),
+        (np.ones(2), 2, TypeError, "2-D"),
+    ],
+)
+def test_local_rows_are_checked_before_assembly(local, n, error, message):
+    with pytest.raises(error, match=message):
+        mat_from_local_rows(local, n)
+
+
+def test_local_rows_assemble_the_matrix():
+    A = darcy(6, rng=0).A
+    mat = mat_from_local_rows(A, A.shape[0])
+    dense = np.array([mat.getValues(i, range(A.shape[0])) for i in range(A.shape[0])])
+    assert np.array_equal(dense, A.toarray())
+
+
+@settings(max_examples=20)
+@given(sparse_systems(), st.integers(1, 4))
+def test_operator_applies_to_blocks_as_scipy_does(system, columns):
+    A, b = system
+    X = np.stack([b * (j + 1) for j in range(columns)], axis=1)
+    op = PetscOperator(to_petsc_mat(A))
+    assert np.allclose(op @ X, A @ X, rtol=1e-13, atol=1e-13 * abs(A).max())
+    assert op.matvec(X[:, :1]).shape == (A.shape[0], 1)
+
+
+def test_preconditioner_refuses_bad_input():
+    A = to_petsc_mat(darcy(6, rng=0).A)
+    with pytest.raises(ValueError, match="pc_type 'nope'"):
+        preconditioner(A, "nope")
+    with pytest.raises(TypeError, match="mat must be"):
+        preconditioner(np.eye(3), "jacobi")
+    with pytest.raises(TypeError, match="options_prefix must be"):
+        preconditioner(A, "jacobi", options_prefix=1)
+    with pytest.raises(ValueError, match="no operators"):
+        PetscPreconditioner(PETSc.PC().create())
 
 
 def _ksp(pc_type: str, **tolerances) -> tuple[PETSc.KSP, GCRODR]:
@@ -280,6 +410,74 @@ def test_ksp_python_reports_iteration_limit_and_reset_drops_space():
     assert context.recycle is not None
     ksp.reset()
     assert context.recycle is None
+
+
+def test_ksp_python_reports_nan_and_honours_error_if_not_converged():
+    system = darcy(8, rng=0)
+    A = to_petsc_mat(system.A)
+    b = to_petsc_vec(system.b, like=A)
+    ksp, _ = _ksp("none", rtol=1e-8)
+    ksp.setOperators(_shell_with_nan(A))
+    ksp.solve(b, A.createVecLeft())
+    assert ksp.getConvergedReason() == PETSc.KSP.ConvergedReason.DIVERGED_NANORINF
+    ksp, _ = _ksp("none", rtol=1e-12, max_it=3)
+    ksp.setErrorIfNotConverged(True)
+    ksp.setOperators(A)
+    with pytest.raises(PETSc.Error):
+        ksp.solve(b, A.createVecLeft())
+
+
+def _shell_with_nan(A: PETSc.Mat) -> PETSc.Mat:
+    """A shell matrix (whose entries cannot be checked up front) whose products hold NaN."""
+
+    class Product:
+        def mult(self, mat, x, y):
+            A.mult(x, y)
+            y.setValue(0, np.nan)
+            y.assemble()
+
+    shell = PETSc.Mat().createPython(A.getSizes(), Product(), comm=A.getComm())
+    shell.setUp()
+    return shell
+
+
+@pytest.mark.parametrize(
+    ("method", "parameters", "message"),
+    [
+        ("gcrodr", {"m": 1}, "m must be >= 2"),
+        ("gcrodr", {"m": 5, "k": 9}, "k must be < m"),
+        ("gcrodr", {"m": "a"}, "m must be an integer"),
+        ("gmres", {"restart": -1}, "restart must be >= 1"),
+    ],
+)
+def test_ksp_python_contexts_check_parameters(method, parameters, message):
+    ksp = PETSc.KSP().create()
+    with pytest.raises((TypeError, ValueError), match=message):
+        set_numlib_ksp(ksp, method, **parameters)
+    assert ksp.getType() != "python"
+    with pytest.raises(TypeError, match="ksp must be"):
+        set_numlib_ksp(None, method)
+
+
+@pytest.mark.parametrize(
+    ("method", "option", "value", "message"),
+    [
+        ("gcrodr", "ksp_gcrodr_m", "1", "-t_ksp_gcrodr_m must be >= 2"),
+        ("gcrodr", "ksp_gcrodr_k", "50", "-t_ksp_gcrodr_k must be < -t_ksp_gcrodr_m"),
+        ("gmres", "ksp_numlib_gmres_restart", "0", "-t_ksp_numlib_gmres_restart must be >= 1"),
+    ],
+)
+def test_ksp_python_options_are_checked_when_read(method, option, value, message):
+    ksp = PETSc.KSP().create()
+    ksp.setOptionsPrefix("t_")
+    set_numlib_ksp(ksp, method)
+    options = PETSc.Options()
+    options[f"t_{option}"] = value
+    try:
+        with pytest.raises(ValueError, match=message):
+            ksp.getPythonContext().setFromOptions(ksp)
+    finally:
+        del options[f"t_{option}"]
 
 
 def test_ksp_python_reads_petsc_refinement_option():

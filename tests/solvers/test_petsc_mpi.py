@@ -4,10 +4,14 @@ Each test launches one script of tests/mpi/ on two ranks, which writes an npz
 from rank 0, and compares it here with an independent serial computation
 (scipy's sparse LU, the serial numlib functions). Skipped, with the reason,
 where mpiexec or mpi4py is missing.
+
+The argument checks of the distributed functions, which need no second rank,
+run in this process on its one-rank ``COMM_WORLD`` (skipped without mpi4py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import shutil
@@ -73,6 +77,22 @@ def _error_bound(A: sp.sparray, b: np.ndarray, rtol: float, solutions: int = 1) 
     smallest = spla.eigsh(sp.csc_array(A), k=1, sigma=0, return_eigenvectors=False)[0]
     inverse_norm = 1.0 / smallest
     return (1 + solutions) * inverse_norm * rtol * np.linalg.norm(b) * 1.01
+
+
+def test_row_split_and_local_row_checks_on_every_rank(tmp_path):
+    from solvers.problems import darcy
+
+    out = tmp_path / "layouts.npz"
+    run_mpi("layouts.py", str(out))
+    data = np.load(out)
+    assert np.array_equal(data["numlib_ranges"], data["petsc_ranges"])
+    # Every rank refuses, also the one whose own rows are fine.
+    assert all("add up to 12, not n=16" in message for message in data["short_error"])
+    assert all("finite" in message for message in data["nan_error"])
+    assert data["ownership_of_uneven"].tolist() == [[0, 3], [3, 16]]
+    A = darcy(4, rng=0).A
+    # Row sums cancel (a diffusion matrix): only the order of the sums may differ.
+    assert np.allclose(data["product"], A @ np.ones(16), rtol=0, atol=1e-14 * abs(A).max())
 
 
 def test_distributed_solve_equals_serial(tmp_path):
@@ -175,6 +195,149 @@ def test_distributed_sequence_and_dataset_equal_serial_and_resume(tmp_path):
     np.testing.assert_array_equal(resumed_solutions[untouched], solutions_ref[untouched])
     for x, y, bound in zip(resumed_solutions, solutions, bounds, strict=True):
         assert np.linalg.norm(x - y) <= bound
+
+
+@pytest.fixture
+def world():
+    """This process's ``COMM_WORLD``: one rank, no mpiexec needed."""
+    MPI = pytest.importorskip("mpi4py.MPI", reason="mpi4py is not installed (`make setup`)")
+    return MPI.COMM_WORLD
+
+
+@pytest.fixture
+def work(monkeypatch):
+    """Names of the ordering and solving steps solve_sequence_mpi began, in order."""
+    from solvers.petsc import sequence
+
+    begun = []
+
+    def recording(name, real):
+        def record(*args, **kwargs):
+            begun.append(name)
+            return real(*args, **kwargs)
+
+        return record
+
+    for name in ("order_systems", "solve_sequence"):
+        monkeypatch.setattr(sequence, name, recording(name, getattr(sequence, name)))
+    return begun
+
+
+def small_family(count: int = 4) -> list:
+    from solvers.problems import darcy
+
+    return [darcy(8, rng=seed) for seed in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"features": np.ones((3, 2))}, ValueError, r"features must have one row per system \(4\)"),
+        (
+            {"features": np.ones((7, 2)), "order": np.arange(4)},
+            ValueError,
+            r"features must have one row per system \(4\)",
+        ),
+        ({"features": np.ones(4)}, ValueError, "features must be 2-D"),
+        ({"features": np.ones((4, 2), dtype=int)}, TypeError, "features must have a real"),
+        ({"progress": 5}, TypeError, "progress must be callable, got int"),
+        ({"order": "random"}, ValueError, "order must be one of"),
+        ({"order": np.array([0, 0, 1, 2])}, ValueError, "order must be a permutation"),
+        ({"strategy": "magic"}, ValueError, "strategy must be one of"),
+        ({"m": 5, "k": 5}, ValueError, "k must be < m"),
+        ({"maxiter": 0}, ValueError, "maxiter must be >= 1"),
+        ({"rtol": 0.0}, ValueError, "rtol and atol must not both"),
+        ({"strategy": "direct"}, ValueError, "'direct' needs one constant"),
+    ],
+    ids=lambda value: "-".join(value) if isinstance(value, dict) else None,
+)
+def test_sequence_mpi_refuses_what_solve_sequence_refuses_before_any_work(
+    world, work, kwargs, error, match
+):
+    """The distributed function checks its arguments as the serial one does: same
+    exception, same message, before the sequence is ordered or any system solved."""
+    from solvers.petsc.sequence import solve_sequence_mpi
+    from solvers.recycle import solve_sequence
+
+    systems = small_family()
+    with pytest.raises(error, match=match) as serial:
+        solve_sequence(systems, **kwargs)
+    with pytest.raises(error, match=match) as distributed:
+        solve_sequence_mpi(systems, comm=world, **kwargs)
+    assert str(distributed.value) == str(serial.value)
+    assert work == []
+
+
+@pytest.mark.parametrize("root", [0, np.int64(0), np.int32(0), None])
+def test_sequence_mpi_takes_any_integer_rank_as_root(world, root):
+    from solvers.petsc.sequence import solve_sequence_mpi
+
+    systems = small_family(3)
+    out = solve_sequence_mpi(systems, comm=world, root=root, rtol=1e-8)
+    assert out.info["converged"] and out.info["ranks"] == 1
+    for system, x in zip(systems, out.solutions, strict=True):
+        assert np.linalg.norm(system.b - system.A @ x) <= 1e-8 * np.linalg.norm(system.b)
+
+
+@pytest.mark.parametrize(
+    ("root", "error", "match"),
+    [
+        (True, TypeError, "root must be an integer, got bool"),
+        (0.0, TypeError, "root must be an integer, got float"),
+        (-1, ValueError, "root must be >= 0"),
+        (1, ValueError, r"root must be None or a rank in \[0, 1\)"),
+    ],
+)
+def test_sequence_mpi_refuses_a_root_that_is_not_a_rank(world, work, root, error, match):
+    from solvers.petsc.sequence import solve_sequence_mpi
+
+    with pytest.raises(error, match=match):
+        solve_sequence_mpi(small_family(), comm=world, root=root)
+    assert work == []
+
+
+def _petsc_world():
+    return pytest.importorskip("petsc4py.PETSc").COMM_WORLD
+
+
+@pytest.mark.parametrize(
+    ("comm", "kind"),
+    [(lambda: "x", "builtins.str"), (_petsc_world, "petsc4py.PETSc.Comm")],
+    ids=["str", "petsc4py"],
+)
+def test_distributed_functions_want_an_mpi4py_communicator(world, work, tmp_path, comm, kind):
+    from solvers.petsc.dataset import generate_dataset_mpi
+    from solvers.petsc.sequence import solve_sequence_mpi
+
+    match = rf"comm must be an mpi4py communicator \(mpi4py.MPI.Comm\), got {kind}"
+    with pytest.raises(TypeError, match=match):
+        solve_sequence_mpi(small_family(), comm=comm())
+    assert work == []
+    with pytest.raises(TypeError, match=match):
+        generate_dataset_mpi("darcy", 4, tmp_path / "out", n=8, comm=comm())
+    assert not (tmp_path / "out").exists()
+
+
+def test_dataset_mpi_warns_of_inexact_samples_as_the_serial_generator(world, tmp_path, monkeypatch):
+    from solvers.datasets import generate as ds_generate
+    from solvers.datasets import generate_dataset
+    from solvers.petsc.dataset import generate_dataset_mpi
+
+    real = ds_generate.solve_sequence
+
+    def inexact(*args, **kwargs):  # every solution zero: relative residual 1
+        result = real(*args, **kwargs)
+        return dataclasses.replace(result, solutions=[0 * x for x in result.solutions])
+
+    monkeypatch.setattr(ds_generate, "solve_sequence", inexact)
+    options = {"n": 8, "shard_size": 3, "seed": 7, "progress": False}
+    with pytest.warns(UserWarning, match="relative residual above rtol") as serial:
+        generate_dataset("darcy", 4, tmp_path / "serial", **options)
+    with pytest.warns(UserWarning, match="relative residual above rtol") as distributed:
+        generate_dataset_mpi("darcy", 4, tmp_path / "mpi", comm=world, **options)
+    expected = [str(w.message) for w in serial]
+    assert len(expected) == 2  # one per shard: 3 samples and 1
+    assert [str(w.message) for w in distributed] == expected
 
 
 @pytest.mark.slow
