@@ -6,7 +6,8 @@ take for ``A`` and ``M``, and apply to the row-distributed vectors of
 :mod:`solvers.petsc.arrays` through PETSc's own kernels (``MatMult``,
 ``PCApply``): the local slice is lent to a work ``Vec`` (``VecPlaceArray``), so
 no entries are copied. On a numpy vector (the whole vector, the same on every
-rank) they also work, gathering the result, so scipy's solvers can use them too.
+rank) they also work, gathering the result, so scipy's solvers can use them too,
+adjoint included (``rmatvec``: ``MatMultHermitian``, ``PCApplyTranspose``).
 """
 
 from __future__ import annotations
@@ -36,10 +37,16 @@ class _PetscApply(LinearOperator):
     def _kernel(self, x: Any, y: Any) -> None:
         raise NotImplementedError
 
+    def _adjoint_kernel(self, x: Any, y: Any) -> None:
+        raise NotImplementedError
+
     def matvec(self, x: Any) -> Any:
         """Apply to a :class:`DistributedVector`, or as scipy's ``matvec`` to a whole vector."""
         if not isinstance(x, DistributedVector):
             return super().matvec(x)  # scipy's shape handling, then _matvec
+        return self._apply(self._kernel, x)
+
+    def _apply(self, kernel: Any, x: DistributedVector) -> DistributedVector:
         if x.layout != self.layout:
             raise ValueError(f"x is laid out as {x.layout!r}, the operator as {self.layout!r}")
         source = np.ascontiguousarray(x.local)
@@ -47,19 +54,27 @@ class _PetscApply(LinearOperator):
         self._x.placeArray(source)
         self._y.placeArray(out)
         try:
-            self._kernel(self._x, self._y)
+            kernel(self._x, self._y)
         finally:
             self._x.resetArray()
             self._y.resetArray()
         return DistributedVector(out, self.layout)
 
-    def _matvec(self, x: Any) -> np.ndarray:
+    def _apply_whole(self, kernel: Any, x: Any) -> np.ndarray:
+        """Apply ``kernel`` to a whole numpy vector (the same on every rank); gather."""
         x = np.asarray(x, dtype=self.dtype).reshape(-1)
         layout = self.layout
-        local = np.array(x[layout.start : layout.stop])
-        result = _PetscApply.matvec(self, DistributedVector(local, layout))
+        result = self._apply(
+            kernel, DistributedVector(np.array(x[layout.start : layout.stop]), layout)
+        )
         self._y.setArray(result.local)
         return gather_vec(self._y)
+
+    def _matvec(self, x: Any) -> np.ndarray:
+        return self._apply_whole(self._kernel, x)
+
+    def _rmatvec(self, x: Any) -> np.ndarray:
+        return self._apply_whole(self._adjoint_kernel, x)
 
 
 class PetscOperator(_PetscApply):
@@ -96,6 +111,9 @@ class PetscOperator(_PetscApply):
     def _kernel(self, x: Any, y: Any) -> None:
         self.mat.mult(x, y)
 
+    def _adjoint_kernel(self, x: Any, y: Any) -> None:
+        self.mat.multHermitian(x, y)
+
 
 class PetscPreconditioner(_PetscApply):
     """A set-up PETSc ``PC`` as the preconditioner ``M`` (``M ~ A^{-1}``) of numlib's solvers.
@@ -128,6 +146,11 @@ class PetscPreconditioner(_PetscApply):
 
     def _kernel(self, x: Any, y: Any) -> None:
         self.pc.apply(x, y)
+
+    def _adjoint_kernel(self, x: Any, y: Any) -> None:
+        if self.dtype.kind == "c":
+            raise NotImplementedError("PETSc's PCs have no Hermitian apply (complex build)")
+        self.pc.applyTranspose(x, y)  # with real scalars the transpose is the adjoint
 
 
 def preconditioner(

@@ -358,6 +358,16 @@ def test_operator_applies_to_blocks_as_scipy_does(system, columns):
     assert op.matvec(X[:, :1]).shape == (A.shape[0], 1)
 
 
+@settings(max_examples=20)
+@given(sparse_systems())
+def test_adjoints_are_the_transposes(system):
+    A, b = system
+    op = PetscOperator(to_petsc_mat(A))
+    assert np.allclose(op.rmatvec(b), A.T @ b, rtol=1e-13, atol=1e-13 * abs(A).max())
+    jacobi = preconditioner(op.mat, "jacobi")
+    assert np.allclose(jacobi.H @ b, b / A.diagonal(), rtol=1e-14, atol=0)
+
+
 def test_preconditioner_refuses_bad_input():
     A = to_petsc_mat(darcy(6, rng=0).A)
     with pytest.raises(ValueError, match="pc_type 'nope'"):
