@@ -180,7 +180,8 @@ class IntegerOperand(NamedTuple):
 _EXACT_FLOAT32 = 1 << 24
 _EXACT_FLOAT64 = 1 << 53
 # int8 GEMMs accumulate in int32; scale * stored reaches 256 in magnitude at 8 bits.
-_EXACT_INT32_COLUMNS = (1 << 31) // (256 * 256)
+_EXACT_INT32 = 1 << 31
+_EXACT_INT32_COLUMNS = _EXACT_INT32 // (256 * 256)
 
 
 @functools.cache
@@ -234,17 +235,23 @@ def _float_gemm_plan(
     return torch.float64, group_size
 
 
-def _chunked_product(vx: torch.Tensor, vw: torch.Tensor, chunk: int) -> torch.Tensor:
-    """``vx @ vw.T`` over column chunks of at most ``chunk``, summed in float64 if several."""
+def _chunked_product(
+    vx: torch.Tensor, vw: torch.Tensor, chunk: int, sum_dtype: torch.dtype
+) -> torch.Tensor:
+    """``vx @ vw.T`` over column chunks of at most ``chunk``, summed in ``sum_dtype`` if several.
+
+    ``sum_dtype`` must hold the group's sums exactly: int32 (converting the chunks' exact
+    float products costs less than widening them to float64) or float64.
+    """
     columns = vx.shape[1]
     if columns <= chunk:
         return vx @ vw.T
     count = -(-columns // chunk)
     width = -(-columns // count)  # equal chunks: 384 columns as 2 x 192, not 258 + 126
-    total = (vx[:, :width] @ vw[:, :width].T).to(torch.float64)
+    total = (vx[:, :width] @ vw[:, :width].T).to(sum_dtype)
     for start in range(width, columns, width):
         cols = slice(start, start + width)
-        total.add_((vx[:, cols] @ vw[:, cols].T).to(torch.float64))
+        total.add_((vx[:, cols] @ vw[:, cols].T).to(sum_dtype))
     return total
 
 
@@ -267,9 +274,10 @@ def group_products(x: IntegerOperand, w: IntegerOperand, group_size: int) -> Ite
     - elsewhere a GEMM of the values: on the CPU, while torch's float32 matmul
       precision is ``"highest"``, float32 GEMMs over column chunks short enough that
       every partial sum stays below ``2**24`` (``chunk (2**a - 1)(2**b - 1) < 2**24``:
-      258 columns at 8 x 8 bits, 4386 at 4 x 8), summed in float64 — half the cost of
-      one float64 GEMM; on other devices a float64 GEMM, exact below ``2**53`` (groups
-      of up to 1.3e11 columns at 8 bits).
+      258 columns at 8 x 8 bits, 4386 at 4 x 8), summed in int32 (float64 for groups
+      whose sums reach ``2**31``) — half the cost of one float64 GEMM; on other
+      devices a float64 GEMM, exact below ``2**53`` (groups of up to 1.3e11 columns
+      at 8 bits).
 
     Parameters
     ----------
@@ -281,7 +289,7 @@ def group_products(x: IntegerOperand, w: IntegerOperand, group_size: int) -> Ite
     Yields
     ------
     torch.Tensor
-        int32 (int8 GEMM), float32 or float64 ``m x n`` exact integers, group by group.
+        int32, float32 or float64 ``m x n`` exact integers, group by group.
 
     Raises
     ------
@@ -297,10 +305,11 @@ def group_products(x: IntegerOperand, w: IntegerOperand, group_size: int) -> Ite
                 "exact integer range (2**53)"
             )
         dtype, chunk = _float_gemm_plan(x, w, group_size)
+        sum_dtype = torch.int32 if bound < _EXACT_INT32 else torch.float64
         vx, vw = x.values(dtype), w.values(dtype)
         for start in range(0, k, group_size):
             cols = slice(start, start + group_size)
-            yield _chunked_product(vx[:, cols], vw[:, cols], chunk)
+            yield _chunked_product(vx[:, cols], vw[:, cols], chunk, sum_dtype)
         return
     for start in range(0, k, group_size):
         sx, sw = x.stored[:, start : start + group_size], w.stored[:, start : start + group_size]

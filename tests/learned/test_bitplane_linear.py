@@ -127,10 +127,11 @@ def test_float32_is_not_used_below_highest_matmul_precision() -> None:
         torch.set_float32_matmul_precision(previous)
 
 
-@pytest.mark.parametrize("k", [258, 259, 517, 1536])
+@pytest.mark.parametrize("k", [258, 259, 517, 1536, 33025, 33026])
 def test_chunked_float32_product_is_exact_at_extreme_codes(k: int, monkeypatch) -> None:
     # 8 x 8 bits: chunks of 258 columns (2 x 192 for 384, 6 x 256 for 1536); the sums
-    # of the chunks exceed 2^24 and are carried in float64.
+    # of the chunks exceed 2^24 and are carried in int32 up to 33025 columns (255^2 k
+    # < 2^31), in float64 from 33026.
     monkeypatch.setattr(bitplane_linear, "cpu_int8_gemm_is_fast", lambda: False)
     for cx, cw in ((255, 255), (0, 255), (0, 0)):
         X = torch.full((2, k), cx)
