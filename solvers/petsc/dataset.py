@@ -141,7 +141,8 @@ def generate_dataset_mpi(
         if failures:
             raise RuntimeError("generate_dataset_mpi failed on " + "; ".join(failures))
         for entry in new.values():
-            _warn_above_rtol(entry, config["rtol"], stacklevel=3)
+            # finish <- _on_root <- generate_dataset_mpi <- its caller
+            _warn_above_rtol(entry, config["rtol"], stacklevel=4)
         return _summary(out, config, entries, len(new), n_shards - todo.size)
 
     return _on_root(comm, finish)

@@ -338,6 +338,7 @@ def test_dataset_mpi_warns_of_inexact_samples_as_the_serial_generator(world, tmp
     expected = [str(w.message) for w in serial]
     assert len(expected) == 2  # one per shard: 3 samples and 1
     assert [str(w.message) for w in distributed] == expected
+    assert {w.filename for w in serial} == {w.filename for w in distributed} == {__file__}
 
 
 @pytest.mark.slow
