@@ -382,9 +382,12 @@ def whiten(
         if L is not None and bool(xp.all(xp.isfinite(L))):
             inv = _lower_inverse(L, xp)
             # Cholesky "succeeds" on matrices whose pivots only just stay positive; such a
-            # factor has cond ~ 1/sqrt(eps) and its inverse is useless, so check the pivots.
+            # factor has cond ~ 1/sqrt(eps) and its inverse is useless, so check the pivots:
+            # lambda_min <= min pivot^2 and lambda_max <= ||C||_F, so a pivot below the floor
+            # taken from ||C||_F always means clamping. (The largest pivot^2 can be far below
+            # lambda_max: a rank-one 2 x 2 matrix passed that test unclamped.)
             piv = xp.abs(xp.linalg.diagonal(L))
-            if float(xp.min(piv)) ** 2 >= rel_floor * float(xp.max(piv)) ** 2:
+            if float(xp.min(piv)) ** 2 >= rel_floor * float(xp.linalg.matrix_norm(Cd)):
                 return Whitening(L, inv, "cholesky", shift, 0, None, None, False)
         return _eig_factor(Cd, xp, rel_floor, shift, symmetric=False, fallback=True)
     return _eig_factor(Cd, xp, rel_floor, shift, symmetric=method == "sqrt", fallback=False)
