@@ -1,19 +1,14 @@
-"""Checked code arrays on the device, shared by the packing and the INT8 paths."""
+"""Checked code arrays on the device, shared by the packing and the INT8 paths.
+
+Bit widths are checked by :func:`numlib.bitplane.check_bits`, the one check of a width
+shared with numlib and learned.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-
-MAX_BITS = 8
-
-
-def check_bits(bits: Any, name: str) -> int:
-    """Return ``bits`` as an int in 1..8, or raise ValueError naming ``name``."""
-    if not isinstance(bits, int | np.integer) or not 1 <= int(bits) <= MAX_BITS:
-        raise ValueError(f"{name} must be an int in 1..{MAX_BITS}, got {bits!r}")
-    return int(bits)
 
 
 def device_codes(codes: Any, bits: int, *, check_codes: bool) -> Any:

@@ -50,10 +50,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from gpu._codes import MAX_BITS, check_bits, device_codes
+from gpu._codes import device_codes
 from gpu._cuda import KERNEL_PATH, SM90A_KERNEL_PATH, compute_capability, cupy_module
 from gpu._cuda import kernel as _kernel
 from gpu.int8 import int8_matmul_gpu, int8_operand, int8_product
+from numlib.bitplane import MAX_BITS, check_bits
 from numlib.bitplane_pack import PackedPlanes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -134,6 +135,8 @@ def recommended_path(
 
     Raises
     ------
+    TypeError
+        If a width is not an integer (or is a bool).
     ValueError
         If a width is outside 1..8.
 
@@ -246,7 +249,7 @@ def pack_gpu(codes: Any, bits: int, *, check_codes: bool = True) -> PackedPlanes
     RuntimeError
         If cupy or a CUDA device is missing.
     TypeError
-        If ``codes`` is not an integer array.
+        If ``codes`` is not an integer array, or ``bits`` is not an integer.
     ValueError
         If ``bits`` is outside 1..8, ``codes`` is not 2-D or is empty, holds codes outside
         ``[0, 2**bits)`` (when checked), or has more than ``8 * 65535 * 32`` columns.
@@ -390,6 +393,8 @@ def auto_kernel(m: int, k: int, bits_x: int, bits_w: int, cc: int) -> str:
 
     Raises
     ------
+    TypeError
+        If a width is not an integer (or is a bool).
     ValueError
         If a width is outside 1..8.
 
@@ -579,6 +584,8 @@ def bitplane_matmul_gpu(
     ------
     RuntimeError
         If cupy, a CUDA device or the path's architecture is missing.
+    TypeError
+        If a width is not an integer (or is a bool).
     ValueError
         If a width, ``encoding`` or ``path`` is invalid, the codes are out of range, the
         ``k`` differ, a prepared ``W`` does not match the path or ``bits_w``, or

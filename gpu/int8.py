@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gpu._codes import check_bits, device_codes
+from gpu._codes import device_codes
 from gpu._cuda import cupy_module, kernel
+from numlib.bitplane import check_bits
 
 if TYPE_CHECKING:  # pragma: no cover
     import cupy
@@ -83,7 +84,7 @@ def int8_operand(
     RuntimeError
         If cupy or a CUDA device is missing.
     TypeError
-        If ``codes`` is not an integer array.
+        If ``codes`` is not an integer array, or ``bits`` is not an integer.
     ValueError
         If ``bits`` is outside 1..8, ``encoding`` is unknown, ``codes`` is not 2-D or is
         empty, or (when checked) holds codes outside ``[0, 2**bits)``.

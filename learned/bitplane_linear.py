@@ -25,18 +25,19 @@ from torch import nn
 
 from learned import bitplane_cuda
 from numlib import bitplane
+from numlib.bitplane import MAX_BITS, check_bits
+from numlib.bitplane_pack import WORD_BITS
+from numlib.validate import check_finite, check_positive_int
 
+# IntegerOperand and group_products are the unchecked building blocks of the layer and
+# of integer_product, which checks its arguments.
 __all__ = [
     "BitplaneLinear",
-    "IntegerOperand",
     "cpu_int8_gemm_is_fast",
-    "group_products",
     "integer_product",
     "quantize_activations",
 ]
 
-MAX_BITS = 8
-WORD_BITS = 32  # storage word, the numlib.bitplane_pack layout GPU kernels read
 # Byte j of _SPREAD_BITS[v] holds bit j of the byte v: one int64 per 8 columns.
 _SPREAD_BITS = sum((torch.arange(256) >> j & 1) << (8 * j) for j in range(8))
 
@@ -49,26 +50,9 @@ _SAFETENSORS_VERSION = "1"
 # --------------------------------------------------------------------------- checks
 
 
-def _check_bits(bits: Any, name: str) -> int:
-    # bool is an int subclass; True as a bit width is almost certainly a mistake.
-    if isinstance(bits, bool) or not isinstance(bits, int | np.integer):
-        raise TypeError(f"{name} must be an int in 1..{MAX_BITS}, got {type(bits).__name__}")
-    if not 1 <= int(bits) <= MAX_BITS:
-        raise ValueError(f"{name} must be in 1..{MAX_BITS}, got {bits}")
-    return int(bits)
-
-
-def _check_positive(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be a positive int, got {type(value).__name__}")
-    if int(value) < 1:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return int(value)
-
-
 def _check_finite(x: torch.Tensor, name: str = "x") -> None:
-    # amax and amin propagate NaN and reach Inf exactly when some entry does: two
-    # passes without a temporary, where isfinite(x).all() takes 20x longer
+    # numlib.validate.check_finite's isfinite(x).all() takes 20x longer per forward than
+    # amax and amin, which propagate NaN and reach Inf exactly when some entry does.
     if x.numel() and not bool(torch.isfinite(torch.stack([x.amax(), x.amin()])).all()):
         raise ValueError(f"{name} must be finite (it holds NaN or Inf)")
 
@@ -88,7 +72,10 @@ def _half_values(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor
     """
     top = (1 << bits) - 1
     # abs, amax and the widening are exact in any floating dtype
-    scales = x.abs().amax(dim=1, keepdim=True).to(torch.float64) / top
+    amax = x.abs().amax(dim=1, keepdim=True).to(torch.float64)
+    scales = amax / top
+    # numlib's rule for subnormal scales rounded down, which would leave |y| > top
+    scales = torch.where(scales * top < amax, torch.nextafter(scales, amax), scales)
     # A float64 copy first: torch divides float32 by float64 ~20x slower than float64 by
     # float64. The all-zero row divides by 1 and stays zero, the code of +1.
     y = x.to(torch.float64, copy=True).div_(torch.where(scales > 0, scales, 1.0))
@@ -127,13 +114,13 @@ def quantize_activations(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torc
     TypeError
         If ``x`` is not a floating-point tensor or ``bits`` is not an int.
     ValueError
-        If ``x`` is not 2-D, holds NaN/Inf, or ``bits`` is outside 1..8.
+        If ``x`` is not 2-D, is empty, holds NaN/Inf, or ``bits`` is outside 1..8.
     """
-    bits = _check_bits(bits, "bits")
+    bits = check_bits(bits, "bits")
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise TypeError("x must be a floating-point torch.Tensor")
-    if x.ndim != 2:
-        raise ValueError(f"x must be 2-D (rows x k), got shape {tuple(x.shape)}")
+    if x.ndim != 2 or x.numel() == 0:
+        raise ValueError(f"x must be 2-D (rows x k) and not empty, got shape {tuple(x.shape)}")
     _check_finite(x)
     halves, scales = _half_values(x.detach(), bits)
     return halves.to(torch.int64) + (1 << (bits - 1)), scales
@@ -193,6 +180,11 @@ def cpu_int8_gemm_is_fast() -> bool:
     slower: on an AVX2-only AMD EPYC, one thread, 1984 tokens through MiniLM's shapes
     took 0.42-2.7 s against 11-60 ms for float32. One timed probe per process
     (256 x 384 by 384 x 384, best of 3) decides; every path gives the same integers.
+
+    Returns
+    -------
+    bool
+        True where ``torch._int_mm`` took at most the time of the float32 product.
     """
     a = torch.ones((256, 384), dtype=torch.int8)
     b = torch.ones((384, 384), dtype=torch.int8)
@@ -336,7 +328,7 @@ def integer_product(
     Parameters
     ----------
     codes_x : torch.Tensor
-        Integer ``m x k`` codes in ``[0, 2**bits_x)`` (unchecked: internal helper).
+        Integer ``m x k`` codes in ``[0, 2**bits_x)``.
     bits_x : int
         Bit width of X, 1..8.
     codes_w : torch.Tensor
@@ -353,10 +345,30 @@ def integer_product(
 
     Raises
     ------
+    TypeError
+        If a code tensor is not an integer tensor, or a width or ``group_size`` not an int.
     ValueError
-        If the float64 path is needed and ``group_size (2**bits_x - 1)(2**bits_w - 1)
-        >= 2**53``.
+        Before any product: if the codes are not non-empty 2-D tensors with the same
+        number of columns on one device, lie outside ``[0, 2**bits)``, a width is
+        outside 1..8, or ``group_size`` does not divide ``k``.
     """
+    bits_x, bits_w = check_bits(bits_x, "bits_x"), check_bits(bits_w, "bits_w")
+    for codes, name, bits in ((codes_x, "codes_x", bits_x), (codes_w, "codes_w", bits_w)):
+        integer = isinstance(codes, torch.Tensor) and not codes.is_floating_point()
+        if not integer or codes.is_complex() or codes.dtype == torch.bool:
+            raise TypeError(f"{name} must be an integer torch.Tensor, got {_describe(codes)}")
+        if codes.ndim != 2 or codes.numel() == 0:
+            raise ValueError(f"{name} must be 2-D and not empty, got shape {tuple(codes.shape)}")
+        if int(codes.min()) < 0 or int(codes.max()) >= 1 << bits:
+            raise ValueError(f"{name} must lie in [0, 2**{bits}) for {bits}-bit codes")
+    if codes_x.shape[1] != codes_w.shape[1] or codes_x.device != codes_w.device:
+        raise ValueError(
+            f"codes_x ({tuple(codes_x.shape)}, {codes_x.device}) and codes_w "
+            f"({tuple(codes_w.shape)}, {codes_w.device}) need the same columns and device"
+        )
+    group_size = check_positive_int(group_size, "group_size")
+    if codes_x.shape[1] % group_size:
+        raise ValueError(f"group_size must divide k={codes_x.shape[1]}, got {group_size}")
     x = IntegerOperand.from_codes(codes_x, bits_x)
     w = IntegerOperand.from_codes(codes_w, bits_w)
     return torch.stack([p.to(torch.int64) for p in group_products(x, w, group_size)], dim=-1)
@@ -428,7 +440,11 @@ class BitplaneLinear(nn.Module):
     output would break training without warning. ``forward`` therefore raises if
     autograd is enabled and the input requires grad; run it under
     :func:`torch.no_grad` / :func:`torch.inference_mode` or pass a detached input.
-    Keep the module in its dtype: ``.half()`` would also round the float64 scales.
+    ``.to(dtype)``, ``.half()`` and ``.double()`` cast the bias only: the scales stay
+    float64, which the exact epilogue needs (``.to(device)`` moves everything). The
+    CPU keeps the unpacked int8 weights cached; write the buffers through
+    ``copy_``/``load_state_dict`` (which the cache notices), not through ``.data``
+    or a numpy view.
 
     Parameters
     ----------
@@ -450,7 +466,7 @@ class BitplaneLinear(nn.Module):
     Raises
     ------
     TypeError
-        If a size or width is not an int.
+        If a size or width is not an int, or ``dtype`` not a real floating dtype.
     ValueError
         If a size is not positive, a width is outside 1..8, or ``group_size`` does
         not divide ``in_features``.
@@ -491,19 +507,21 @@ class BitplaneLinear(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.in_features = _check_positive(in_features, "in_features")
-        self.out_features = _check_positive(out_features, "out_features")
-        self.weight_bits = _check_bits(weight_bits, "weight_bits")
+        self.in_features = check_positive_int(in_features, "in_features")
+        self.out_features = check_positive_int(out_features, "out_features")
+        self.weight_bits = check_bits(weight_bits, "weight_bits")
         self.activation_bits = (
-            None if activation_bits is None else _check_bits(activation_bits, "activation_bits")
+            None if activation_bits is None else check_bits(activation_bits, "activation_bits")
         )
         if group_size is not None:
-            group_size = _check_positive(group_size, "group_size")
+            group_size = check_positive_int(group_size, "group_size")
             if self.in_features % group_size:
                 raise ValueError(
                     f"group_size must divide in_features={self.in_features}, got {group_size}"
                 )
         self.group_size = group_size
+        if dtype is not None and (not dtype.is_floating_point or dtype.is_complex):
+            raise TypeError(f"dtype (of the bias) must be a real floating dtype, got {dtype}")
         cols = self._cols
         groups = self.in_features // cols
         words = -(-cols // WORD_BITS)
@@ -527,6 +545,15 @@ class BitplaneLinear(nn.Module):
         else:
             self.register_buffer("bias", None)
         self._weight_cache: dict[str, tuple[tuple[int, int], Any]] = {}
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Any:
+        # Module.to/.half/.double apply fn to every floating buffer; the scales must stay
+        # float64 (a float16 scale of 1e-8 is a subnormal, of 1e-7 too coarse), so they
+        # are restored from the float64 originals on fn's device.
+        scales = self.weight_scales
+        super()._apply(fn, recurse)
+        self.weight_scales = scales.to(device=self.weight_scales.device, dtype=torch.float64)
+        return self
 
     @property
     def _cols(self) -> int:
@@ -553,7 +580,7 @@ class BitplaneLinear(nn.Module):
         Parameters
         ----------
         linear : torch.nn.Linear
-            Layer to convert; its weight must be finite.
+            Layer to convert; its weight and bias must be finite.
         weight_bits : int
             Weight bit width, 1..8.
         activation_bits : int or None
@@ -572,7 +599,7 @@ class BitplaneLinear(nn.Module):
             If ``linear`` is not an ``nn.Linear`` or a width is not an int.
         ValueError
             If a width is outside 1..8, ``group_size`` does not divide
-            ``in_features``, or the weight holds NaN/Inf.
+            ``in_features``, or the weight or bias holds NaN/Inf.
         """
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")
@@ -589,8 +616,9 @@ class BitplaneLinear(nn.Module):
         )
         # .numpy() may share memory with a CPU weight; numlib copies before it computes.
         w = weight.to(device="cpu", dtype=torch.float64).numpy()
-        if not np.all(np.isfinite(w)):
-            raise ValueError("linear.weight must be finite (it holds NaN or Inf)")
+        check_finite(w, "linear.weight")
+        if linear.bias is not None:
+            _check_finite(linear.bias.detach(), "linear.bias")
         if group_size is None:
             q = bitplane.quantize(w, layer.weight_bits, granularity="row")
         else:
@@ -614,7 +642,14 @@ class BitplaneLinear(nn.Module):
         return layer
 
     def weight_codes(self) -> torch.Tensor:
-        """Return the uint8 ``out x in`` bipolar-INT weight codes (unpacked from the words)."""
+        """Return the bipolar-INT weight codes, unpacked from the bit-plane words.
+
+        Returns
+        -------
+        torch.Tensor
+            uint8 ``out_features x in_features`` codes in ``[0, 2**weight_bits)``, whose
+            values are ``2 u - (2**weight_bits - 1)``, on the buffers' device.
+        """
         # Byte j of a little-endian word holds columns 8j..8j+7 of it, least significant
         # bit first. Spreading a plane's byte over the eight bytes of an int64 puts each
         # column in a byte lane, so the planes combine by shifts and adds, 8 columns per
@@ -632,6 +667,16 @@ class BitplaneLinear(nn.Module):
 
         In float64 (default) it is exact up to the one rounding of the product; a
         narrower ``dtype`` rounds the scales and the products to it.
+
+        Parameters
+        ----------
+        dtype : torch.dtype
+            Floating dtype of the result.
+
+        Returns
+        -------
+        torch.Tensor
+            ``out_features x in_features``, on the buffers' device.
         """
         top = (1 << self.weight_bits) - 1
         values = self.weight_codes().to(dtype).mul_(2).sub_(top)
@@ -747,6 +792,11 @@ class BitplaneLinear(nn.Module):
 
         The buffers are the tensors; sizes, widths, group size and the bias flag
         are string metadata, so :meth:`load_safetensors` rebuilds the same module.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            File to write (replaced if it exists).
         """
         from safetensors.torch import save_file
 
@@ -775,36 +825,85 @@ class BitplaneLinear(nn.Module):
         device : torch.device or str
             Where to place the buffers (default CPU).
 
+        Returns
+        -------
+        BitplaneLinear
+            The saved layer, its buffers on ``device``.
+
         Raises
         ------
+        OSError
+            If ``path`` cannot be read.
         ValueError
-            If the file was not written by :meth:`save_safetensors`, or its tensors
-            do not match its metadata.
+            If the file is not a safetensors file written by :meth:`save_safetensors`
+            (format, version or a metadata field missing or malformed), or its tensors
+            do not match the metadata in name, shape or dtype, or its scales are not
+            finite and non-negative.
         """
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(os.fspath(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        where = os.fspath(path)
+        try:
+            with safe_open(where, framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except SafetensorError as exc:
+            raise ValueError(f"path {where!r} is not a readable safetensors file: {exc}") from exc
         if meta.get("format") != _SAFETENSORS_FORMAT:
-            raise ValueError(f"path {os.fspath(path)!r} does not hold a BitplaneLinear checkpoint")
+            raise ValueError(f"path {where!r} does not hold a BitplaneLinear checkpoint")
         if meta.get("version") != _SAFETENSORS_VERSION:
             raise ValueError(f"unsupported BitplaneLinear checkpoint version {meta.get('version')}")
+
+        def optional(name: str) -> int | None:
+            """Read a metadata field: an int, or None for the empty string."""
+            text = meta.get(name)
+            if text is None:
+                raise ValueError(f"checkpoint metadata lacks the field {name!r}")
+            try:
+                return None if text == "" else int(text)
+            except ValueError:
+                raise ValueError(f"checkpoint metadata {name!r} is not an int: {text!r}") from None
+
+        def required(name: str) -> int:
+            value = optional(name)
+            if value is None:
+                raise ValueError(f"checkpoint metadata lacks the field {name!r}")
+            return value
+
+        if meta.get("bias") not in ("0", "1"):
+            raise ValueError(
+                f"checkpoint metadata 'bias' must be '0' or '1', got {meta.get('bias')!r}"
+            )
         has_bias = meta["bias"] == "1"
+        bias = tensors.get("bias")
         layer = cls(
-            int(meta["in_features"]),
-            int(meta["out_features"]),
-            weight_bits=int(meta["weight_bits"]),
-            activation_bits=int(meta["activation_bits"]) if meta["activation_bits"] else None,
-            group_size=int(meta["group_size"]) if meta["group_size"] else None,
+            required("in_features"),
+            required("out_features"),
+            weight_bits=required("weight_bits"),
+            activation_bits=optional("activation_bits"),
+            group_size=optional("group_size"),
             bias=has_bias,
             device=device,
-            dtype=tensors["bias"].dtype if has_bias and "bias" in tensors else None,
+            dtype=bias.dtype
+            if has_bias and bias is not None and bias.is_floating_point()
+            else None,
         )
+        # load_state_dict would cast silently: int32 words read as floats, float scales as ints
+        for name, expected in layer.state_dict().items():
+            got = tensors.get(name)
+            if got is not None and got.dtype != expected.dtype:
+                raise ValueError(
+                    f"checkpoint tensor {name!r} is {got.dtype}, expected {expected.dtype}"
+                )
         try:
             layer.load_state_dict(tensors, strict=True)
         except RuntimeError as exc:
             raise ValueError(f"checkpoint tensors do not match its metadata: {exc}") from exc
+        scales = layer.weight_scales
+        if not bool(torch.isfinite(scales).all()) or bool((scales < 0).any()):
+            raise ValueError("checkpoint tensor 'weight_scales' must be finite and non-negative")
+        if layer.bias is not None:
+            _check_finite(layer.bias, "checkpoint tensor 'bias'")
         return layer
 
 

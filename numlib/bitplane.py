@@ -32,14 +32,24 @@ from typing import Any, Literal
 
 import numpy as np
 
-from numlib.bitplane_pack import PackedPlanes, pack_planes, popc_pairs, unpack
+from numlib._arrays import check_dense
+from numlib.bitplane_pack import (
+    MAX_BITS,
+    PackedPlanes,
+    construct_unchecked,
+    pack_planes,
+    popc_pairs,
+    unpack,
+)
 from numlib.validate import check_finite, check_positive_int
 
 __all__ = [
     "ENCODINGS",
+    "MAX_BITS",
     "PackedPlanes",
     "QuantizedMatrix",
     "bitplane_matmul",
+    "check_bits",
     "decode",
     "decompose",
     "dequantize",
@@ -57,13 +67,40 @@ Encoding = Literal["bipolar", "unsigned", "twos"]
 Identity = Literal["and", "xor"]
 ENCODINGS: tuple[str, ...] = ("bipolar", "unsigned", "twos")
 _IDENTITIES = ("and", "xor")
-MAX_BITS = 8
 
 
 # --------------------------------------------------------------------------- checks
 
 
-def _check_bits(bits: Any, name: str) -> int:
+def check_bits(bits: Any, name: str = "bits") -> int:
+    """Return the bit width ``bits`` as an int after checking it is in 1..8.
+
+    The one check of a code width for numlib, :mod:`gpu` and :mod:`learned`.
+
+    Parameters
+    ----------
+    bits : int
+        The width; any integer type (numpy integers too), not ``bool``.
+    name : str
+        Argument name used in error messages.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    TypeError
+        If ``bits`` is not an integer, or is a ``bool`` (``True`` as a width is
+        almost certainly a mistake).
+    ValueError
+        If ``bits`` is below 1 or above :data:`MAX_BITS` (8).
+
+    Examples
+    --------
+    >>> check_bits(3), check_bits(np.uint8(8), "bits_w")
+    (3, 8)
+    """
     bits = check_positive_int(bits, name)
     if bits > MAX_BITS:
         raise ValueError(f"{name} must be in 1..{MAX_BITS}, got {bits}")
@@ -74,6 +111,12 @@ def _check_encoding(encoding: Any) -> str:
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
     return str(encoding)
+
+
+def _check_identity(identity: Any) -> str:
+    if identity not in _IDENTITIES:
+        raise ValueError(f"identity must be one of {_IDENTITIES}, got {identity!r}")
+    return str(identity)
 
 
 def _check_int_matrix(a: Any, name: str, *, ndim: int = 2) -> np.ndarray:
@@ -100,15 +143,35 @@ def _check_codes(codes: Any, bits: int, name: str) -> np.ndarray:
 
 
 def value_range(bits: int, encoding: Encoding = "bipolar") -> tuple[int, int]:
-    """Return the smallest and largest value an ``bits``-bit code represents.
+    """Return the smallest and largest value a ``bits``-bit code represents.
 
-    ``(-(2**bits - 1), 2**bits - 1)`` for bipolar-INT (odd values only),
-    ``(0, 2**bits - 1)`` unsigned, ``(-2**(bits-1), 2**(bits-1) - 1)`` two's complement.
+    Parameters
+    ----------
+    bits : int
+        Bit width, 1..8.
+    encoding : {"bipolar", "unsigned", "twos"}
 
+    Returns
+    -------
+    tuple of int
+        ``(lo, hi)``: ``(-(2**bits - 1), 2**bits - 1)`` for bipolar-INT (odd values
+        only, Jia et al., arXiv:2409.17870, sec. 3), ``(0, 2**bits - 1)`` unsigned,
+        ``(-2**(bits-1), 2**(bits-1) - 1)`` two's complement. Every value of
+        :func:`decode` lies in it and both ends are attained.
+
+    Raises
+    ------
+    TypeError
+        If ``bits`` is not an integer.
+    ValueError
+        If ``bits`` is outside 1..8 or ``encoding`` is unknown.
+
+    Examples
+    --------
     >>> value_range(2), value_range(2, "unsigned"), value_range(2, "twos")
     ((-3, 3), (0, 3), (-2, 1))
     """
-    bits = _check_bits(bits, "bits")
+    bits = check_bits(bits, "bits")
     encoding = _check_encoding(encoding)
     top = (1 << bits) - 1
     if encoding == "bipolar":
@@ -152,7 +215,8 @@ def encode(values: np.ndarray, bits: int, encoding: Encoding = "bipolar") -> np.
     Raises
     ------
     TypeError
-        If ``values`` is not a numpy array with an integer dtype.
+        If ``values`` is not a numpy array with an integer dtype, or ``bits`` is not
+        an integer.
     ValueError
         If ``bits`` is outside 1..8, ``encoding`` is unknown, ``values`` is not 2-D or
         is empty, or an entry is out of range (or even, for bipolar-INT).
@@ -162,7 +226,7 @@ def encode(values: np.ndarray, bits: int, encoding: Encoding = "bipolar") -> np.
     >>> encode(np.array([[-3, -1, 1, 3]]), 2).tolist()
     [[0, 1, 2, 3]]
     """
-    bits = _check_bits(bits, "bits")
+    bits = check_bits(bits, "bits")
     encoding = _check_encoding(encoding)
     values = _check_int_matrix(values, "values")
     lo, hi = value_range(bits, encoding)
@@ -183,15 +247,32 @@ def encode(values: np.ndarray, bits: int, encoding: Encoding = "bipolar") -> np.
 def decode(codes: np.ndarray, bits: int, encoding: Encoding = "bipolar") -> np.ndarray:
     """Return the int64 values of the ``bits``-bit ``codes`` (inverse of :func:`encode`).
 
+    ``v = 2u - (2**bits - 1)`` for bipolar-INT, ``v = u`` unsigned, ``v = u - 2**bits``
+    for ``u >= 2**(bits-1)`` (else ``u``) in two's complement: the plane sums of the
+    module docstring evaluated at once. Exact; ``codes`` is not modified.
+
+    Parameters
+    ----------
+    codes : numpy.ndarray
+        2-D integer array of codes in ``[0, 2**bits)``.
+    bits : int
+        Bit width, 1..8.
+    encoding : {"bipolar", "unsigned", "twos"}
+
+    Returns
+    -------
+    numpy.ndarray
+        int64, same shape, in :func:`value_range`; ``encode(decode(c)) == c``.
+
     Raises
     ------
     TypeError
-        If ``codes`` is not an integer numpy array.
+        If ``codes`` is not an integer numpy array, or ``bits`` is not an integer.
     ValueError
         If ``bits`` or ``encoding`` is invalid, ``codes`` is not 2-D, is empty, or
         holds a code outside ``[0, 2**bits)``.
     """
-    bits = _check_bits(bits, "bits")
+    bits = check_bits(bits, "bits")
     encoding = _check_encoding(encoding)
     u = _check_codes(codes, bits, "codes").astype(np.int64)
     if encoding == "bipolar":
@@ -204,20 +285,34 @@ def decode(codes: np.ndarray, bits: int, encoding: Encoding = "bipolar") -> np.n
 def decompose(codes: np.ndarray, bits: int) -> np.ndarray:
     """Split ``bits``-bit codes into bit-planes: ``planes[i] = (codes >> i) & 1``.
 
+    The bit-level decomposition of Jia et al. (arXiv:2409.17870, sec. 3):
+    ``codes = sum_i 2**i planes[i]``, so :func:`recompose` reads the values back.
+
+    Parameters
+    ----------
+    codes : numpy.ndarray
+        2-D integer array ``m x k`` of codes in ``[0, 2**bits)``.
+    bits : int
+        Bit width, 1..8: the number of planes.
+
     Returns
     -------
     numpy.ndarray
-        uint8 array of 0/1, shape ``(bits, m, k)`` for ``codes`` of shape ``(m, k)``.
+        uint8 array of 0/1, shape ``(bits, m, k)``.
 
     Raises
     ------
     TypeError, ValueError
         As :func:`decode`.
     """
-    bits = _check_bits(bits, "bits")
-    u = _check_codes(codes, bits, "codes").astype(np.uint8)
+    bits = check_bits(bits, "bits")
+    return _planes(_check_codes(codes, bits, "codes"), bits)
+
+
+def _planes(codes: np.ndarray, bits: int) -> np.ndarray:
+    """:func:`decompose` without its checks, for codes already checked."""
     shifts = np.arange(bits, dtype=np.uint8)[:, None, None]
-    return (u[None] >> shifts) & np.uint8(1)
+    return (codes.astype(np.uint8)[None] >> shifts) & np.uint8(1)
 
 
 def recompose(planes: np.ndarray, encoding: Encoding = "bipolar") -> np.ndarray:
@@ -232,17 +327,23 @@ def recompose(planes: np.ndarray, encoding: Encoding = "bipolar") -> np.ndarray:
         Integer 0/1 array of shape ``(bits, m, k)``, ``bits`` in 1..8.
     encoding : {"bipolar", "unsigned", "twos"}
 
+    Returns
+    -------
+    numpy.ndarray
+        int64, shape ``(m, k)``: ``recompose(decompose(c, bits), e)`` equals
+        ``decode(c, bits, e)`` exactly (Jia et al., arXiv:2409.17870, sec. 3).
+
     Raises
     ------
     TypeError
         If ``planes`` is not an integer numpy array.
     ValueError
-        If it is not 3-D, is empty, has more than 8 planes, or holds a value other
-        than 0 and 1.
+        If ``encoding`` is unknown, or ``planes`` is not 3-D, is empty, has more than
+        8 planes, or holds a value other than 0 and 1.
     """
     encoding = _check_encoding(encoding)
     planes = _check_int_matrix(planes, "planes", ndim=3)
-    bits = _check_bits(planes.shape[0], "planes.shape[0]")
+    bits = check_bits(planes.shape[0], "planes.shape[0]")
     if int(planes.min()) < 0 or int(planes.max()) > 1:
         raise ValueError("planes must hold only 0 and 1")
     out = np.zeros(planes.shape[1:], dtype=np.int64)
@@ -255,15 +356,32 @@ def recompose(planes: np.ndarray, encoding: Encoding = "bipolar") -> np.ndarray:
 def pack(codes: np.ndarray, bits: int) -> PackedPlanes:
     """Decompose ``codes`` (``rows x k``) into planes and pack them into uint32 words.
 
-    Cost ``O(bits * rows * k)``; see :class:`~numlib.bitplane_pack.PackedPlanes`
-    for the layout and the zero padding of ``k`` to a multiple of 32.
+    The preprocessing step of the bit-plane product (Jia et al., arXiv:2409.17870,
+    sec. 3); pack ``W`` once and reuse it in :func:`packed_matmul`. Cost
+    ``O(bits * rows * k)``; ``codes`` is not modified.
+
+    Parameters
+    ----------
+    codes : numpy.ndarray
+        2-D integer array ``rows x k`` of codes in ``[0, 2**bits)``.
+    bits : int
+        Bit width, 1..8: the number of planes.
+
+    Returns
+    -------
+    PackedPlanes
+        Bit ``c % 32`` of ``words[i, r, c // 32]`` is bit ``i`` of ``codes[r, c]``, zero
+        padding up to a multiple of 32 (see :class:`~numlib.bitplane_pack.PackedPlanes`),
+        ``k`` the number of columns and ``popcounts[i, r]`` the ones of plane ``i`` in
+        row ``r``; ``unpack(pack(codes, bits))`` equals ``decompose(codes, bits)``.
 
     Raises
     ------
     TypeError, ValueError
         As :func:`decode`.
     """
-    return pack_planes(decompose(codes, bits))
+    bits = check_bits(bits, "bits")
+    return pack_planes(_planes(_check_codes(codes, bits, "codes"), bits))
 
 
 # --------------------------------------------------------------------------- exact products
@@ -299,7 +417,10 @@ def packed_matmul(
 
     Cost: ``bits_x * bits_w`` binary GEMMs of ``m x n x ceil(k/32)`` words, each an
     AND/XOR, a popcount and an integer add per word, plus ``O(bits_x bits_w m n)``
-    for the recovery; temporaries are bounded by row blocking (about 2**21 words).
+    for the recovery. Memory besides the operands: the int64 ``m x n`` output, a few
+    ``m x n`` int64 temporaries of the recovery, and the binary GEMM's blocks of at
+    most 2**21 words with their uint8 popcounts (:func:`~numlib.bitplane_pack.popc_pairs`:
+    10 MiB, blocked along ``m``, ``n`` and ``k``), however long or wide the operands.
 
     Parameters
     ----------
@@ -318,18 +439,28 @@ def packed_matmul(
     Raises
     ------
     TypeError
-        If ``X`` or ``W`` is not a :class:`PackedPlanes`.
+        If ``X`` or ``W`` is not a :class:`PackedPlanes` (whose fields are checked on
+        construction) or holds device arrays.
     ValueError
         If ``encoding`` or ``identity`` is unknown, or ``X.k != W.k``.
     """
     for name, p in (("X", X), ("W", W)):
         if not isinstance(p, PackedPlanes):
             raise TypeError(f"{name} must be a PackedPlanes (see pack), got {type(p).__name__}")
+        if not isinstance(p.words, np.ndarray):
+            raise TypeError(
+                f"{name} must hold numpy arrays, got {type(p.words).__name__} "
+                "(gpu.bitplane.to_host copies device planes back)"
+            )
     encoding = _check_encoding(encoding)
-    if identity not in _IDENTITIES:
-        raise ValueError(f"identity must be one of {_IDENTITIES}, got {identity!r}")
+    identity = _check_identity(identity)
     if X.k != W.k:
         raise ValueError(f"X and W must have the same k (columns), got {X.k} and {W.k}")
+    return _product(X, W, encoding, identity)
+
+
+def _product(X: PackedPlanes, W: PackedPlanes, encoding: str, identity: str) -> np.ndarray:
+    """:func:`packed_matmul` without its checks, for operands already checked."""
     K = X.k
     op = np.bitwise_and if identity == "and" else np.bitwise_xor
     out = np.zeros((X.rows, W.rows), dtype=np.int64)
@@ -384,7 +515,7 @@ def bitplane_matmul(
     Raises
     ------
     TypeError
-        If a code array is not an integer numpy array.
+        If a code array is not an integer numpy array, or a width is not an integer.
     ValueError
         If a width is outside 1..8, ``encoding`` or ``identity`` is unknown, a code
         array is not 2-D, is empty or holds codes out of range, or the ``k`` differ.
@@ -396,11 +527,10 @@ def bitplane_matmul(
     >>> bitplane_matmul(X, W, 2, 1).tolist()
     [[1, -3]]
     """
-    bits_x = _check_bits(bits_x, "bits_x")
-    bits_w = _check_bits(bits_w, "bits_w")
-    _check_encoding(encoding)
-    if identity not in _IDENTITIES:
-        raise ValueError(f"identity must be one of {_IDENTITIES}, got {identity!r}")
+    bits_x = check_bits(bits_x, "bits_x")
+    bits_w = check_bits(bits_w, "bits_w")
+    encoding = _check_encoding(encoding)
+    identity = _check_identity(identity)
     X_codes = _check_codes(X_codes, bits_x, "X_codes")
     W_codes = _check_codes(W_codes, bits_w, "W_codes")
     if X_codes.shape[1] != W_codes.shape[1]:
@@ -408,15 +538,34 @@ def bitplane_matmul(
             f"X_codes and W_codes must have the same number of columns k, got shapes "
             f"{X_codes.shape} and {W_codes.shape}"
         )
-    return packed_matmul(
-        pack(X_codes, bits_x), pack(W_codes, bits_w), encoding=encoding, identity=identity
-    )
+    X = pack_planes(_planes(X_codes, bits_x))
+    W = pack_planes(_planes(W_codes, bits_w))
+    return _product(X, W, encoding, identity)
 
 
 # --------------------------------------------------------------------------- quantisation
 
 
 _GRANULARITIES = ("row", "column", "group")
+
+
+def _scale_shape(
+    granularity: Any, group_size: Any, shape: tuple[int, int], of: str
+) -> tuple[tuple[int, int], int | None]:
+    """Check the scale layout of the ``m x k`` matrix ``of``; return scale shape, group size."""
+    m, k = shape
+    if granularity not in _GRANULARITIES:
+        raise ValueError(f"granularity must be 'row', 'column' or 'group', got {granularity!r}")
+    if granularity == "group":
+        if group_size is None:
+            raise ValueError("group_size is required when granularity is 'group'")
+        g = check_positive_int(group_size, "group_size")
+        if k % g:
+            raise ValueError(f"group_size must divide the {k} columns of {of}, got {g}")
+        return (m, k // g), g
+    if group_size is not None:
+        raise ValueError(f"group_size applies only to granularity 'group', not {granularity!r}")
+    return ((m, 1) if granularity == "row" else (1, k)), None
 
 
 @dataclass(frozen=True)
@@ -459,25 +608,9 @@ class QuantizedMatrix:
     group_size: int | None = None
 
     def __post_init__(self) -> None:
-        bits = _check_bits(self.bits, "bits")
+        bits = check_bits(self.bits, "bits")
         m, k = _check_codes(self.codes, bits, "codes").shape
-        if self.granularity not in _GRANULARITIES:
-            raise ValueError(
-                f"granularity must be 'row', 'column' or 'group', got {self.granularity!r}"
-            )
-        if self.granularity == "group":
-            if self.group_size is None:
-                raise ValueError("group_size is required when granularity is 'group'")
-            g = check_positive_int(self.group_size, "group_size")
-            if k % g:
-                raise ValueError(f"group_size must divide the {k} columns of codes, got {g}")
-            shape = (m, k // g)
-        elif self.group_size is not None:
-            raise ValueError(
-                f"group_size applies only to granularity 'group', not {self.granularity!r}"
-            )
-        else:
-            shape = (m, 1) if self.granularity == "row" else (1, k)
+        shape, _ = _scale_shape(self.granularity, self.group_size, (m, k), "codes")
         scales = self.scales
         if not isinstance(scales, np.ndarray):
             raise TypeError(f"scales must be a numpy array, got {type(scales).__name__}")
@@ -512,14 +645,19 @@ def quantize(
 
     Each scale group (a row, a column, or ``group_size`` consecutive columns of a
     row) gets ``s = max|A| / (2**bits - 1)``, so its largest magnitude maps to the
-    top level. ``y = A / s`` is rounded to the nearest odd integer,
+    top level. Where that quotient rounds down so far that
+    ``s (2**bits - 1) < max|A|`` (in the subnormal range it can even round to 0), ``s``
+    is raised to the next float, which is ``>= max|A| / (2**bits - 1)``: a scale too
+    small would put ``max|A| / s`` above the top level, and the clip below would then
+    err by far more than ``s``. ``y = A / s`` is rounded to the nearest odd integer,
     ``q = sign(y) (2 floor(|y| / 2) + 1)`` (ties, at even ``y``, away from zero;
     ``y = 0`` gives ``+1``: the format has no zero), then clipped to
     ``[-(2**bits - 1), 2**bits - 1]``; the clip only absorbs floating-point
     rounding of ``A / s`` at the extremes, since ``|y| <= 2**bits - 1`` otherwise.
-    Levels are ``2 s`` apart, so ``|A - s q| <= s`` (half a level) everywhere. An
-    all-zero group gets ``s = 0`` and codes for ``+1``, so it dequantises to 0 exactly.
-    ``A`` is not modified.
+    Levels are ``2 s`` apart, so ``|A - s q| <= s`` (half a level) everywhere, for
+    subnormal magnitudes too. An all-zero group gets ``s = 0`` and codes for ``+1``,
+    so it dequantises to 0 exactly. ``A`` is not modified. (The symmetric format of
+    Jia et al., arXiv:2409.17870, sec. 3.)
 
     Parameters
     ----------
@@ -536,35 +674,23 @@ def quantize(
     Returns
     -------
     QuantizedMatrix
+        float64 scales; for every element ``|A - s q| <= s`` with ``s`` its scale.
 
     Raises
     ------
     TypeError
-        If ``A`` is not a floating-point numpy array.
+        If ``A`` is not a real floating-point numpy array, or ``bits`` or
+        ``group_size`` is not an integer.
     ValueError
         If ``A`` is not 2-D, is empty or holds NaN/Inf, ``bits`` is outside 1..8,
         ``granularity`` is unknown, or ``group_size`` is missing, given without
         ``"group"``, or does not divide ``k``.
     """
-    bits = _check_bits(bits, "bits")
-    if not isinstance(A, np.ndarray):
+    bits = check_bits(bits, "bits")
+    if not isinstance(A, np.ndarray):  # check_dense also takes torch and cupy arrays
         raise TypeError(f"A must be a numpy array, got {type(A).__name__}")
-    if not np.issubdtype(A.dtype, np.floating):
-        raise TypeError(f"A must have a floating-point dtype, got {A.dtype}")
-    if A.ndim != 2 or A.size == 0:
-        raise ValueError(f"A must be a non-empty 2-D array, got shape {A.shape}")
-    if granularity not in _GRANULARITIES:
-        raise ValueError(f"granularity must be 'row', 'column' or 'group', got {granularity!r}")
-    m, k = A.shape
-    if granularity == "group":
-        if group_size is None:
-            raise ValueError("group_size is required when granularity is 'group'")
-        group_size = check_positive_int(group_size, "group_size")
-        if k % group_size:
-            raise ValueError(f"group_size must divide the {k} columns of A, got {group_size}")
-    elif group_size is not None:
-        raise ValueError(f"group_size applies only to granularity 'group', not {granularity!r}")
-    check_finite(A, "A")
+    m, k = check_dense(A, "A")
+    _, group_size = _scale_shape(granularity, group_size, (m, k), "A")
 
     top = (1 << bits) - 1
     a = A.astype(np.float64)
@@ -576,16 +702,43 @@ def quantize(
         assert group_size is not None
         amax = np.max(np.abs(a.reshape(m, k // group_size, group_size)), axis=2)
     scales = amax / top
+    # A quotient rounded down leaves amax / s > top (5e-324 / 255 rounds to 0); one step
+    # up suffices, the next float being >= amax / top. learned.bitplane_linear applies the
+    # same rule, so that both quantisers stay bit-identical.
+    scales = np.where(scales * top < amax, np.nextafter(scales, np.inf), scales)
     s = _expand(scales, group_size, a.shape)
     with np.errstate(divide="ignore", invalid="ignore"):
         y = np.where(s > 0, a / s, 0.0)
     odd = np.where(y < 0, -1.0, 1.0) * (2.0 * np.floor(np.abs(y) / 2.0) + 1.0)
     v = np.clip(odd, -top, top).astype(np.int64)
-    return QuantizedMatrix(((v + top) >> 1).astype(np.uint8), scales, bits, granularity, group_size)
+    codes = ((v + top) >> 1).astype(np.uint8)
+    # valid by construction: codes in range, finite scales of the checked layout
+    return construct_unchecked(QuantizedMatrix, codes, scales, bits, granularity, group_size)
 
 
 def dequantize(q: QuantizedMatrix) -> np.ndarray:
-    """Return ``scales * decode(codes)`` as a float64 ``m x k`` array."""
+    """Return the float matrix a :class:`QuantizedMatrix` represents, ``scales * decode(codes)``.
+
+    Parameters
+    ----------
+    q : QuantizedMatrix
+        From :func:`quantize` or checked on construction.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, ``m x k``: element ``(r, c)`` is ``s q`` with ``s`` its scale and ``q``
+        its odd bipolar-INT level; for ``q = quantize(A, ...)``,
+        ``|A - dequantize(q)| <= s`` elementwise.
+
+    Raises
+    ------
+    TypeError
+        If ``q`` is not a :class:`QuantizedMatrix`.
+    ValueError
+        If its codes were modified after construction to values outside
+        ``[0, 2**bits)`` (the arrays are stored, not copied; :func:`decode` rereads them).
+    """
     if not isinstance(q, QuantizedMatrix):
         raise TypeError(f"q must be a QuantizedMatrix, got {type(q).__name__}")
     return q.expanded_scales() * decode(q.codes, q.bits).astype(np.float64)
@@ -623,8 +776,7 @@ def quantized_matmul(
         If the ``k`` differ, an operand is per column (its scales vary along ``k``
         and cannot be applied after the integer product), or the group sizes differ.
     """
-    if identity not in _IDENTITIES:
-        raise ValueError(f"identity must be one of {_IDENTITIES}, got {identity!r}")
+    identity = _check_identity(identity)
     for name, p in (("X", X), ("W", W)):
         if not isinstance(p, QuantizedMatrix):
             raise TypeError(f"{name} must be a QuantizedMatrix, got {type(p).__name__}")

@@ -24,8 +24,6 @@ point), the setting in which GPTQ is usually reported.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from torch import nn
@@ -33,6 +31,7 @@ from torch import nn
 from learned.bitplane_linear import BitplaneLinear
 from learned.compress.obs import inverse_hessian_factor, obs_sweep
 from numlib import bitplane
+from numlib.bitplane import check_bits
 
 __all__ = [
     "MixedBitLinear",
@@ -42,12 +41,6 @@ __all__ = [
     "rtn_quantize",
     "search_scales",
 ]
-
-
-def _check_bits(bits: Any, name: str = "bits") -> int:
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 8:
-        raise ValueError(f"{name} must be an int in 1..8, got {bits!r}")
-    return int(bits)
 
 
 def bitplane_from_codes(
@@ -106,7 +99,7 @@ def rtn_quantize(
     """
     return BitplaneLinear.from_linear(
         linear,
-        weight_bits=_check_bits(bits),
+        weight_bits=check_bits(bits),
         activation_bits=activation_bits,
         group_size=group_size,
     )
@@ -239,9 +232,9 @@ def gptq_quantize(
     blocksize, damp
         Lazy-update block and relative Hessian damping (GPTQ's 128 and 0.01).
     """
-    bits = _check_bits(bits)
+    bits = check_bits(bits)
     if activation_bits is not None:  # checked before the sweep, not after it
-        _check_bits(activation_bits, "activation_bits")
+        check_bits(activation_bits, "activation_bits")
     W = linear.weight.detach().to(torch.float64)
     out_f, in_f = W.shape
     if group_size is not None:
@@ -355,7 +348,7 @@ def mixed_ptq161(
     with torch.no_grad():
         hi.weight.copy_(W[:, salient])
     high = BitplaneLinear.from_linear(
-        hi, weight_bits=_check_bits(high_bits, "high_bits"), activation_bits=activation_bits
+        hi, weight_bits=check_bits(high_bits, "high_bits"), activation_bits=activation_bits
     )
     Wr = W[:, rest].reshape(out_f, n_rest // block, block)
     scales = Wr.abs().mean(dim=-1)

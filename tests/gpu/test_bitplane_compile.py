@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gpu.bitplane import KERNEL_PATH, SM90A_KERNEL_PATH, recommended_path
+from gpu.bitplane import KERNEL_PATH, SM90A_KERNEL_PATH, auto_kernel, recommended_path
 
 NVCC = shutil.which("nvcc")
 
@@ -104,10 +104,19 @@ def test_recommended_path() -> None:
     assert recommended_path(1, 5, 90) == "int8"
     assert recommended_path(4, 1, 100) == "mma"
     assert recommended_path(8, 8, 100) == "int8"
-    with pytest.raises(ValueError, match="bits_x"):
+    with pytest.raises(ValueError, match="bits_x must be >= 1"):
         recommended_path(0, 1, 80)
-    with pytest.raises(ValueError, match="bits_w"):
+    with pytest.raises(ValueError, match=r"bits_w must be in 1\.\.8"):
         recommended_path(1, 9, 80)
+
+
+@pytest.mark.parametrize("bad", [True, 2.0, "2"])
+def test_widths_are_checked_by_numlib_check_bits(bad: object) -> None:
+    """numlib.bitplane.check_bits: True is not a width, and a non-integer is a TypeError."""
+    with pytest.raises(TypeError, match="bits_x must be an integer"):
+        recommended_path(bad, 1, 80)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="bits_w must be an integer"):
+        auto_kernel(1, 64, 1, bad, 90)  # type: ignore[arg-type]
 
 
 def test_missing_cupy_or_device_is_a_runtime_error() -> None:

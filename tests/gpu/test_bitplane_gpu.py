@@ -193,8 +193,10 @@ def test_pack_gpu_equals_pack(rows: int, k: int, bits: int) -> None:
 def test_pack_gpu_errors() -> None:
     from gpu.bitplane import pack_gpu
 
-    with pytest.raises(ValueError, match="bits"):
+    with pytest.raises(ValueError, match=r"bits must be in 1\.\.8, got 9"):
         pack_gpu(np.zeros((2, 3), np.uint8), 9)
+    with pytest.raises(TypeError, match="bits must be an integer, got bool"):
+        pack_gpu(np.zeros((2, 3), np.uint8), True)
     with pytest.raises(ValueError, match=r"\[0, 2\*\*2\)"):
         pack_gpu(np.full((2, 3), 4, np.uint8), 2)
     with pytest.raises(TypeError, match="integer"):
@@ -255,6 +257,10 @@ def test_bitplane_matmul_gpu_prepared_weights_and_errors() -> None:
         bitplane_matmul_gpu(X, pack_gpu(W, 8), 2, 7, path="portable")
     with pytest.raises(ValueError, match="path"):
         bitplane_matmul_gpu(X, W, 2, 8, path="fp16")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="bits_x must be an integer, got bool"):
+        bitplane_matmul_gpu(X, W, True, 8)
+    with pytest.raises(TypeError, match="bits must be an integer, got float"):
+        int8_operand(W, 8.0)  # type: ignore[arg-type]
     for path in ("int8", "auto"):  # codes of W above 2**7 - 1, on either path
         with pytest.raises(ValueError, match=r"\[0, 2\*\*7\)"):
             bitplane_matmul_gpu(X, W, 2, 7, path=path)  # type: ignore[arg-type]

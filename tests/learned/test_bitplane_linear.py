@@ -153,10 +153,11 @@ def test_float64_product_of_wide_groups_is_exact(a: int, b: int, seed: int) -> N
     assert np.array_equal(got[..., 0], bitplane.decode(X, a) @ bitplane.decode(W, b).T)
 
 
-def test_product_refuses_groups_beyond_float64() -> None:
-    codes = torch.zeros((1, 1), dtype=torch.int64)
+def test_float_path_refuses_groups_beyond_float64() -> None:
+    # Unreachable through integer_product (k would be 1.4e11 columns); the guard stays.
+    x = bitplane_linear.IntegerOperand.from_codes(torch.zeros((1, 1), dtype=torch.int64), 8)
     with pytest.raises(ValueError, match="2\\*\\*53"):
-        integer_product(codes, 8, codes, 8, (1 << 53) // 255**2 + 1)
+        next(bitplane_linear.group_products(x, x, (1 << 53) // 255**2 + 1))
 
 
 # --------------------------------------------------------------------------- activation quantiser
@@ -271,6 +272,9 @@ def test_batch_shapes(shape: tuple[int, ...]) -> None:
         flat = layer(x.reshape(-1, 37))
     assert y.shape == (*shape[:-1], 6)
     assert torch.equal(y.reshape(-1, 6), flat)
+    if x.numel():
+        reference, _ = _reference(lin, x, 3, 4, None)
+        assert np.allclose(y.double().numpy(), reference, rtol=1e-6, atol=1e-6)
 
 
 def test_zero_input_gives_bias() -> None:
@@ -287,7 +291,7 @@ def test_original_linear_not_modified() -> None:
         w0, b0 = lin.weight.detach().clone(), lin.bias.detach().clone()
         BitplaneLinear.from_linear(lin, weight_bits=4, activation_bits=4, group_size=16)
         assert torch.equal(lin.weight, w0) and torch.equal(lin.bias, b0)
-        assert lin.weight.requires_grad
+        assert lin.weight.dtype == dtype and lin.weight.grad is None
 
 
 @settings(max_examples=15)
@@ -343,6 +347,91 @@ def test_state_dict_and_safetensors_round_trip(
     assert path.read_bytes()[8:10] == b'{"'  # safetensors: u64 header size, JSON header
 
 
+def test_to_dtype_casts_the_bias_and_keeps_the_scales_float64() -> None:
+    # A float16 scale would be subnormal at 1e-8 and lose every digit below 1e-7.
+    lin = _linear(64, 4)
+    with torch.no_grad():
+        lin.weight.mul_(1e-6)
+    layer = BitplaneLinear.from_linear(lin, weight_bits=4, activation_bits=4)
+    scales = layer.weight_scales.clone()
+    for cast, dtype in (
+        (BitplaneLinear.half, torch.float16),
+        (BitplaneLinear.double, torch.float64),
+    ):
+        cast(layer)
+        assert layer.weight_scales.dtype == torch.float64
+        assert torch.equal(layer.weight_scales, scales)
+        assert layer.bias.dtype == dtype
+    x = torch.randn(3, 64, dtype=torch.float64)
+    with torch.no_grad():
+        y = layer(x)
+    reference, _ = _reference(lin, x, 4, 4, None)
+    # the bias itself went through float16
+    reference += (layer.bias - lin.bias.detach().double()).numpy()
+    assert np.allclose(y.numpy(), reference, rtol=1e-12, atol=1e-12)
+
+
+def _checkpoint(tmp_path, *, tensors=None, drop=(), **metadata):
+    """Write a layer's checkpoint with tensors and metadata fields replaced or dropped."""
+    from safetensors.torch import save_file
+
+    layer = BitplaneLinear.from_linear(_linear(16, 3), weight_bits=4, activation_bits=8)
+    good = tmp_path / "good.safetensors"
+    layer.save_safetensors(good)
+    from safetensors import safe_open
+
+    with safe_open(str(good), framework="pt") as f:
+        meta = dict(f.metadata())
+        stored = {k: f.get_tensor(k) for k in f.keys()}
+    stored.update(tensors or {})
+    meta.update(metadata)
+    for key in drop:
+        meta.pop(key)
+    path = tmp_path / "bad.safetensors"
+    save_file(stored, str(path), metadata=meta)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"drop": ("in_features",)}, "lacks the field 'in_features'"),
+        ({"drop": ("activation_bits",)}, "lacks the field 'activation_bits'"),
+        ({"drop": ("bias",)}, "'bias' must be '0' or '1'"),
+        ({"weight_bits": "four"}, "'weight_bits' is not an int"),
+        ({"out_features": ""}, "lacks the field 'out_features'"),
+        ({"tensors": {"weight_words": torch.zeros(4, 3, 1, 1)}}, "'weight_words' is torch.float32"),
+        (
+            {"tensors": {"weight_scales": torch.ones(3, 1, dtype=torch.int64)}},
+            "'weight_scales' is torch.int64",
+        ),
+        (
+            {"tensors": {"weight_scales": torch.full((3, 1), float("nan"), dtype=torch.float64)}},
+            "finite and non-negative",
+        ),
+        (
+            {"tensors": {"weight_scales": -torch.ones(3, 1, dtype=torch.float64)}},
+            "finite and non-negative",
+        ),
+        ({"tensors": {"bias": torch.ones(3, dtype=torch.int64)}}, "'bias' is torch.int64"),
+        ({"tensors": {"bias": torch.full((3,), float("inf"))}}, "bias"),
+    ],
+)
+def test_load_refuses_malformed_checkpoints(tmp_path, change, message) -> None:
+    path = _checkpoint(tmp_path, **change)
+    with pytest.raises(ValueError, match=message):
+        BitplaneLinear.load_safetensors(path)
+
+
+def test_load_refuses_unreadable_files(tmp_path) -> None:
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all")
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        BitplaneLinear.load_safetensors(garbage)
+    with pytest.raises(OSError):
+        BitplaneLinear.load_safetensors(tmp_path / "missing.safetensors")
+
+
 def test_load_rejects_foreign_file(tmp_path) -> None:
     from safetensors.torch import save_file
 
@@ -363,6 +452,59 @@ def test_bad_bits(name: str, value: object, exc: type[Exception]) -> None:
         BitplaneLinear.from_linear(_linear(8, 2), **kwargs)
     with pytest.raises(exc, match=name):
         BitplaneLinear(8, 2, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.int64, torch.bool])
+def test_bias_dtype_must_be_real_floating(dtype) -> None:
+    with pytest.raises(TypeError, match="real floating dtype"):
+        BitplaneLinear(8, 2, weight_bits=2, activation_bits=2, dtype=dtype)
+
+
+def test_non_finite_bias_is_refused() -> None:
+    lin = _linear(8, 2)
+    with torch.no_grad():
+        lin.bias[1] = float("nan")
+    with pytest.raises(ValueError, match=r"linear\.bias"):
+        BitplaneLinear.from_linear(lin, weight_bits=4, activation_bits=4)
+
+
+def _codes(shape, bits=8, dtype=torch.int64):
+    return torch.zeros(shape, dtype=dtype) + (1 << bits) - 1
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        (
+            (_codes((1, 4)) + 45, 8, _codes((2, 4)), 8, 2),
+            ValueError,
+            r"codes_x must lie in \[0, 2\*\*8\)",
+        ),
+        ((_codes((1, 4)), 8, -_codes((2, 4)), 8, 2), ValueError, "codes_w must lie"),
+        ((_codes((1, 4)), 9, _codes((2, 4)), 8, 2), ValueError, "bits_x must be in 1..8"),
+        ((_codes((1, 4)), 8, _codes((2, 4)), True, 2), TypeError, "bits_w"),
+        (
+            (_codes((1, 4)).double(), 8, _codes((2, 4)), 8, 2),
+            TypeError,
+            "codes_x must be an integer",
+        ),
+        ((_codes((1, 4)).bool(), 1, _codes((2, 4)), 8, 2), TypeError, "codes_x must be an integer"),
+        ((_codes((1, 4)), 8, _codes((2, 6)), 8, 2), ValueError, "same columns"),
+        ((_codes((1, 5)), 8, _codes((2, 5)), 8, 2), ValueError, "group_size must divide k=5"),
+        ((_codes((1, 4)), 8, _codes((2, 4)), 8, 0), ValueError, "group_size must be >= 1"),
+        ((_codes((4,)), 8, _codes((2, 4)), 8, 2), ValueError, "codes_x must be 2-D"),
+        ((_codes((0, 4)), 8, _codes((2, 4)), 8, 2), ValueError, "not empty"),
+    ],
+)
+def test_integer_product_refuses_bad_codes_before_any_product(
+    arguments, error, message, monkeypatch
+):
+    def no_product(*args, **kwargs):
+        raise AssertionError("a product ran before the arguments were checked")
+
+    monkeypatch.setattr(bitplane_linear, "group_products", no_product)
+    with pytest.raises(error, match=message):
+        integer_product(*arguments)
 
 
 def test_bad_construction_arguments() -> None:
@@ -419,5 +561,26 @@ def test_quantize_activations_rejects_non_finite_input(bad: float) -> None:
     x[0, 1] = bad
     with pytest.raises(ValueError, match="finite"):
         quantize_activations(x, 4)
-    codes, scales = quantize_activations(torch.zeros(0, 8), 4)  # empty: nothing to check
-    assert codes.shape == (0, 8) and scales.shape == (0, 1)
+
+
+@given(bits=bits_st, seed=seed_st, magnitude=st.sampled_from([5e-324, 1e-310, 3e-306]))
+def test_activation_quantiser_matches_numlib_on_subnormal_scales(
+    bits: int, seed: int, magnitude: float
+) -> None:
+    # max|x| / (2^bits - 1) is subnormal: both round the scale up where it fell short.
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-300, 301, (3, 7)) * magnitude
+    codes, scales = quantize_activations(torch.from_numpy(x), bits)
+    q = bitplane.quantize(x, bits)
+    assert np.array_equal(codes.numpy(), q.codes.astype(np.int64))
+    assert np.array_equal(scales.numpy(), q.scales)
+    assert np.all(np.abs(x - bitplane.dequantize(q)) <= q.scales)
+
+
+@pytest.mark.parametrize("shape", [(0, 8), (2, 0), (8,)])
+def test_quantize_activations_refuses_what_numlib_refuses(shape) -> None:
+    # numlib.bitplane.quantize has nothing to scale in an empty matrix either.
+    with pytest.raises(ValueError, match="not empty"):
+        quantize_activations(torch.zeros(shape), 4)
+    with pytest.raises(ValueError):
+        bitplane.quantize(np.zeros(shape), 4)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from numlib._arrays import small_lapack_threads
@@ -136,6 +136,8 @@ def test_factor_reproduces_damped_matrix(d: int, method: str, damp: float, seed:
     seed=st.integers(0, 2**16),
     indefinite=st.booleans(),
 )
+# A rank-one 2 x 2 matrix whose largest Cholesky pivot^2 is far below lambda_max.
+@example(d=2, method="cholesky", seed=300, indefinite=False)
 def test_singular_or_indefinite_input_is_clamped_and_reported(
     d: int, method: str, seed: int, indefinite: bool
 ) -> None:
