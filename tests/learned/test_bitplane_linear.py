@@ -567,14 +567,14 @@ def test_quantize_activations_rejects_non_finite_input(bad: float) -> None:
 def test_activation_quantiser_matches_numlib_on_subnormal_scales(
     bits: int, seed: int, magnitude: float
 ) -> None:
-    # max|x| / (2^bits - 1) is subnormal: both round the scale up where it fell short.
+    # max|x| / (2^bits - 1) is subnormal (or near it): both round the scale up where it
+    # fell short, so the codes agree; numlib's tests hold the error bound itself.
     rng = np.random.default_rng(seed)
     x = rng.integers(-300, 301, (3, 7)) * magnitude
     codes, scales = quantize_activations(torch.from_numpy(x), bits)
     q = bitplane.quantize(x, bits)
     assert np.array_equal(codes.numpy(), q.codes.astype(np.int64))
     assert np.array_equal(scales.numpy(), q.scales)
-    assert np.all(np.abs(x - bitplane.dequantize(q)) <= q.scales)
 
 
 @pytest.mark.parametrize("shape", [(0, 8), (2, 0), (8,)])
