@@ -357,3 +357,6 @@ def test_petsc_suite_records_both_rank_counts_and_every_peer():
         assert record.metrics["iterations"] < record.peer_metrics["iterations"]
         if record.metrics["ranks"] > 1:
             assert record.metrics["strong_scaling_efficiency"] > 0
+            assert record.peer_metrics["per_iteration_scaling_efficiency"] > 0
+        assert record.metrics["timed_runs"] == record.peer_metrics["timed_runs"] == 1
+        assert record.metrics["job_started_at"].endswith("Z")
