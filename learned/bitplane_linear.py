@@ -75,7 +75,8 @@ def _half_values(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor
     amax = x.abs().amax(dim=1, keepdim=True).to(torch.float64)
     scales = amax / top
     # numlib's rule for subnormal scales rounded down, which would leave |y| > top
-    scales = torch.where(scales * top < amax, torch.nextafter(scales, amax), scales)
+    short = (scales * top < amax) & (scales < torch.finfo(torch.float64).tiny)
+    scales = torch.where(short, torch.nextafter(scales, amax), scales)
     # A float64 copy first: torch divides float32 by float64 ~20x slower than float64 by
     # float64. The all-zero row divides by 1 and stays zero, the code of +1.
     y = x.to(torch.float64, copy=True).div_(torch.where(scales > 0, scales, 1.0))

@@ -702,10 +702,13 @@ def quantize(
         assert group_size is not None
         amax = np.max(np.abs(a.reshape(m, k // group_size, group_size)), axis=2)
     scales = amax / top
-    # A quotient rounded down leaves amax / s > top (5e-324 / 255 rounds to 0); one step
-    # up suffices, the next float being >= amax / top. learned.bitplane_linear applies the
-    # same rule, so that both quantisers stay bit-identical.
-    scales = np.where(scales * top < amax, np.nextafter(scales, np.inf), scales)
+    # A subnormal quotient can round far down and leave amax / s > top (5e-324 / 255
+    # rounds to 0); one step up suffices, the next float being >= amax / top. Normal
+    # quotients are within half an ulp, which the odd rounding absorbs, and stay as they
+    # are. learned.bitplane_linear applies the same rule: both quantisers stay
+    # bit-identical.
+    short = (scales * top < amax) & (scales < np.finfo(np.float64).tiny)
+    scales = np.where(short, np.nextafter(scales, np.inf), scales)
     s = _expand(scales, group_size, a.shape)
     with np.errstate(divide="ignore", invalid="ignore"):
         y = np.where(s > 0, a / s, 0.0)
