@@ -19,7 +19,8 @@ The oracle is not meant to be fast and ``speedup`` (``peer_time_s / time_s``) is
 recorded as measured: numpy's int64 matmul uses no BLAS, so at 512 the oracle beats
 it at W1A1/W2A2 (1 and 4 binary GEMMs) and loses from W4A4 on (cost grows as
 ``b**2``); float64 BLAS beats the oracle at every width.
-Times are the best of ``repeat`` runs, encoding excluded. Metrics:
+Times are the best of ``repeat`` interleaved rounds with one BLAS thread, encoding
+excluded. Metrics:
 
 ``max_abs_error``
     ``max |bitplane - int64 matmul|``; must be 0. Each peer's is measured against the
@@ -38,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from numlib.bitplane import bitplane_matmul, encode
-from validation.measure import best_time
+from validation.measure import best_times_interleaved, one_thread
 from validation.registry import Record, case
 
 SUITE = "bitplane"
@@ -63,9 +64,16 @@ def _exact(name: str, size: str, bits: int, repeat: int) -> list[Record]:
 
     Xf, Wf = X.astype(np.float64), W.astype(np.float64)
 
-    time_s, out = best_time(lambda: bitplane_matmul(Xc, Wc, bits, bits), repeat)
-    int64_s, ref = best_time(lambda: Xi @ Wi.T, repeat)
-    float64_s, ref_float = best_time(lambda: Xf @ Wf.T, repeat)
+    with one_thread():
+        time_s, int64_s, float64_s = best_times_interleaved(
+            [
+                lambda: bitplane_matmul(Xc, Wc, bits, bits),
+                lambda: Xi @ Wi.T,
+                lambda: Xf @ Wf.T,
+            ],
+            repeat,
+        )
+    out, ref, ref_float = bitplane_matmul(Xc, Wc, bits, bits), Xi @ Wi.T, Xf @ Wf.T
     out_xor = bitplane_matmul(Xc, Wc, bits, bits, identity="xor")
     common = {"bits": bits, "m": m, "n": n, "k": k}
     metrics = {
