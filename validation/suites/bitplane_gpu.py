@@ -13,10 +13,10 @@ same device and in the same run:
     gets int8 operands. ``end_to_end_time_s`` adds the activation preparation (packing
     on the GPU, without the host-side range check, as a quantiser's output needs none).
 ``cublas-int8`` (the peer)
-    ``cublasGemmEx`` INT8 x INT8 -> INT32 (:func:`gpu.int8.int8_matmul_gpu`) on random
-    int8 operands of the same shape.
+    ``cublasGemmEx`` INT8 x INT8 -> INT32 (:func:`gpu.int8.int8_matmul_gpu`) on the same
+    bytes as numlib's codes, read as int8: the same inputs and shapes.
 ``cublas-fp16``
-    ``cupy.matmul`` in float16 (cuBLAS, Tensor Cores), in the metrics.
+    ``cupy.matmul`` in float16 (cuBLAS, Tensor Cores) of those int8 values, in the metrics.
 
 Times are device times from CUDA events around a batch of back-to-back calls queued behind
 a spin kernel, so host launch overhead is excluded for every method alike (``timing`` says
@@ -148,7 +148,7 @@ def _compare(
 
         if path == "gemv" and cc == 90:  # the Tensor-Core kernel on the same rows, to compare
             wgmma_s, _ = _device_seconds(
-                lambda: gb.packed_matmul_gpu(Xp, Wp, kernel="wgmma", out_dtype="int32"), 1
+                lambda: gb.packed_matmul_gpu(Xp, Wp, kernel="wgmma", out_dtype="int32"), repeat
             )
 
     time_s, timing = _device_seconds(kernel_only, repeat)
@@ -157,11 +157,11 @@ def _compare(
     error = float(cupy.abs(out.astype(cupy.float64) - ref).max())
     del ref
     end_to_end_s, end_to_end_timing = _device_seconds(
-        lambda: gb.bitplane_matmul_gpu(X, Wp, bx, bw, check_codes=False), 1
+        lambda: gb.bitplane_matmul_gpu(X, Wp, bx, bw, check_codes=False), repeat
     )
 
-    Xi = rng.integers(-128, 128, size=(m, k)).astype(cupy.int8)
-    Wi = rng.integers(-128, 128, size=(n, k)).astype(cupy.int8)
+    # The peers read the very bytes numlib's codes are made of: same inputs, same shapes.
+    Xi, Wi = X.view(cupy.int8), W.view(cupy.int8)
     int8_s, int8_timing = _device_seconds(lambda: gb.int8_matmul_gpu(Xi, Wi), repeat)
     Xh, Wh = Xi.astype(cupy.float16), Wi.astype(cupy.float16)
     fp16_s, fp16_timing = _device_seconds(lambda: cupy.matmul(Xh, Wh.T), repeat)
@@ -189,7 +189,7 @@ def _compare(
         metrics["wgmma_tops"] = ops / wgmma_s / 1e12
     if (bw, bx) == (1, 1) and path == "wgmma" and shape.startswith("square"):
         legacy_s, _ = _device_seconds(
-            lambda: gb.packed_matmul_gpu(Xp, Wp, kernel="mma", out_dtype="int32"), 1
+            lambda: gb.packed_matmul_gpu(Xp, Wp, kernel="mma", out_dtype="int32"), repeat
         )
         metrics["legacy_mma_tops"] = ops / legacy_s / 1e12
     peer_metrics = {"m": m, "n": n, "k": k, "tops": ops / int8_s / 1e12, "timing": int8_timing}
