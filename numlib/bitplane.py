@@ -645,11 +645,12 @@ def quantize(
 
     Each scale group (a row, a column, or ``group_size`` consecutive columns of a
     row) gets ``s = max|A| / (2**bits - 1)``, so its largest magnitude maps to the
-    top level. Where that quotient rounds down so far that
-    ``s (2**bits - 1) < max|A|`` (in the subnormal range it can even round to 0), ``s``
-    is raised to the next float, which is ``>= max|A| / (2**bits - 1)``: a scale too
-    small would put ``max|A| / s`` above the top level, and the clip below would then
-    err by far more than ``s``. ``y = A / s`` is rounded to the nearest odd integer,
+    top level. Where that quotient is subnormal and rounds down so that
+    ``s (2**bits - 1) < max|A|`` (it can even round to 0), ``s`` is raised to the next
+    float, which is ``>= max|A| / (2**bits - 1)``: a scale that much too small would put
+    ``max|A| / s`` above the top level, and the clip below would then err by far more
+    than ``s``. A normal quotient is within half an ulp, which the rounding absorbs.
+    ``y = A / s`` is rounded to the nearest odd integer,
     ``q = sign(y) (2 floor(|y| / 2) + 1)`` (ties, at even ``y``, away from zero;
     ``y = 0`` gives ``+1``: the format has no zero), then clipped to
     ``[-(2**bits - 1), 2**bits - 1]``; the clip only absorbs floating-point
