@@ -111,11 +111,7 @@ class Layout:
         """Sum ``values`` (a host array or scalar) over the ranks; every rank gets the sum."""
         if self.nranks == 1:
             return np.asarray(values)
-        # np.array, not ascontiguousarray: that one turns a 0-d scalar into shape (1,).
-        values = np.array(values, dtype=np.result_type(values, np.float64))
-        out = np.empty_like(values)
-        self._mpi_comm().Allreduce(values, out)
-        return out
+        return _summed(self._mpi_comm(), values)
 
     def allgather(self, block: np.ndarray) -> np.ndarray:
         """Stack equally shaped host arrays of all ranks along a new first axis."""
@@ -127,11 +123,8 @@ class Layout:
         return out
 
     def _mpi_comm(self) -> Any:
-        if self._mpi is None:
-            from solvers.petsc._require import mpi
-
-            mpi()  # a clear message if mpi4py is missing
-            self._mpi = self.comm.tompi4py()
+        if self._mpi is None:  # kept: the solvers reduce twice per step
+            self._mpi = _mpi4py_comm(self.comm)
         return self._mpi
 
     # -- the array-API namespace ------------------------------------------------------
@@ -235,6 +228,32 @@ class Layout:
         if not isinstance(x, DistributedVector | DistributedRows) or x.layout != self:
             raise ValueError(f"expected an array laid out as {self!r}, got {x!r}")
         return x
+
+
+def sum_over_ranks(comm: Any, values: Any) -> np.ndarray:
+    """Sum a host array or scalar over the ranks of PETSc communicator ``comm``.
+
+    For reductions outside any :class:`Layout`; a partition's arrays use
+    :meth:`Layout.allreduce`. Every rank gets the sum.
+    """
+    if comm.getSize() == 1:
+        return np.asarray(values)
+    return _summed(_mpi4py_comm(comm), values)
+
+
+def _mpi4py_comm(comm: Any) -> Any:
+    from solvers.petsc._require import mpi
+
+    mpi()  # a clear message if mpi4py is missing
+    return comm.tompi4py()
+
+
+def _summed(mpi_comm: Any, values: Any) -> np.ndarray:
+    # np.array, not ascontiguousarray: that one turns a 0-d scalar into shape (1,).
+    values = np.array(values, dtype=np.result_type(values, np.float64))
+    out = np.empty_like(values)
+    mpi_comm.Allreduce(values, out)
+    return out
 
 
 def _like(x: Any, local: np.ndarray) -> Any:

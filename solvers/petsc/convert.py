@@ -19,8 +19,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from numlib.validate import check_finite, check_operator, check_positive_int, check_vector
-from solvers.petsc._require import mpi, petsc
-from solvers.petsc.arrays import DistributedVector, Layout
+from solvers.petsc._require import petsc
+from solvers.petsc.arrays import DistributedVector, Layout, sum_over_ranks
 
 __all__ = [
     "as_distributed",
@@ -112,7 +112,7 @@ def mat_from_local_rows(local: Any, n: int, comm: Any = None) -> Any:
     _check_real(local.dtype, "local")
     csr = sp.csr_array(local, dtype=PETSc.ScalarType)
     # One reduction for all three checks, so that every rank raises together.
-    problems = _sum_over_ranks(
+    problems = sum_over_ranks(
         comm, np.array([csr.shape[0], csr.shape[1] != n, not np.isfinite(csr.data).all()])
     )
     if problems[1]:
@@ -316,14 +316,6 @@ def _check_vec(value: Any, name: str) -> None:
     PETSc = petsc()
     if not isinstance(value, PETSc.Vec):
         raise TypeError(f"{name} must be a petsc4py.PETSc.Vec, got {type(value).__name__}")
-
-
-def _sum_over_ranks(comm: Any, values: np.ndarray) -> np.ndarray:
-    """Sum a small host array over the ranks of a PETSc communicator."""
-    if comm.getSize() == 1:
-        return values
-    mpi()  # a clear message if mpi4py is missing
-    return comm.tompi4py().allreduce(values)
 
 
 def _check_real(dtype: Any, name: str) -> None:
