@@ -6,7 +6,8 @@ from rank 0, and compares it here with an independent serial computation
 where mpiexec or mpi4py is missing.
 
 The argument checks of the distributed functions, which need no second rank,
-run in this process on its one-rank ``COMM_WORLD`` (skipped without mpi4py).
+run in this process on its one-rank ``COMM_WORLD`` (skipped without mpi4py); only
+the tests that launch ``mpiexec`` carry the ``mpi`` marker.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
-
-pytestmark = pytest.mark.mpi
 
 RANKS = 2
 SCRIPTS = Path(__file__).resolve().parents[1] / "mpi"
@@ -79,6 +78,7 @@ def _error_bound(A: sp.sparray, b: np.ndarray, rtol: float, solutions: int = 1) 
     return (1 + solutions) * inverse_norm * rtol * np.linalg.norm(b) * 1.01
 
 
+@pytest.mark.mpi
 def test_row_split_and_local_row_checks_on_every_rank(tmp_path):
     from solvers.problems import darcy
 
@@ -95,6 +95,7 @@ def test_row_split_and_local_row_checks_on_every_rank(tmp_path):
     assert np.allclose(data["product"], A @ np.ones(16), rtol=0, atol=1e-14 * abs(A).max())
 
 
+@pytest.mark.mpi
 def test_distributed_solve_equals_serial(tmp_path):
     from solvers.gcrodr import gcrodr
     from solvers.problems import darcy
@@ -128,6 +129,7 @@ def test_distributed_solve_equals_serial(tmp_path):
         assert int(data[f"{method}_pc_iterations"]) < int(data["gcrodr_first_iterations"])
 
 
+@pytest.mark.mpi
 def test_ksp_python_converges_with_petsc_preconditioners(tmp_path):
     from solvers.problems import darcy
 
@@ -148,6 +150,7 @@ def test_ksp_python_converges_with_petsc_preconditioners(tmp_path):
         assert int(data[f"{pc}_iterations_2"]) < int(data[f"{pc}_iterations_0"])
 
 
+@pytest.mark.mpi
 def test_distributed_sequence_and_dataset_equal_serial_and_resume(tmp_path):
     from solvers.datasets import generate_dataset, load_dataset
     from solvers.problems import darcy
@@ -341,6 +344,7 @@ def test_dataset_mpi_warns_of_inexact_samples_as_the_serial_generator(world, tmp
     assert {w.filename for w in serial} == {w.filename for w in distributed} == {__file__}
 
 
+@pytest.mark.mpi
 @pytest.mark.slow
 def test_petsc_suite_records_both_rank_counts_and_every_peer():
     if _skip_reason() is not None:
