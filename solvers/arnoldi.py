@@ -109,10 +109,10 @@ def orthogonalize(
     return coefficients, after
 
 
-def check_reorthogonalize(value: Any) -> Reorthogonalize:
-    """Validate a ``reorthogonalize`` argument, naming it in the error."""
+def check_reorthogonalize(value: Any, name: str = "reorthogonalize") -> Reorthogonalize:
+    """Validate a ``reorthogonalize`` argument, naming it ``name`` in the error."""
     if value not in REORTHOGONALIZE:
-        raise ValueError(f"reorthogonalize must be one of {REORTHOGONALIZE}, got {value!r}")
+        raise ValueError(f"{name} must be one of {REORTHOGONALIZE}, got {value!r}")
     return value
 
 
@@ -125,8 +125,9 @@ def subtract_combination(xp: ModuleType, w: Any, coefficients: Any, rows: Any) -
     ``gemv`` (``w`` a vector) or ``gemm`` (``w`` a block of rows) with
     ``beta = 1`` into ``w``, torch tensors through ``addmv_``/``addmm_``, and a
     namespace that defines ``subtract_combination`` (the row-distributed arrays
-    of :mod:`solvers.petsc.arrays`) through its own; anything else through the
-    expression.
+    of :mod:`solvers.petsc.arrays`) through its own; anything else, and rows of
+    another dtype than ``w`` (single-precision rows updating a double ``w``),
+    through the expression.
 
     Parameters
     ----------
@@ -142,7 +143,7 @@ def subtract_combination(xp: ModuleType, w: Any, coefficients: Any, rows: Any) -
         _blas_subtract(w, np.asarray(coefficients), rows)
     elif hasattr(xp, "subtract_combination"):
         xp.subtract_combination(w, coefficients, rows)
-    elif hasattr(w, "addmv_"):  # torch
+    elif hasattr(w, "addmv_") and w.dtype == rows.dtype:  # torch
         if w.ndim == 1:
             w.addmv_(rows.mT, coefficients, alpha=-1)
         else:
@@ -198,9 +199,15 @@ class HessenbergLeastSquares:
         Norm of the starting residual.
     dtype : numpy dtype
         Real or complex scalar type of ``H``.
+    rounding : float, optional
+        Relative accuracy of the columns (default: the machine epsilon of
+        ``dtype``); larger when they come from single-precision vectors.
     """
 
-    def __init__(self, capacity: int, beta: float, dtype: Any) -> None:
+    def __init__(
+        self, capacity: int, beta: float, dtype: Any, rounding: float | None = None
+    ) -> None:
+        self.rounding = float(np.finfo(dtype).eps) if rounding is None else rounding
         self._r = np.zeros((capacity + 1, capacity), dtype=dtype)
         self._g = np.zeros(capacity + 1, dtype=dtype)
         self._g[0] = beta
@@ -237,8 +244,8 @@ class HessenbergLeastSquares:
     def solve(self) -> np.ndarray:
         """Return the minimiser ``y`` over the columns appended so far.
 
-        A diagonal entry of the triangular factor at rounding level (below ``k eps``
-        times the largest) means ``H`` is numerically rank deficient (the operator
+        A diagonal entry of the triangular factor at rounding level (below
+        ``k rounding`` times the largest) means ``H`` is numerically rank deficient (the operator
         is singular on the Krylov space); back substitution would then divide by
         rounding noise, so the minimum-norm least-squares solution with singular
         values below that level dropped is returned instead.
@@ -246,7 +253,7 @@ class HessenbergLeastSquares:
         k = self.columns
         triangle, rhs = self._r[:k, :k], self._g[:k]
         diagonal = np.abs(np.diagonal(triangle))
-        level = k * np.finfo(triangle.dtype).eps
+        level = k * self.rounding
         if k == 0 or diagonal.min() > level * diagonal.max():
             return solve_triangular(triangle, rhs, lower=False)
         return lstsq(triangle, rhs, cond=level)[0]

@@ -129,6 +129,8 @@ class Layout:
 
     # -- the array-API namespace ------------------------------------------------------
 
+    float32, float64, complex64, complex128 = np.float32, np.float64, np.complex64, np.complex128
+
     def empty(self, shape: Any, dtype: Any = None, device: Any = None) -> Any:
         """Allocate a vector ``(size,)`` or a block ``(k, size)`` in this layout."""
         return self._new(shape, dtype, np.empty)

@@ -52,7 +52,7 @@ from typing import Any
 from numlib.result import ConvergenceWarning
 from numlib.validate import check_positive_int
 from solvers.arnoldi import REORTHOGONALIZE, Reorthogonalize, check_reorthogonalize
-from solvers.gcrodr import check_cycle
+from solvers.gcrodr import BasisPrecision, check_cycle, check_orthogonalization
 from solvers.petsc._require import petsc
 from solvers.petsc.solve import solve
 from solvers.subspace import RecycleSpace
@@ -150,22 +150,32 @@ class GCRODR(_NumlibKSP):
     default 40) and ``-ksp_gcrodr_k`` (recycled dimension, default 20), the
     SKR paper's values; ``-ksp_gcrodr_cgs_refinement_type`` (``REFINE_NEVER``,
     the default as for PETSc's GMRES, ``REFINE_IFNEEDED`` or ``REFINE_ALWAYS``),
-    the second Gram-Schmidt pass. :attr:`recycle` is the space the next solve
-    starts from.
+    the second Gram-Schmidt pass; ``-ksp_gcrodr_basis_precision`` (``working``,
+    the default, or ``single``, which runs ``REFINE_ALWAYS`` and refuses the
+    others), the storage of the recycled and Krylov rows
+    (:func:`solvers.gcrodr.gcrodr`). :attr:`recycle` is the space the next
+    solve starts from.
     """
 
     method = "gcrodr"
 
     def __init__(
-        self, m: int = 40, k: int = 20, reorthogonalize: Reorthogonalize = "never"
+        self,
+        m: int = 40,
+        k: int = 20,
+        reorthogonalize: Reorthogonalize | None = None,
+        basis_precision: BasisPrecision = "working",
     ) -> None:
         super().__init__()
         self.m, self.k = check_cycle(m, k)
-        self.reorthogonalize = check_reorthogonalize(reorthogonalize)
+        self._requested = reorthogonalize  # None: PETSc's one pass, two with single rows
+        self.reorthogonalize, self.basis_precision = check_orthogonalization(
+            reorthogonalize, basis_precision, working_default="never"
+        )
         self.recycle: RecycleSpace | None = None
 
     def setFromOptions(self, ksp: Any) -> None:
-        """Read ``-ksp_gcrodr_m``, ``-ksp_gcrodr_k`` and ``-ksp_gcrodr_cgs_refinement_type``."""
+        """Read ``-ksp_gcrodr_m``, ``_k``, ``_cgs_refinement_type`` and ``_basis_precision``."""
         prefix = ksp.getOptionsPrefix() or ""
         options = petsc().Options(prefix)
         self.m, self.k = check_cycle(
@@ -173,8 +183,16 @@ class GCRODR(_NumlibKSP):
             options.getInt("ksp_gcrodr_k", self.k),
             (f"-{prefix}ksp_gcrodr_m", f"-{prefix}ksp_gcrodr_k"),
         )
-        self.reorthogonalize = _refinement(
-            options, "ksp_gcrodr_cgs_refinement_type", self.reorthogonalize
+        refinement = "ksp_gcrodr_cgs_refinement_type"
+        precision = "ksp_gcrodr_basis_precision"
+        requested = self._requested
+        if options.hasName(refinement):
+            requested = _refinement(options, refinement, "never")
+        self.reorthogonalize, self.basis_precision = check_orthogonalization(
+            requested,
+            options.getString(precision, self.basis_precision).lower(),
+            (f"-{prefix}{refinement}", f"-{prefix}{precision}"),
+            working_default="never",
         )
 
     def reset(self, ksp: Any) -> None:
@@ -187,6 +205,7 @@ class GCRODR(_NumlibKSP):
             "m": self.m,
             "k": self.k,
             "reorthogonalize": self.reorthogonalize,
+            "basis_precision": self.basis_precision,
             "recycle": self.recycle,
         }
 
@@ -247,8 +266,9 @@ def set_numlib_ksp(ksp: Any, method: str = "gcrodr", **parameters: Any) -> Any:
     method : {"gcrodr", "gmres", "cg"}
         Which context: :class:`GCRODR`, :class:`GMRES` or :class:`CG`.
     **parameters
-        Passed to the context (``m``, ``k`` for GCRO-DR; ``restart`` for GMRES;
-        ``reorthogonalize`` for both, default ``"never"`` as PETSc's GMRES).
+        Passed to the context (``m``, ``k``, ``basis_precision`` for GCRO-DR;
+        ``restart`` for GMRES; ``reorthogonalize`` for both, default ``"never"``
+        as PETSc's GMRES, ``"always"`` with single-precision rows).
 
     Returns
     -------

@@ -49,7 +49,7 @@ class _PetscApply(LinearOperator):
     def _apply(self, kernel: Any, x: DistributedVector) -> DistributedVector:
         if x.layout != self.layout:
             raise ValueError(f"x is laid out as {x.layout!r}, the operator as {self.layout!r}")
-        source = np.ascontiguousarray(x.local)
+        source = np.ascontiguousarray(x.local, dtype=self.dtype)  # PETSc reads its scalars
         out = np.empty(self.layout.local_size, dtype=self.dtype)
         self._x.placeArray(source)
         self._y.placeArray(out)

@@ -16,7 +16,7 @@ from typing import Any
 
 from numlib.result import SolveResult
 from solvers.arnoldi import Reorthogonalize, check_reorthogonalize
-from solvers.gcrodr import gcrodr
+from solvers.gcrodr import BasisPrecision, check_orthogonalization, gcrodr
 from solvers.krylov import cg, gmres
 from solvers.petsc._require import petsc
 from solvers.petsc.arrays import DistributedRows
@@ -45,7 +45,8 @@ def solve(
     restart: int = 40,
     recycle: RecycleSpace | None = None,
     callback: Callback | None = None,
-    reorthogonalize: Reorthogonalize = "ifneeded",
+    reorthogonalize: Reorthogonalize | None = None,
+    basis_precision: BasisPrecision = "working",
 ) -> SolveResult:
     """Solve ``A x = b`` on PETSc objects with numlib's CG, GMRES(m) or GCRO-DR(m, k).
 
@@ -80,9 +81,15 @@ def solve(
         (``result.info["recycle"]``): pass it along a sequence of systems.
     callback : callable, optional
         Passed to the method; it sees :class:`solvers.petsc.arrays.DistributedVector` iterates.
-    reorthogonalize : {"ifneeded", "always", "never"}
+    reorthogonalize : {"ifneeded", "always", "never"}, optional
         GMRES's and GCRO-DR's second Gram-Schmidt pass
-        (:func:`solvers.arnoldi.orthogonalize`); ``"never"`` is PETSc's default.
+        (:func:`solvers.arnoldi.orthogonalize`): by default ``"ifneeded"``, and
+        ``"always"`` for GCRO-DR with a single-precision basis; ``"never"`` is
+        PETSc's default.
+    basis_precision : {"working", "single"}
+        GCRO-DR's storage of its recycled and Krylov rows (see
+        :func:`solvers.gcrodr.gcrodr`); ``"single"`` halves the memory traffic
+        of its projections and takes two Gram-Schmidt passes at every step.
 
     Returns
     -------
@@ -118,7 +125,10 @@ def solve(
     petsc()  # the install hint before anything else, if petsc4py is missing
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    reorthogonalize = check_reorthogonalize(reorthogonalize)
+    if method == "gcrodr":
+        reorthogonalize, basis_precision = check_orthogonalization(reorthogonalize, basis_precision)
+    else:
+        reorthogonalize = check_reorthogonalize(reorthogonalize or "ifneeded")
     if recycle is not None and method != "gcrodr":
         raise ValueError(f"recycle is GCRO-DR's (method='gcrodr'), not {method!r}'s")
     operator = A if isinstance(A, PetscOperator) else PetscOperator(A)
@@ -153,8 +163,9 @@ def solve(
     }
     if method == "gcrodr":
         result = gcrodr(
-            operator, rhs, m=m, k=k, recycle=recycle, reorthogonalize=reorthogonalize, **options
-        )
+            operator, rhs, m=m, k=k, recycle=recycle, reorthogonalize=reorthogonalize,
+            basis_precision=basis_precision, **options,
+        )  # fmt: skip
     elif method == "gmres":
         result = gmres(operator, rhs, restart=restart, reorthogonalize=reorthogonalize, **options)
     else:

@@ -2,8 +2,9 @@
 
 Usage: mpiexec -n P python tests/mpi/solve_distributed.py OUT.npz
 Solves two Darcy systems (the second from the first's recycled space) with GCRO-DR,
-GMRES and CG, preconditioned by PETSc's block Jacobi, and saves the gathered solutions,
-iteration counts and the number of ranks.
+in working and in single precision, and with GCRO-DR, GMRES and CG preconditioned by
+PETSc's block Jacobi, and saves the gathered solutions, iteration counts and the number
+of ranks.
 """
 
 import sys
@@ -22,13 +23,15 @@ def main(path: str) -> None:
     first = to_petsc_mat(darcy(n, rng=0).A)
     second = to_petsc_mat(darcy(n, rng=1).A)
     b = to_petsc_vec(np.ones(n * n), like=first)
-    recycle = None
-    for name, A in (("first", first), ("second", second)):
-        result = solve(A, b, rtol=1e-10, m=30, k=10, recycle=recycle)
-        recycle = result.info["recycle"]
-        out[f"gcrodr_{name}_x"] = gather_vec(result.x)
-        out[f"gcrodr_{name}_iterations"] = result.iterations
-        out[f"gcrodr_{name}_converged"] = result.converged
+    for precision, label in (("working", "gcrodr"), ("single", "gcrodr_single")):
+        recycle = None
+        for name, A in (("first", first), ("second", second)):
+            result = solve(A, b, rtol=1e-10, m=30, k=10, recycle=recycle,
+                           basis_precision=precision)  # fmt: skip
+            recycle = result.info["recycle"]
+            out[f"{label}_{name}_x"] = gather_vec(result.x)
+            out[f"{label}_{name}_iterations"] = result.iterations
+            out[f"{label}_{name}_converged"] = result.converged
     M = preconditioner(first, "bjacobi")
     for method in ("gcrodr", "gmres", "cg"):
         result = solve(first, b, method=method, M=M, rtol=1e-10, m=30, k=10, restart=30)

@@ -153,15 +153,18 @@ def test_solve_meets_tolerance_against_sparse_lu(method):
     assert np.linalg.norm(x - exact) <= inverse_norm * 1e-10 * np.linalg.norm(system.b) * 1.01
 
 
-def test_gcrodr_on_petsc_takes_the_serial_iterations_and_recycles():
+@pytest.mark.parametrize("basis_precision", ["working", "single"])
+def test_gcrodr_on_petsc_takes_the_serial_iterations_and_recycles(basis_precision):
     systems = [darcy(24, rng=seed) for seed in (0, 1)]
     serial, petsc_run, recycle_serial, recycle_petsc = [], [], None, None
+    options = {"rtol": 1e-9, "m": 30, "k": 10, "basis_precision": basis_precision}
     for system in systems:
-        ref = gcrodr(system.A, system.b, rtol=1e-9, m=30, k=10, recycle=recycle_serial)
+        ref = gcrodr(system.A, system.b, recycle=recycle_serial, **options)
         recycle_serial = ref.info["recycle"]
         A = to_petsc_mat(system.A)
         b = to_petsc_vec(system.b, like=A)
-        ours = solve(A, b, rtol=1e-9, m=30, k=10, recycle=recycle_petsc)
+        ours = solve(A, b, recycle=recycle_petsc, **options)
+        assert ours.info["recycle"].U.dtype == ref.info["recycle"].U.dtype
         recycle_petsc = ours.info["recycle"]
         serial.append(ref.iterations)
         petsc_run.append(ours.iterations)
@@ -490,6 +493,17 @@ def test_ksp_python_options_are_checked_when_read(method, option, value, message
         del options[f"t_{option}"]
 
 
+def _converged_darcy_solve(ksp):
+    """Solve a 16² Darcy system with ``ksp``, check it converged; the system and ``x``."""
+    system = darcy(16, rng=2)
+    A = to_petsc_mat(system.A)
+    x = A.createVecLeft()
+    ksp.setOperators(A)
+    ksp.solve(to_petsc_vec(system.b, like=A), x)
+    assert ksp.getConvergedReason() > 0
+    return system, gather_vec(x)
+
+
 def test_ksp_python_reads_petsc_refinement_option():
     """``-ksp_gcrodr_cgs_refinement_type`` takes PETSc's GMRES values; the default is
     PETSc's (no second pass), and an unknown value is refused with the option's name."""
@@ -501,18 +515,39 @@ def test_ksp_python_reads_petsc_refinement_option():
     try:
         context.setFromOptions(ksp)
         assert context.reorthogonalize == "ifneeded"
-        system = darcy(16, rng=2)
-        A = to_petsc_mat(system.A)
-        x = A.createVecLeft()
-        ksp.setOperators(A)
-        ksp.solve(to_petsc_vec(system.b, like=A), x)
-        assert ksp.getConvergedReason() > 0
+        system, _ = _converged_darcy_solve(ksp)
         assert context.last_result.info["true_residual_norm"] <= 1e-8 * np.linalg.norm(system.b)
         options["refine_test_ksp_gcrodr_cgs_refinement_type"] = "sometimes"
         with pytest.raises(ValueError, match="ksp_gcrodr_cgs_refinement_type must be one of"):
             context.setFromOptions(ksp)
     finally:
         options.delValue("refine_test_ksp_gcrodr_cgs_refinement_type")
+
+
+def test_ksp_python_reads_basis_precision_option():
+    """``-ksp_gcrodr_basis_precision single`` stores the rows in single precision and
+    takes two Gram-Schmidt passes unless told otherwise; it refuses one pass, and an
+    unknown precision, naming the options."""
+    ksp, context = _ksp("bjacobi", rtol=1e-10)
+    ksp.setOptionsPrefix("precision_test_")
+    options = PETSc.Options()
+    options["precision_test_ksp_gcrodr_basis_precision"] = "single"
+    try:
+        context.setFromOptions(ksp)
+        assert (context.basis_precision, context.reorthogonalize) == ("single", "always")
+        system, x = _converged_darcy_solve(ksp)
+        assert context.recycle.U.dtype == np.float32
+        assert np.linalg.norm(system.A @ x - system.b) <= 1.01e-10 * np.linalg.norm(system.b)
+        options["precision_test_ksp_gcrodr_cgs_refinement_type"] = "REFINE_NEVER"
+        with pytest.raises(ValueError, match="-precision_test_ksp_gcrodr_basis_precision='single'"):
+            context.setFromOptions(ksp)
+        options.delValue("precision_test_ksp_gcrodr_cgs_refinement_type")
+        options["precision_test_ksp_gcrodr_basis_precision"] = "half"
+        with pytest.raises(ValueError, match="ksp_gcrodr_basis_precision must be one of"):
+            context.setFromOptions(ksp)
+    finally:
+        options.delValue("precision_test_ksp_gcrodr_basis_precision")
+        options.delValue("precision_test_ksp_gcrodr_cgs_refinement_type")
 
 
 def test_ksp_python_honours_nonzero_initial_guess():

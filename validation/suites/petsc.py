@@ -9,6 +9,10 @@ the same distributed matrices, with the same PETSc preconditioner:
     (:class:`solvers.petsc.ksp.GCRODR`), the recycled space carried from system
     to system, the systems in SKR's sorted order (greedy nearest neighbour on
     the coefficient fields; the ordering time is added to numlib's total).
+``gcrodr-petsc-single-np{P}-{pc}``
+    The same with its recycled and Krylov rows in single precision
+    (``-ksp_gcrodr_basis_precision single``, two Gram-Schmidt passes per step);
+    ``x``, the residual and the test stay in double.
 ``petsc-gmres``, ``petsc-lgmres``, ``petsc-dgmres``
     PETSc's built-in KSPs, restart 40 (LGMRES: 2 augmentation vectors; DGMRES,
     the deflated GMRES closest to recycling, with ``-ksp_dgmres_force``: its
@@ -21,7 +25,8 @@ the same distributed matrices, with the same PETSc preconditioner:
 
 Every method orthogonalises with PETSc's default for its GMRES family, classical
 Gram-Schmidt in one pass (``REFINE_NEVER``; numlib's python KSPs take the same
-default and the same ``*_cgs_refinement_type`` option). All methods use right
+default and the same ``*_cgs_refinement_type`` option), except the single-precision
+GCRO-DR, which needs two passes. All methods use right
 preconditioning and PETSc's unpreconditioned-norm test,
 ``rtol = 1e-8``, ``atol = 0``, zero initial guess, at most 10,000 iterations
 per system; the preconditioner (``bjacobi`` — one ILU(0) block per rank — or
@@ -76,6 +81,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +96,8 @@ RESTART = 40
 RECYCLED = 20
 MAXIT = 10_000
 PEERS = ("gmres", "lgmres", "dgmres")
+# numlib's variants: worker run name -> basis precision
+NUMLIB = {"gcrodr": "working", "gcrodr-single": "single"}
 PCS = ("bjacobi", "gamg")
 RANKS = (1, 2)
 DARCY = {"small": (24, 8), "medium": (100, 100), "large": (317, 100)}
@@ -135,8 +143,10 @@ def _ksp(method: str, pc_type: str) -> Any:
     from solvers.petsc.ksp import set_numlib_ksp
 
     ksp = PETSc.KSP().create()
-    if method == "gcrodr":
-        context = set_numlib_ksp(ksp, "gcrodr", m=RESTART, k=RECYCLED)
+    if method in NUMLIB:
+        context = set_numlib_ksp(
+            ksp, "gcrodr", m=RESTART, k=RECYCLED, basis_precision=NUMLIB[method]
+        )
     else:
         context = None
         ksp.setType(method)
@@ -214,12 +224,12 @@ def worker(problem: str, size: str, out: str) -> None:
     # One untimed solve per method first: the first KSPSolve of a process pays for
     # page faults, PETSc's lazy registrations and the python KSP's imports.
     for pc_type in PCS:
-        for method in ("gcrodr", *PEERS):
+        for method in (*NUMLIB, *PEERS):
             _run_method(method, pc_type, builders[:1], comm)
     for pc_type in PCS:
-        for method in ("gcrodr", *PEERS):
+        for method in (*NUMLIB, *PEERS):
             outcome = _run_method(method, pc_type, builders, comm)
-            if method == "gcrodr":
+            if method in NUMLIB:
                 outcome["time_s"] += ordering_s
             results["runs"][f"{method}/{pc_type}"] = outcome
             if comm.rank == 0:
@@ -273,59 +283,62 @@ def _side(run: dict[str, Any], ranks: int, pc_type: str) -> dict[str, Any]:
 
 def _records(name: str, size: str, problem: str) -> list[Record]:
     # each MPI job is a step of its own: an interrupted run resumes at the next one
+    # (the key names numlib's variants: a cache from a run without one is not reused)
     outcomes = {
         ranks: cached_json(
-            f"{problem}-np{ranks}",
+            f"{problem}-np{ranks}-{'+'.join(NUMLIB)}",
             lambda ranks=ranks: _launch(problem, size, ranks),
             keep=lambda outcome: isinstance(outcome, dict),
         )
         for ranks in RANKS
     }
     records: list[Record] = []
-    for ranks, outcome in outcomes.items():
-        for pc_type in PCS:
-            method = f"gcrodr-petsc-np{ranks}-{pc_type}"
-            if isinstance(outcome, str):
-                records += [
-                    Record.skip(SUITE, name, size, outcome, method=method, peer=f"petsc-{peer}")
-                    for peer in PEERS
-                ]
-                continue
-            runs = outcome["runs"]
-            ours = runs[f"gcrodr/{pc_type}"]
-            peers = {peer: runs[f"{peer}/{pc_type}"] for peer in PEERS}
+    for (ranks, outcome), pc_type, variant in product(outcomes.items(), PCS, NUMLIB):
+        precision = NUMLIB[variant]
+        label = "gcrodr-petsc" + ("-single" if precision == "single" else "")
+        method = f"{label}-np{ranks}-{pc_type}"
+        if isinstance(outcome, str):
+            records += [
+                Record.skip(SUITE, name, size, outcome, method=method, peer=f"petsc-{peer}")
+                for peer in PEERS
+            ]
+            continue
+        runs = outcome["runs"]
+        ours = runs[f"{variant}/{pc_type}"]
+        peers = {peer: runs[f"{peer}/{pc_type}"] for peer in PEERS}
 
-            all_met = all(_target_met(ours, theirs) for theirs in peers.values())
-            for peer, theirs in peers.items():
-                started = {"job_started_at": outcome.get("started_at")}
-                metrics = (
-                    _side(ours, ranks, pc_type)
-                    | started
-                    | {
-                        "target_met": _target_met(ours, theirs),
-                        "target_met_all_peers": all_met,
-                        "ordering_s": outcome["ordering_s"],
-                    }
+        all_met = all(_target_met(ours, theirs) for theirs in peers.values())
+        for peer, theirs in peers.items():
+            started = {"job_started_at": outcome.get("started_at")}
+            metrics = (
+                _side(ours, ranks, pc_type)
+                | started
+                | {
+                    "basis_precision": precision,
+                    "target_met": _target_met(ours, theirs),
+                    "target_met_all_peers": all_met,
+                    "ordering_s": outcome["ordering_s"],
+                }
+            )
+            peer_metrics = _side(theirs, ranks, pc_type) | started
+            serial = outcomes.get(1)
+            if ranks > 1 and isinstance(serial, dict):
+                one = serial["runs"]
+                for side, run, key in ((metrics, ours, variant), (peer_metrics, theirs, peer)):
+                    side.update(_scaling(one[f"{key}/{pc_type}"], run, ranks))
+            records.append(
+                Record(
+                    suite=SUITE,
+                    case=name,
+                    size=size,
+                    method=method,
+                    peer=f"petsc-{peer}",
+                    time_s=ours["time_s"],
+                    peer_time_s=theirs["time_s"],
+                    metrics=metrics,
+                    peer_metrics=peer_metrics,
                 )
-                peer_metrics = _side(theirs, ranks, pc_type) | started
-                serial = outcomes.get(1)
-                if ranks > 1 and isinstance(serial, dict):
-                    one = serial["runs"]
-                    for side, run, key in ((metrics, ours, "gcrodr"), (peer_metrics, theirs, peer)):
-                        side.update(_scaling(one[f"{key}/{pc_type}"], run, ranks))
-                records.append(
-                    Record(
-                        suite=SUITE,
-                        case=name,
-                        size=size,
-                        method=method,
-                        peer=f"petsc-{peer}",
-                        time_s=ours["time_s"],
-                        peer_time_s=theirs["time_s"],
-                        metrics=metrics,
-                        peer_metrics=peer_metrics,
-                    )
-                )
+            )
     return records
 
 
