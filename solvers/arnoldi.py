@@ -11,6 +11,7 @@ vector onto the first ``k`` basis vectors is one contiguous matrix-vector produc
 from __future__ import annotations
 
 import functools
+import math
 from types import ModuleType
 from typing import Any, Literal
 
@@ -22,6 +23,7 @@ __all__ = [
     "HessenbergLeastSquares",
     "check_reorthogonalize",
     "orthogonalize",
+    "orthogonalize_row_twice",
     "subtract_combination",
 ]
 
@@ -107,6 +109,50 @@ def orthogonalize(
             break
         before = after
     return coefficients, after
+
+
+def orthogonalize_row_twice(xp: ModuleType, basis: Any, k: int) -> tuple[np.ndarray, float, float]:
+    """Orthogonalise row ``k`` of ``basis`` against rows ``0..k-1`` by two CGS passes.
+
+    Classical Gram-Schmidt twice (CGS2: orthogonal to working precision, Giraud,
+    Langou, Rozloznik 2005) with two reductions, as one pass with its norm
+    costs: each pass multiplies rows ``0..k`` by row ``k``, so the vector's own
+    squared norm arrives with its coefficients, and the final norm follows by
+    Pythagoras from the second pass, whose coefficients are at rounding level.
+
+    Parameters
+    ----------
+    xp : module
+        Array namespace of ``basis``.
+    basis : array, shape (capacity, n)
+        Rows ``0..k-1`` are orthonormal; row ``k`` is overwritten with its
+        orthogonalised (not normalised) self.
+    k : int
+        Index of the row to orthogonalise.
+
+    Returns
+    -------
+    coefficients : numpy.ndarray, shape (k,)
+        ``basis[:k]^H w`` of the original row ``w``, summed over both passes.
+    norm : float
+        2-norm of the orthogonalised row.
+    norm_before : float
+        2-norm of the original row.
+    """
+    rows, w = basis[: k + 1], basis[k]
+    coefficients = np.zeros(k, dtype=_host_dtype(w))
+    squares = []
+    for _ in range(2):
+        # conj makes a copy: taken per pass, so that it holds the current row k
+        products = (xp.conj(rows) if _is_complex(w) else rows) @ w
+        if k:
+            subtract_combination(xp, w, products[:k], basis[:k])
+        host = _to_host(products)
+        h = host[:k]
+        coefficients += h
+        squares.append(float(host[k].real))
+    remaining = squares[1] - float(np.vdot(h, h).real)
+    return coefficients, math.sqrt(max(remaining, 0.0)), math.sqrt(max(squares[0], 0.0))
 
 
 def check_reorthogonalize(value: Any, name: str = "reorthogonalize") -> Reorthogonalize:

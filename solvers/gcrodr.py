@@ -57,6 +57,7 @@ from solvers.arnoldi import (
     Reorthogonalize,
     check_reorthogonalize,
     orthogonalize,
+    orthogonalize_row_twice,
     subtract_combination,
 )
 from solvers.state import Callback, device_of, prepare, vector_norm
@@ -426,19 +427,26 @@ class _Recycler:
             if self.preconditioned:
                 Z[j] = state.precondition(self.working(V[j]))
             # A applied to the stored Z[j]: the Arnoldi relation holds for what is kept.
-            w = self.stored(state.matvec(self.working(Z[j])))
+            V[j + 1] = state.matvec(self.working(Z[j]))
+            w = V[j + 1]
             if self.reorthogonalize == "ifneeded":  # C first: where the cancellation is
                 B[:, j], remaining = orthogonalize(xp, basis, kc, w, None, "ifneeded")
                 h, h_next = orthogonalize(xp, V, j + 1, w, remaining, "ifneeded")
-            else:
+            elif self.reorthogonalize == "always":
                 # One block, so that a second pass also removes what projecting out V
                 # brought back along C: with C and V in turn, the error against C grew
                 # geometrically along a cycle (1e-8 to 1e-5 in ten single-precision steps).
-                h, h_next = orthogonalize(xp, basis, kc + j + 1, w, None, self.reorthogonalize)
+                h, h_next, w_norm = orthogonalize_row_twice(xp, basis, kc + j + 1)
+                B[:, j], h = h[:kc], h[kc:]
+            else:
+                h, h_next = orthogonalize(xp, basis, kc + j + 1, w, None, "never")
                 B[:, j], h = h[:kc], h[kc:]
             H[: j + 1, j], H[j + 1, j] = h, h_next
-            # ||A M v_j|| by Pythagoras over the orthonormal [C; V]: no extra reduction.
-            w_norm = math.hypot(float(np.linalg.norm(B[:, j])), float(np.linalg.norm(h)), h_next)
+            if self.reorthogonalize != "always":
+                # ||A M v_j|| by Pythagoras over the orthonormal [C; V]: no extra reduction.
+                w_norm = math.hypot(
+                    float(np.linalg.norm(B[:, j])), float(np.linalg.norm(h)), h_next
+                )
             self.iterations += 1
             self.matvecs += 1
             history.append(lsq.append(h, h_next))
@@ -446,7 +454,6 @@ class _Recycler:
             if invariant:
                 break
             w /= h_next
-            V[j + 1] = w
             if history[-1] <= state.tolerance:
                 break
         steps = lsq.columns

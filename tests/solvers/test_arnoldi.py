@@ -12,6 +12,7 @@ from solvers.arnoldi import (
     HessenbergLeastSquares,
     check_reorthogonalize,
     orthogonalize,
+    orthogonalize_row_twice,
     subtract_combination,
 )
 
@@ -42,6 +43,39 @@ def test_orthogonalize_leaves_w_orthogonal_to_working_precision(k, seed, log_del
     np.testing.assert_allclose(
         coefficients @ Q + w, original, atol=1e-13 * np.linalg.norm(original)
     )
+
+
+@given(
+    st.integers(0, 30),
+    st.integers(0, 2**32 - 1),
+    st.floats(-14.0, 0.0),
+    st.booleans(),
+)
+def test_orthogonalize_row_twice_is_cgs2_with_the_norms_from_its_products(
+    k, seed, log_delta, complex_
+):
+    """Row ``k`` of the block comes out orthogonal to rows ``0..k-1`` to working
+    precision even under cancellation, the coefficients and the remainder rebuild
+    it, and both norms (read off the passes' products) are the vectors' norms."""
+    rng = np.random.default_rng(seed)
+    n = k + 40
+    dtype = complex if complex_ else float
+    Q = orthogonal(rng, n)[:k].astype(dtype)
+    w = rng.standard_normal(k) @ Q + 10.0**log_delta * rng.standard_normal(n)
+    if complex_:
+        w = w + 1j * (rng.standard_normal(k) @ Q.real)
+    block = np.vstack([Q, w, rng.standard_normal((2, n))])  # rows after k are left alone
+    after = block[k + 1 :].copy()
+    coefficients, norm, norm_before = orthogonalize_row_twice(np, block, k)
+    out = block[k]
+    scale = np.linalg.norm(w)
+    eps = np.finfo(float).eps
+    assert np.abs(Q.conj() @ out).max(initial=0.0) <= 50 * eps * scale
+    np.testing.assert_allclose(coefficients @ Q + out, w, atol=1e-13 * scale)
+    assert abs(norm - np.linalg.norm(out)) <= 1e-13 * scale
+    assert norm_before == pytest.approx(scale, rel=1e-13)
+    np.testing.assert_array_equal(block[:k], Q)
+    np.testing.assert_array_equal(block[k + 1 :], after)
 
 
 @given(st.integers(1, 20), st.integers(0, 2**32 - 1), st.floats(-14.0, 0.0))
