@@ -219,7 +219,7 @@ def gcrodr(
         # An invariant space solves the cycle's problem only to the rounding of its
         # rows (single precision: ~1e-6 of the start); while that still halves the
         # true residual, the next cycle refines it.
-        if outcome.invariant and state.tolerance < residual_norm > start_norm / 2:
+        if outcome.invariant and residual_norm > max(state.tolerance, start_norm / 2):
             breakdown = (
                 "Krylov space became invariant without reaching the tolerance: A M is "
                 "singular there, or the tolerance is below the attainable accuracy"
@@ -408,8 +408,8 @@ class _Recycler:
         kc = self.k_current
         p = min(self.m - kc, state.maxiter - self.iterations)
         x = state.x
-        # C and the Arnoldi basis in one block: one projection (one reduction) per step
-        # when no second Gram-Schmidt pass is wanted.
+        # C and the Arnoldi basis in one block: each Gram-Schmidt pass is one projection
+        # (one reduction), except for the DGKS mode, which projects out C and V in turn.
         basis = xp.empty((kc + p + 1, x.shape[0]), dtype=self.storage, device=device_of(x))
         if kc:
             basis[:kc] = self.C
