@@ -291,10 +291,11 @@ class HessenbergLeastSquares:
         """Return the minimiser ``y`` over the columns appended so far.
 
         A diagonal entry of the triangular factor at rounding level (below
-        ``k rounding`` times the largest) means ``H`` is numerically rank deficient (the operator
-        is singular on the Krylov space); back substitution would then divide by
-        rounding noise, so the minimum-norm least-squares solution with singular
-        values below that level dropped is returned instead.
+        ``k rounding`` times the largest) means ``H`` is numerically rank
+        deficient (the operator is singular on the Krylov space); back
+        substitution would then divide by rounding noise, so the minimum-norm
+        least-squares solution with singular values below that level dropped is
+        returned instead.
         """
         k = self.columns
         triangle, rhs = self._r[:k, :k], self._g[:k]
